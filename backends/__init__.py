@@ -1,0 +1,10 @@
+"""Backends: the `Backend` base class and the built-in implementations.
+
+Backends are found through the entry-point group ``reprosparse.backends``;
+each entry point names a zero-argument callable (usually the class) that
+returns a `Backend` or raises `BackendUnavailable` saying why it cannot run.
+"""
+
+from ._base import Backend, BackendUnavailable
+
+__all__ = ["Backend", "BackendUnavailable"]

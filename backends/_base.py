@@ -1,0 +1,139 @@
+"""The Backend base class: one validated entry point per op, kernels behind hooks.
+
+A backend (built in or third party) subclasses `Backend` and implements the
+three primitive hooks `_matvec`, `_sparse_matvec` and `_sparse_axpy`.  The
+public methods check every argument with the reference's own checks before a
+hook sees it, so a hook may hand the arrays straight to native code: they are
+C-contiguous, of the spec's dtypes and shapes, and rows are sorted and in
+range.  `predict`, `sparse_ffn` and `dense_ffn` are composed from the
+primitives exactly as the spec composes them; a backend may override their
+hooks to fuse work, and the conformance suite holds it to the same bits.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from reprosparse import _config
+from reprosparse.reference import _checks
+from reprosparse.reference.ffn import ffn_rows, gated_h
+from reprosparse.reference.relu import relu
+
+
+class BackendUnavailable(RuntimeError):
+    """Raised by a backend's loader when it cannot run here; the message says why."""
+
+
+class Backend:
+    #: registry name, also used in reports and reproductions
+    name: ClassVar[str] = ""
+    #: higher is preferred by REPROSPARSE_BACKEND=auto
+    priority: ClassVar[int] = 0
+    #: True when results may be computed on several threads (conformance sweeps them)
+    has_threads: ClassVar[bool] = False
+
+    # ---- configuration -------------------------------------------------
+
+    def default_threads(self) -> int:
+        return 1
+
+    def info(self) -> dict[str, str]:
+        """Facts for `reprosparse info` (build, devices, features)."""
+        return {}
+
+    def _resolve(self, mode: str | None, threads: int | None) -> tuple[str, int]:
+        mode = _config.check_mode(mode if mode is not None else _config.current().mode)
+        if threads is None:
+            threads = _config.current().threads
+        if threads is None:
+            threads = self.default_threads()
+        return mode, _config.check_threads(threads)
+
+    # ---- public ops ----------------------------------------------------
+
+    def matvec(self, W: Any, x: Any, *, mode: str | None = None, threads: int | None = None) -> np.ndarray:
+        W, x = _checks.matvec_args(W, x)
+        mode, threads = self._resolve(mode, threads)
+        return _checks.like_input(self._matvec(W, _checks.as_2d(x), mode, threads), x)
+
+    def sparse_matvec(
+        self, W: Any, x: Any, rows: Any, *, mode: str | None = None, threads: int | None = None
+    ) -> np.ndarray:
+        W, x, rows = _checks.sparse_matvec_args(W, x, rows)
+        mode, threads = self._resolve(mode, threads)
+        return _checks.like_input(self._sparse_matvec(W, _checks.as_2d(x), rows, mode, threads), x)
+
+    def sparse_axpy(
+        self, W: Any, h: Any, rows: Any, *, mode: str | None = None, threads: int | None = None
+    ) -> np.ndarray:
+        W, h, rows = _checks.sparse_axpy_args(W, h, rows)
+        mode, threads = self._resolve(mode, threads)
+        return _checks.like_input(self._sparse_axpy(W, _checks.as_2d(h), rows, mode, threads), h)
+
+    def predict(
+        self, x: Any, fc1: Any, fc2: Any, threshold: float = 0.0, *,
+        mode: str | None = None, threads: int | None = None,
+    ) -> np.ndarray:
+        x, fc1, fc2, thr = _checks.predict_args(x, fc1, fc2, threshold)
+        mode, threads = self._resolve(mode, threads)
+        return _checks.like_input(self._predict(_checks.as_2d(x), fc1, fc2, thr, mode, threads), x)
+
+    def sparse_ffn(
+        self, x: Any, gate: Any, up: Any, down_t: Any, mask: Any, *,
+        mode: str | None = None, threads: int | None = None,
+    ) -> np.ndarray:
+        x, gate, up, down_t = _checks.ffn_args(x, gate, up, down_t)
+        mask = _checks.mask("mask", mask, x, gate.shape[0])
+        mode, threads = self._resolve(mode, threads)
+        y = self._sparse_ffn(_checks.as_2d(x), gate, up, down_t, _checks.as_2d(mask), mode, threads)
+        return _checks.like_input(y, x)
+
+    def dense_ffn(
+        self, x: Any, gate: Any, up: Any, down_t: Any, *,
+        mode: str | None = None, threads: int | None = None,
+    ) -> np.ndarray:
+        x, gate, up, down_t = _checks.ffn_args(x, gate, up, down_t)
+        mode, threads = self._resolve(mode, threads)
+        x2 = _checks.as_2d(x)
+        y = self._dense_ffn(x2, gate, up, down_t, mode, threads)
+        return _checks.like_input(y, x)
+
+    # ---- hooks: validated 2-D inputs in, 2-D outputs out ----------------
+
+    def _matvec(self, W: np.ndarray, x: np.ndarray, mode: str, threads: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def _sparse_matvec(
+        self, W: np.ndarray, x: np.ndarray, rows: np.ndarray, mode: str, threads: int
+    ) -> np.ndarray:
+        raise NotImplementedError
+
+    def _sparse_axpy(
+        self, W: np.ndarray, h: np.ndarray, rows: np.ndarray, mode: str, threads: int
+    ) -> np.ndarray:
+        raise NotImplementedError
+
+    def _predict(
+        self, x: np.ndarray, fc1: np.ndarray, fc2: np.ndarray, thr: np.float32, mode: str, threads: int
+    ) -> np.ndarray:
+        z = self._matvec(fc2, relu(self._matvec(fc1, x, mode, threads)), mode, threads)
+        return (z >= thr) | np.isnan(z)
+
+    def _sparse_ffn(
+        self, x: np.ndarray, gate: np.ndarray, up: np.ndarray, down_t: np.ndarray,
+        mask: np.ndarray, mode: str, threads: int,
+    ) -> np.ndarray:
+        rows = ffn_rows(mask)
+        g = self._sparse_matvec(gate, x, rows, mode, threads)
+        u = self._sparse_matvec(up, x, rows, mode, threads)
+        return self._sparse_axpy(down_t, gated_h(g, u, mask[:, rows]), rows, mode, threads)
+
+    def _dense_ffn(
+        self, x: np.ndarray, gate: np.ndarray, up: np.ndarray, down_t: np.ndarray, mode: str, threads: int
+    ) -> np.ndarray:
+        return self._sparse_ffn(x, gate, up, down_t, np.ones((x.shape[0], gate.shape[0]), bool), mode, threads)
+
+    def __repr__(self) -> str:
+        return f"<reprosparse backend {self.name!r}>"

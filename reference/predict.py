@@ -1,0 +1,17 @@
+"""predict: mask = z >= threshold or z is NaN, z = matvec(fc2, relu(matvec(fc1, x)))
+(docs/spec.md, "predict")."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _checks
+from .lane_dot import lane_dot_rows
+from .relu import relu
+
+
+def predict(x: np.ndarray, fc1: np.ndarray, fc2: np.ndarray, threshold: float = 0.0) -> np.ndarray:
+    x, fc1, fc2, thr = _checks.predict_args(x, fc1, fc2, threshold)
+    hidden = relu(lane_dot_rows(fc1, None, _checks.as_2d(x)))
+    z = lane_dot_rows(fc2, None, hidden)
+    return _checks.like_input((z >= thr) | np.isnan(z), x)

@@ -1,0 +1,89 @@
+"""Which backend, mode and thread count the public ops use.
+
+Defaults come from REPROSPARSE_BACKEND, REPROSPARSE_MODE and
+REPROSPARSE_THREADS, read when first needed; `reprosparse.use(...)` overrides
+them for a block of code (per thread and per asyncio task, via contextvars).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+MODES = ("deterministic", "fast")
+
+
+@dataclass(frozen=True)
+class Settings:
+    backend: str = "auto"
+    mode: str = "deterministic"
+    #: None means the backend's default (all cores for threaded backends)
+    threads: int | None = None
+
+
+def check_mode(mode: object, source: str = "mode") -> str:
+    if mode not in MODES:
+        raise ValueError(f"{source} must be one of {', '.join(MODES)}; got {mode!r}")
+    return str(mode)
+
+
+def check_threads(threads: object, source: str = "threads") -> int:
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"{source} must be a positive integer, got {threads!r}")
+    return threads
+
+
+def from_environment(env: dict[str, str] | os._Environ[str] = os.environ) -> Settings:
+    threads: int | None = None
+    raw = env.get("REPROSPARSE_THREADS", "").strip()
+    if raw:
+        try:
+            threads = int(raw)
+        except ValueError:
+            raise ValueError(f"REPROSPARSE_THREADS must be a positive integer, got {raw!r}") from None
+        check_threads(threads, "REPROSPARSE_THREADS")
+    return Settings(
+        backend=env.get("REPROSPARSE_BACKEND", "").strip() or "auto",
+        mode=check_mode(env.get("REPROSPARSE_MODE", "").strip() or "deterministic", "REPROSPARSE_MODE"),
+        threads=threads,
+    )
+
+
+_current: contextvars.ContextVar[Settings | None] = contextvars.ContextVar("reprosparse_settings", default=None)
+
+
+def current() -> Settings:
+    settings = _current.get()
+    if settings is None:
+        settings = from_environment()
+        _current.set(settings)
+    return settings
+
+
+@contextlib.contextmanager
+def use(
+    backend: str | None = None, mode: str | None = None, threads: int | None = None
+) -> Iterator[Settings]:
+    """Run a block with another backend, mode or thread count.
+
+    >>> with reprosparse.use(backend="numpy", mode="fast"):
+    ...     y = reprosparse.sparse_ffn(x, gate, up, down_t, mask)
+    """
+    from . import _registry
+
+    changes: dict[str, object] = {}
+    if backend is not None:
+        _registry.get_backend(backend)  # fail here, not at the first op
+        changes["backend"] = backend
+    if mode is not None:
+        changes["mode"] = check_mode(mode)
+    if threads is not None:
+        changes["threads"] = check_threads(threads)
+    token = _current.set(replace(current(), **changes))  # type: ignore[arg-type]
+    try:
+        yield _current.get()  # type: ignore[misc]
+    finally:
+        _current.reset(token)

@@ -1,0 +1,44 @@
+"""`reprosparse info`: backends, availability, threads, CPU features, subnormal handling."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("info", help="show backends, their availability, threads and CPU facts")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .. import _config, _platform, _registry
+
+    console = Console()
+    facts = Table(title="this process", show_header=False)
+    for key, value in _platform.describe().items():
+        facts.add_row(key, value)
+    settings = _config.current()
+    facts.add_row("settings", f"backend={settings.backend} mode={settings.mode} threads={settings.threads or 'default'}")
+    console.print(facts)
+
+    table = Table(title="backends")
+    for col in ("backend", "status", "priority", "threads", "details"):
+        table.add_column(col)
+    statuses = _registry.available_backends()
+    for s in statuses.values():
+        if not s.available:
+            table.add_row(s.name, "[red]unavailable[/red]", "", "", s.reason or "")
+            continue
+        b = _registry.get_backend(s.name)
+        threads = f"default {b.default_threads()}" if b.has_threads else "single"
+        details = "; ".join(f"{k}: {v}" for k, v in b.info().items())
+        table.add_row(s.name, "[green]available[/green]", str(s.priority), threads, details)
+    console.print(table)
+    try:
+        console.print(f"auto selects: [bold]{_registry.get_backend('auto').name}[/bold]")
+    except _registry.BackendError as exc:
+        console.print(f"auto selects nothing: {exc}")
+    return 0
