@@ -1,0 +1,219 @@
+/* Picks the ISA variant, checks rows, and splits the work over OpenMP threads.
+ *
+ * Every output element is computed by exactly one thread, start to finish, in
+ * the spec's order: dot products are split by rows, sparse_axpy by columns.
+ * So the bits do not depend on the thread count or on how OpenMP schedules. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "rs_kernels.h"
+#include "rs_omp.h"
+
+static const rs_isa_table *compiled_table(int isa) {
+    switch (isa) {
+    case RS_ISA_SCALAR: return &rs_isa_scalar;
+#if defined(RS_HAVE_SSE2)
+    case RS_ISA_SSE2: return &rs_isa_sse2;
+#endif
+#if defined(RS_HAVE_AVX2)
+    case RS_ISA_AVX2: return &rs_isa_avx2;
+#endif
+#if defined(RS_HAVE_AVX512)
+    case RS_ISA_AVX512: return &rs_isa_avx512;
+#endif
+    default: return NULL;
+    }
+}
+
+const char *rs_isa_name(int isa) {
+    static const char *const names[RS_ISA_COUNT] = {"scalar", "sse2", "avx2", "avx512"};
+    return isa >= 0 && isa < RS_ISA_COUNT ? names[isa] : "?";
+}
+
+int rs_isa_compiled(int isa) { return compiled_table(isa) != NULL; }
+
+int rs_isa_supported(int isa) {
+    if (!compiled_table(isa)) return 0;
+#if defined(RS_HAVE_SSE2) /* x86 with GCC or clang: __builtin_cpu_supports also checks OS support (XCR0) */
+    __builtin_cpu_init();
+    switch (isa) {
+    case RS_ISA_SSE2: return __builtin_cpu_supports("sse2") != 0;
+    case RS_ISA_AVX2:
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    case RS_ISA_AVX512:
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
+               __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    default: return 1;
+    }
+#else
+    return isa == RS_ISA_SCALAR;
+#endif
+}
+
+int rs_best_isa(void) {
+    for (int isa = RS_ISA_COUNT - 1; isa > RS_ISA_SCALAR; isa--)
+        if (rs_isa_supported(isa)) return isa;
+    return RS_ISA_SCALAR;
+}
+
+int rs_openmp_enabled(void) { return RS_OPENMP_ENABLED; }
+
+int rs_max_threads(void) { return rs_omp_max_threads(); }
+
+int rs_team_size(int threads) {
+    int got = 1;
+#pragma omp parallel num_threads(threads)
+    {
+#pragma omp single
+        got = rs_omp_num_threads();
+    }
+    return got;
+}
+
+static const rs_isa_table *usable(int isa) { return rs_isa_supported(isa) ? compiled_table(isa) : NULL; }
+
+/* rows strictly increasing and inside [0, n): what _checks.rows guarantees,
+ * checked again here because an out-of-range row would be an out-of-bounds read. */
+static int rows_ok(const int32_t *rows, int64_t nrows, int64_t n) {
+    for (int64_t a = 0; a < nrows; a++) {
+        if (rows[a] < 0 || rows[a] >= n) return 0;
+        if (a > 0 && rows[a] <= rows[a - 1]) return 0;
+    }
+    return 1;
+}
+
+static void dot_parallel(const rs_isa_table *K, const rs_dot_args *A, int64_t nrows, int threads) {
+    if (nrows == 0 || A->t == 0) return;
+#pragma omp parallel num_threads(threads)
+    {
+        const int64_t nt = rs_omp_num_threads(), th = rs_omp_thread_num();
+        K->dot_rows(A, nrows * th / nt, nrows * (th + 1) / nt);
+    }
+}
+
+int rs_dot(int isa, const rs_dot_args *A, int64_t nrows, int64_t n, int threads) {
+    const rs_isa_table *K = usable(isa);
+    if (!K) return RS_EISA;
+    if (A->rows && !rows_ok(A->rows, nrows, n)) return RS_EROWS;
+    dot_parallel(K, A, nrows, threads);
+    return RS_OK;
+}
+
+/* Per token, the live terms (h != 0; NaN counts as live) grouped by block. */
+static int axpy_parallel(const rs_isa_table *K, const void *W, int f16, int64_t n, int64_t d,
+                         const int32_t *rows, int64_t nrows, const float *h, int64_t t, float *y, int fast,
+                         int threads) {
+    if (t == 0 || d == 0) return RS_OK;
+    const int64_t nb = (n + 255) >> 8;
+    int32_t *live = malloc((size_t)(t * nrows > 0 ? t * nrows : 1) * sizeof *live);
+    int64_t *block_at = malloc((size_t)(t * (nb + 1)) * sizeof *block_at);
+    if (!live || !block_at) {
+        free(live);
+        free(block_at);
+        return RS_ENOMEM;
+    }
+    for (int64_t ti = 0; ti < t; ti++) {
+        int64_t *at = block_at + ti * (nb + 1), pos = ti * nrows, b = 0;
+        const float *ht = h + ti * nrows;
+        at[0] = pos;
+        for (int64_t a = 0; a < nrows; a++) {
+            if (ht[a] != 0.0f) {
+                const int64_t blk = rows[a] >> 8;
+                while (b < blk) at[++b] = pos;
+                live[pos++] = (int32_t)a;
+            }
+        }
+        while (b < nb) at[++b] = pos;
+    }
+    const rs_axpy_args A = {W, f16, d, rows, nrows, h, t, live, nb, block_at, y, fast};
+    const int64_t chunks = (d + 15) / 16;
+#pragma omp parallel num_threads(threads)
+    {
+        const int64_t nt = rs_omp_num_threads(), th = rs_omp_thread_num();
+        const int64_t c0 = chunks * th / nt * 16, c1e = chunks * (th + 1) / nt * 16;
+        const int64_t c1 = c1e < d ? c1e : d;
+        if (c0 < c1) K->axpy_cols(&A, c0, c1);
+    }
+    free(live);
+    free(block_at);
+    return RS_OK;
+}
+
+int rs_axpy(int isa, const void *W, int f16, int64_t n, int64_t d, const int32_t *rows, int64_t nrows,
+            const float *h, int64_t t, float *y, int fast, int threads) {
+    const rs_isa_table *K = usable(isa);
+    if (!K) return RS_EISA;
+    if (!rows_ok(rows, nrows, n)) return RS_EROWS;
+    return axpy_parallel(K, W, f16, n, d, rows, nrows, h, t, y, fast, threads);
+}
+
+/* relu(v) = v if v > 0 or NaN, else +0.0 (spec) */
+static inline float relu(float v) { return (v > 0.0f || v != v) ? v : 0.0f; }
+
+int rs_ffn(int isa, const float *x, int64_t t, int64_t d, int64_t n,
+           const void *gate, int gate_f16, const void *up, int up_f16, const void *down_t, int down_f16,
+           const uint8_t *mask, float *y, int fast, int threads) {
+    const rs_isa_table *K = usable(isa);
+    if (!K) return RS_EISA;
+    if (t == 0) return RS_OK;
+    uint8_t *any = calloc((size_t)(n > 0 ? n : 1), 1);
+    int32_t *rows = malloc((size_t)(n > 0 ? n : 1) * sizeof *rows);
+    if (!any || !rows) {
+        free(any);
+        free(rows);
+        return RS_ENOMEM;
+    }
+    for (int64_t ti = 0; ti < t; ti++)
+        for (int64_t i = 0; i < n; i++) any[i] |= mask[ti * n + i];
+    int64_t nrows = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (any[i]) rows[nrows++] = (int32_t)i;
+    free(any);
+
+    float *gu = malloc((size_t)(2 * t * nrows > 0 ? 2 * t * nrows : 1) * sizeof *gu);
+    if (!gu) {
+        free(rows);
+        return RS_ENOMEM;
+    }
+    float *g = gu, *u = gu + t * nrows;
+    const rs_dot_args G = {gate, gate_f16, d, rows, x, t, g, nrows, fast};
+    const rs_dot_args U = {up, up_f16, d, rows, x, t, u, nrows, fast};
+    if (nrows > 0) {
+        /* gate and up rows in one parallel region: rows [0, nrows) of gate, then of up */
+#pragma omp parallel num_threads(threads)
+        {
+            const int64_t nt = rs_omp_num_threads(), th = rs_omp_thread_num();
+            const int64_t s = 2 * nrows * th / nt, e = 2 * nrows * (th + 1) / nt;
+            if (s < nrows) K->dot_rows(&G, s, e < nrows ? e : nrows);
+            if (e > nrows) K->dot_rows(&U, (s > nrows ? s : nrows) - nrows, e - nrows);
+        }
+    }
+    /* h = relu(g) * u, +0.0 where the token's own mask is False; written over g */
+    for (int64_t ti = 0; ti < t; ti++)
+        for (int64_t a = 0; a < nrows; a++) {
+            const int64_t k = ti * nrows + a;
+            g[k] = mask[ti * n + rows[a]] ? relu(g[k]) * u[k] : 0.0f;
+        }
+    const int rc = axpy_parallel(K, down_t, down_f16, n, d, rows, nrows, g, t, y, fast, threads);
+    free(gu);
+    free(rows);
+    return rc;
+}
+
+int rs_read_sum(int isa, const float *p, int64_t n, int threads, float *sum) {
+    const rs_isa_table *K = usable(isa);
+    if (!K) return RS_EISA;
+    float *parts = calloc((size_t)threads, sizeof *parts);
+    if (!parts) return RS_ENOMEM;
+#pragma omp parallel num_threads(threads)
+    {
+        const int64_t nt = rs_omp_num_threads(), th = rs_omp_thread_num();
+        const int64_t s = n * th / nt / 16 * 16, e = th + 1 == nt ? n : n * (th + 1) / nt / 16 * 16;
+        parts[th] = K->read_sum(p + s, e - s);
+    }
+    float total = 0.0f;
+    for (int i = 0; i < threads; i++) total = total + parts[i];
+    free(parts);
+    *sum = total;
+    return RS_OK;
+}

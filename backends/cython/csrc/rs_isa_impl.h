@@ -1,0 +1,371 @@
+/* The kernels, written once over "v16": the sixteen lanes of the spec's
+ * lane_dot (one AVX-512 register, two AVX2 or four SSE2 registers, or plain
+ * floats).  isa_<name>.c defines RS_V16_<NAME>, RS_ISA_TABLE and RS_ISA_NAME
+ * and includes this file; each is compiled with its own -m flags, so no
+ * instruction of a wider ISA leaks into the baseline code.
+ *
+ * Deterministic code uses separate multiply and add intrinsics, and the build
+ * passes -ffp-contract=off so the compiler cannot fuse the scalar tails
+ * either.  Fast code may use FMA. */
+#include <float.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "rs_kernels.h"
+
+#if !defined(FLT_EVAL_METHOD) || FLT_EVAL_METHOD != 0
+#error "each float operation must round to float32 (needs FLT_EVAL_METHOD == 0, e.g. SSE math)"
+#endif
+
+#if defined(_MSC_VER)
+#define RS_INLINE static __forceinline
+#define RS_ALIGN64 __declspec(align(64))
+#else
+#define RS_INLINE static inline __attribute__((always_inline))
+#define RS_ALIGN64 __attribute__((aligned(64)))
+#endif
+
+#define RS_BLOCK_SHIFT 8 /* sparse_axpy blocks of 256 neurons */
+
+/* Exact float16 -> float32 with integers only: subnormals normalised, Inf and
+ * NaN kept (and immune to DAZ, unlike a multiply by 2^112). */
+RS_INLINE float rs_half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
+    float f;
+    if (exp == 0x1fu) {
+        bits = sign | 0x7f800000u | (man << 13);
+    } else if (exp != 0) {
+        bits = sign | ((exp + 112u) << 23) | (man << 13);
+    } else if (man == 0) {
+        bits = sign;
+    } else {
+        uint32_t e = 113;
+        while (!(man & 0x400u)) {
+            man <<= 1;
+            e--;
+        }
+        bits = sign | (e << 23) | ((man & 0x3ffu) << 13);
+    }
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/* ---- v16 per instruction set ------------------------------------------ */
+
+#if defined(RS_V16_AVX512) || defined(RS_V16_AVX2) || defined(RS_V16_SSE2)
+#include <immintrin.h>
+
+/* The spec's last folds: s = 2, then 1, on lanes 0..3. */
+RS_INLINE float fold4(__m128 s4) {
+    __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    __m128 s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));
+    return _mm_cvtss_f32(s1);
+}
+#define RS_PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
+#else
+#define RS_PREFETCH(p) ((void)(p))
+#endif
+
+#if defined(RS_V16_AVX512)
+#define RS_TOKENS 4 /* tokens per dot tile: 4 rows x 4 tokens = 16 of 32 zmm registers */
+typedef __m512 v16;
+RS_INLINE v16 v_zero(void) { return _mm512_setzero_ps(); }
+RS_INLINE v16 v_set1(float a) { return _mm512_set1_ps(a); }
+RS_INLINE v16 v_ld(const float *p) { return _mm512_loadu_ps(p); }
+RS_INLINE v16 v_ldh(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
+RS_INLINE void v_st(float *p, v16 a) { _mm512_storeu_ps(p, a); }
+RS_INLINE v16 v_add(v16 a, v16 b) { return _mm512_add_ps(a, b); }
+RS_INLINE v16 v_mul(v16 a, v16 b) { return _mm512_mul_ps(a, b); }
+RS_INLINE v16 v_fma(v16 a, v16 b, v16 c) { return _mm512_fmadd_ps(a, b, c); }
+RS_INLINE float v_fold(v16 a) {
+    __m256 lo = _mm512_castps512_ps256(a);
+    __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1));
+    __m256 s8 = _mm256_add_ps(lo, hi);
+    return fold4(_mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1)));
+}
+
+#elif defined(RS_V16_AVX2)
+#define RS_TOKENS 1 /* 16 ymm registers: 4 rows x 2 halves of accumulators */
+typedef struct { __m256 lo, hi; } v16; /* lanes 0-7, 8-15 */
+RS_INLINE v16 v_zero(void) { v16 r = {_mm256_setzero_ps(), _mm256_setzero_ps()}; return r; }
+RS_INLINE v16 v_set1(float a) { v16 r = {_mm256_set1_ps(a), _mm256_set1_ps(a)}; return r; }
+RS_INLINE v16 v_ld(const float *p) { v16 r = {_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)}; return r; }
+RS_INLINE v16 v_ldh(const uint16_t *p) {
+    v16 r = {_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)),
+             _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 8)))};
+    return r;
+}
+RS_INLINE void v_st(float *p, v16 a) { _mm256_storeu_ps(p, a.lo); _mm256_storeu_ps(p + 8, a.hi); }
+RS_INLINE v16 v_add(v16 a, v16 b) { v16 r = {_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)}; return r; }
+RS_INLINE v16 v_mul(v16 a, v16 b) { v16 r = {_mm256_mul_ps(a.lo, b.lo), _mm256_mul_ps(a.hi, b.hi)}; return r; }
+RS_INLINE v16 v_fma(v16 a, v16 b, v16 c) {
+    v16 r = {_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)};
+    return r;
+}
+RS_INLINE float v_fold(v16 a) {
+    __m256 s8 = _mm256_add_ps(a.lo, a.hi);
+    return fold4(_mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1)));
+}
+
+#elif defined(RS_V16_SSE2)
+#define RS_TOKENS 1
+typedef struct { __m128 q0, q1, q2, q3; } v16; /* lanes 0-3, 4-7, 8-11, 12-15 */
+RS_INLINE v16 v_zero(void) { __m128 z = _mm_setzero_ps(); v16 r = {z, z, z, z}; return r; }
+RS_INLINE v16 v_set1(float a) { __m128 s = _mm_set1_ps(a); v16 r = {s, s, s, s}; return r; }
+RS_INLINE v16 v_ld(const float *p) {
+    v16 r = {_mm_loadu_ps(p), _mm_loadu_ps(p + 4), _mm_loadu_ps(p + 8), _mm_loadu_ps(p + 12)};
+    return r;
+}
+/* Four halves widened to 32 bits -> floats; no F16C in SSE2.  The multiply by
+ * 2^112 rebiases normal and subnormal halves exactly; exponent 31 is Inf/NaN. */
+RS_INLINE __m128 h4_to_f(__m128i h) {
+    __m128i sign = _mm_slli_epi32(_mm_and_si128(h, _mm_set1_epi32(0x8000)), 16);
+    __m128i em = _mm_and_si128(h, _mm_set1_epi32(0x7fff));
+    __m128i shifted = _mm_slli_epi32(em, 13);
+    __m128 mag = _mm_mul_ps(_mm_castsi128_ps(shifted), _mm_castsi128_ps(_mm_set1_epi32(0x77800000)));
+    __m128i special = _mm_cmpgt_epi32(em, _mm_set1_epi32(0x7bff));
+    __m128i infnan = _mm_or_si128(shifted, _mm_set1_epi32(0x7f800000));
+    __m128i bits = _mm_or_si128(_mm_and_si128(special, infnan), _mm_andnot_si128(special, _mm_castps_si128(mag)));
+    return _mm_castsi128_ps(_mm_or_si128(bits, sign));
+}
+RS_INLINE v16 v_ldh(const uint16_t *p) {
+    __m128i a = _mm_loadu_si128((const __m128i *)p), b = _mm_loadu_si128((const __m128i *)(p + 8));
+    __m128i z = _mm_setzero_si128();
+    v16 r = {h4_to_f(_mm_unpacklo_epi16(a, z)), h4_to_f(_mm_unpackhi_epi16(a, z)),
+             h4_to_f(_mm_unpacklo_epi16(b, z)), h4_to_f(_mm_unpackhi_epi16(b, z))};
+    return r;
+}
+RS_INLINE void v_st(float *p, v16 a) {
+    _mm_storeu_ps(p, a.q0); _mm_storeu_ps(p + 4, a.q1); _mm_storeu_ps(p + 8, a.q2); _mm_storeu_ps(p + 12, a.q3);
+}
+RS_INLINE v16 v_add(v16 a, v16 b) {
+    v16 r = {_mm_add_ps(a.q0, b.q0), _mm_add_ps(a.q1, b.q1), _mm_add_ps(a.q2, b.q2), _mm_add_ps(a.q3, b.q3)};
+    return r;
+}
+RS_INLINE v16 v_mul(v16 a, v16 b) {
+    v16 r = {_mm_mul_ps(a.q0, b.q0), _mm_mul_ps(a.q1, b.q1), _mm_mul_ps(a.q2, b.q2), _mm_mul_ps(a.q3, b.q3)};
+    return r;
+}
+RS_INLINE v16 v_fma(v16 a, v16 b, v16 c) { return v_add(v_mul(a, b), c); }
+RS_INLINE float v_fold(v16 a) {
+    __m128 lo = _mm_add_ps(a.q0, a.q2), hi = _mm_add_ps(a.q1, a.q3); /* s = 8 */
+    return fold4(_mm_add_ps(lo, hi));                              /* s = 4, 2, 1 */
+}
+
+#elif defined(RS_V16_SCALAR)
+#define RS_TOKENS 1
+typedef struct { float f[16]; } v16;
+RS_INLINE v16 v_zero(void) { v16 r; for (int i = 0; i < 16; i++) r.f[i] = 0.0f; return r; }
+RS_INLINE v16 v_set1(float a) { v16 r; for (int i = 0; i < 16; i++) r.f[i] = a; return r; }
+RS_INLINE v16 v_ld(const float *p) { v16 r; memcpy(r.f, p, sizeof r.f); return r; }
+RS_INLINE v16 v_ldh(const uint16_t *p) { v16 r; for (int i = 0; i < 16; i++) r.f[i] = rs_half_to_float(p[i]); return r; }
+RS_INLINE void v_st(float *p, v16 a) { memcpy(p, a.f, sizeof a.f); }
+RS_INLINE v16 v_add(v16 a, v16 b) { for (int i = 0; i < 16; i++) a.f[i] = a.f[i] + b.f[i]; return a; }
+RS_INLINE v16 v_mul(v16 a, v16 b) { for (int i = 0; i < 16; i++) a.f[i] = a.f[i] * b.f[i]; return a; }
+RS_INLINE v16 v_fma(v16 a, v16 b, v16 c) { return v_add(v_mul(a, b), c); }
+RS_INLINE float v_fold(v16 a) {
+    for (int s = 8; s >= 1; s >>= 1)
+        for (int q = 0; q < s; q++) a.f[q] = a.f[q] + a.f[q + s];
+    return a.f[0];
+}
+#else
+#error "define one RS_V16_* before including rs_isa_impl.h"
+#endif
+
+#define RS_ROWS 4 /* rows per dot tile: independent add chains, several loads in flight */
+
+/* ---- shared helpers ---------------------------------------------------- */
+
+RS_INLINE v16 ld_w(const void *row, int64_t k, const int F16) {
+    return F16 ? v_ldh((const uint16_t *)row + k) : v_ld((const float *)row + k);
+}
+
+RS_INLINE float w_at(const void *row, int64_t k, const int F16) {
+    return F16 ? rs_half_to_float(((const uint16_t *)row)[k]) : ((const float *)row)[k];
+}
+
+/* The last d % 16 terms, zero-padded in both operands: 0*0 = +0 leaves every
+ * lane as it was, since a lane that starts at +0.0 never holds -0.0. */
+RS_INLINE v16 ld_w_tail(const void *row, int64_t k, int64_t rem, const int F16) {
+    RS_ALIGN64 float buf[16] = {0};
+    for (int64_t i = 0; i < rem; i++) buf[i] = w_at(row, k + i, F16);
+    return v_ld(buf);
+}
+
+RS_INLINE v16 ld_x_tail(const float *x, int64_t rem) {
+    RS_ALIGN64 float buf[16] = {0};
+    for (int64_t i = 0; i < rem; i++) buf[i] = x[i];
+    return v_ld(buf);
+}
+
+/* acc + w*x: two roundings in deterministic mode, one (FMA) in fast mode. */
+RS_INLINE v16 madd(v16 acc, v16 w, v16 x, const int FAST) {
+    return FAST ? v_fma(w, x, acc) : v_add(acc, v_mul(w, x));
+}
+
+/* ---- lane_dot over a tile of R rows x T tokens ------------------------- */
+
+RS_INLINE void dot_tile(const rs_dot_args *A, int64_t a, const int R, int64_t t0, const int T,
+                        const int F16, const int FAST) {
+    const int64_t d = A->d, full = d - d % 16;
+    const size_t esz = F16 ? 2 : 4;
+    const char *w[RS_ROWS];
+    const float *x[RS_TOKENS];
+    v16 acc[RS_ROWS][RS_TOKENS];
+    for (int r = 0; r < R; r++) {
+        int64_t row = A->rows ? A->rows[a + r] : a + r;
+        w[r] = (const char *)A->W + (size_t)row * (size_t)d * esz;
+        for (int u = 0; u < T; u++) acc[r][u] = v_zero();
+    }
+    for (int u = 0; u < T; u++) x[u] = A->x + (t0 + u) * d;
+    for (int64_t k = 0; k < full; k += 16) {
+        v16 xv[RS_TOKENS];
+        for (int u = 0; u < T; u++) xv[u] = v_ld(x[u] + k);
+        for (int r = 0; r < R; r++) {
+            v16 wv = ld_w(w[r], k, F16);
+            for (int u = 0; u < T; u++) acc[r][u] = madd(acc[r][u], wv, xv[u], FAST);
+        }
+    }
+    if (full < d) {
+        v16 xv[RS_TOKENS];
+        for (int u = 0; u < T; u++) xv[u] = ld_x_tail(x[u] + full, d - full);
+        for (int r = 0; r < R; r++) {
+            v16 wv = ld_w_tail(w[r], full, d - full, F16);
+            for (int u = 0; u < T; u++) acc[r][u] = madd(acc[r][u], wv, xv[u], FAST);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int u = 0; u < T; u++) A->out[(t0 + u) * A->out_stride + a + r] = v_fold(acc[r][u]);
+}
+
+RS_INLINE void dot_tokens(const rs_dot_args *A, int64_t a, const int R, const int F16, const int FAST) {
+    int64_t t0 = 0;
+    for (; t0 + RS_TOKENS <= A->t; t0 += RS_TOKENS) dot_tile(A, a, R, t0, RS_TOKENS, F16, FAST);
+#if RS_TOKENS > 2
+    for (; t0 + 2 <= A->t; t0 += 2) dot_tile(A, a, R, t0, 2, F16, FAST);
+#endif
+    for (; t0 < A->t; t0++) dot_tile(A, a, R, t0, 1, F16, FAST);
+}
+
+RS_INLINE void dot_rows_as(const rs_dot_args *A, int64_t a0, int64_t a1, const int F16, const int FAST) {
+    int64_t a = a0;
+    for (; a + RS_ROWS <= a1; a += RS_ROWS) dot_tokens(A, a, RS_ROWS, F16, FAST);
+    for (; a < a1; a++) dot_tokens(A, a, 1, F16, FAST);
+}
+
+static void dot_rows(const rs_dot_args *A, int64_t a0, int64_t a1) {
+    if (A->f16) {
+        if (A->fast) dot_rows_as(A, a0, a1, 1, 1);
+        else dot_rows_as(A, a0, a1, 1, 0);
+    } else {
+        if (A->fast) dot_rows_as(A, a0, a1, 0, 1);
+        else dot_rows_as(A, a0, a1, 0, 0);
+    }
+}
+
+/* ---- sparse_axpy over a range of columns ------------------------------- */
+
+/* Columns per tile: a row's slice is read once per tile, and the tile's
+ * partials stay in L1. */
+#define RS_TILE 1024
+
+/* Adds G live terms (G = 1 or 4, ascending rows of one block) to the partial
+ * p of `ncol` columns.  FIRST: p starts at +0.0 (the spec's p = +0.0, then
+ * p + h*w, which keeps the sign of zero right).  LAST: the finished partial is
+ * added into y instead of being stored. */
+RS_INLINE void axpy_group(float *p, float *y, const char *const *w, const float *h, int64_t ncol,
+                          const int G, const int FIRST, const int LAST, const int F16, const int FAST) {
+    const int64_t full = ncol - ncol % 16;
+    v16 hv[4];
+    for (int g = 0; g < G; g++) hv[g] = v_set1(h[g]);
+    for (int64_t j = 0; j < full; j += 16) {
+        v16 acc = FIRST ? v_zero() : v_ld(p + j);
+        for (int g = 0; g < G; g++) acc = madd(acc, ld_w(w[g], j, F16), hv[g], FAST);
+        if (LAST) v_st(y + j, v_add(v_ld(y + j), acc));
+        else v_st(p + j, acc);
+    }
+    for (int64_t j = full; j < ncol; j++) {
+        float acc = FIRST ? 0.0f : p[j];
+        for (int g = 0; g < G; g++) acc = acc + h[g] * w_at(w[g], j, F16);
+        if (LAST) y[j] = y[j] + acc;
+        else p[j] = acc;
+    }
+}
+
+#define RS_GROUP_CASES(G)                                                                  \
+    switch (first * 2 + last) {                                                            \
+    case 0: axpy_group(p, y, w, hg, ncol, G, 0, 0, F16, FAST); break;                     \
+    case 1: axpy_group(p, y, w, hg, ncol, G, 0, 1, F16, FAST); break;                     \
+    case 2: axpy_group(p, y, w, hg, ncol, G, 1, 0, F16, FAST); break;                     \
+    default: axpy_group(p, y, w, hg, ncol, G, 1, 1, F16, FAST); break;                    \
+    }
+
+/* One token, one block: its live terms in ascending row order, then y += p. */
+RS_INLINE void axpy_block(const rs_axpy_args *A, int64_t ti, int64_t s, int64_t e, int64_t c0, int64_t ncol,
+                          float *p, const int F16, const int FAST) {
+    const size_t esz = F16 ? 2 : 4;
+    const float *h = A->h + ti * A->nrows;
+    float *y = A->y + ti * A->d + c0;
+    for (int64_t i = s; i < e;) {
+        const int G = e - i >= 4 ? 4 : 1;
+        const char *w[4];
+        float hg[4];
+        for (int g = 0; g < G; g++) {
+            int32_t a = A->live[i + g];
+            w[g] = (const char *)A->W + ((size_t)A->rows[a] * (size_t)A->d + (size_t)c0) * esz;
+            hg[g] = h[a];
+        }
+        const int first = i == s, last = i + G == e;
+        if (G == 4) {
+            RS_GROUP_CASES(4)
+        } else {
+            RS_GROUP_CASES(1)
+        }
+        i += G;
+    }
+}
+
+RS_INLINE void axpy_cols_as(const rs_axpy_args *A, int64_t c0, int64_t c1, const int F16, const int FAST) {
+    RS_ALIGN64 float p[RS_TILE];
+    const int64_t nb = A->nblocks;
+    for (int64_t c = c0; c < c1; c += RS_TILE) {
+        const int64_t ncol = c1 - c < RS_TILE ? c1 - c : RS_TILE;
+        for (int64_t ti = 0; ti < A->t; ti++) memset(A->y + ti * A->d + c, 0, (size_t)ncol * sizeof(float));
+        /* blocks outer, tokens inner: a block's row slices stay in cache for the whole batch */
+        for (int64_t b = 0; b < nb; b++) {
+            for (int64_t ti = 0; ti < A->t; ti++) {
+                const int64_t *at = A->block_at + ti * (nb + 1);
+                if (at[b] < at[b + 1]) axpy_block(A, ti, at[b], at[b + 1], c, ncol, p, F16, FAST);
+            }
+        }
+    }
+}
+
+static void axpy_cols(const rs_axpy_args *A, int64_t c0, int64_t c1) {
+    if (A->f16) {
+        if (A->fast) axpy_cols_as(A, c0, c1, 1, 1);
+        else axpy_cols_as(A, c0, c1, 1, 0);
+    } else {
+        if (A->fast) axpy_cols_as(A, c0, c1, 0, 1);
+        else axpy_cols_as(A, c0, c1, 0, 0);
+    }
+}
+
+/* ---- streaming read, for the benchmark's bandwidth reference ----------- */
+
+static float read_sum(const float *p, int64_t n) {
+    v16 s0 = v_zero(), s1 = v_zero(), s2 = v_zero(), s3 = v_zero();
+    int64_t k = 0;
+    for (; k + 64 <= n; k += 64) {
+        s0 = v_add(s0, v_ld(p + k));
+        s1 = v_add(s1, v_ld(p + k + 16));
+        s2 = v_add(s2, v_ld(p + k + 32));
+        s3 = v_add(s3, v_ld(p + k + 48));
+    }
+    float tail = 0.0f;
+    for (; k < n; k++) tail = tail + p[k];
+    return v_fold(v_add(v_add(s0, s1), v_add(s2, s3))) + tail;
+}
+
+const rs_isa_table RS_ISA_TABLE = {RS_ISA_NAME, dot_rows, axpy_cols, read_sum};

@@ -1,0 +1,83 @@
+/* Kernels of the cython backend: the spec's lane_dot and sparse_axpy, one
+ * implementation per instruction set (isa_*.c), chosen at run time.
+ *
+ * Everything here takes validated, C-contiguous arrays; the dispatch layer
+ * (dispatch.c) still rechecks rows so that a direct call cannot read out of
+ * bounds. Functions return 0 or a negative RS_E* code. */
+#ifndef RS_KERNELS_H
+#define RS_KERNELS_H
+
+#include <stdint.h>
+
+enum { RS_ISA_SCALAR = 0, RS_ISA_SSE2 = 1, RS_ISA_AVX2 = 2, RS_ISA_AVX512 = 3, RS_ISA_COUNT = 4 };
+
+enum { RS_OK = 0, RS_ENOMEM = -1, RS_EROWS = -2, RS_EISA = -3 };
+
+/* out[ti * out_stride + a] = lane_dot(W[rows[a]], x[ti]) for a in [a0, a1). */
+typedef struct {
+    const void *W;          /* (n, d) float32, or float16 stored as uint16 */
+    int f16;
+    int64_t d;
+    const int32_t *rows;    /* NULL: row a is W[a] */
+    const float *x;         /* (t, d) */
+    int64_t t;
+    float *out;
+    int64_t out_stride;
+    int fast;               /* 0: the spec's exact order, 1: FMA, any order */
+} rs_dot_args;
+
+/* y[ti] = sum over live a of h[ti, a] * W[rows[a]], the spec's block order. */
+typedef struct {
+    const void *W;
+    int f16;
+    int64_t d;
+    const int32_t *rows;
+    int64_t nrows;
+    const float *h;         /* (t, nrows) */
+    int64_t t;
+    const int32_t *live;     /* per token, the a with h[ti, a] != 0 (NaN included), ascending */
+    int64_t nblocks;         /* blocks of 256 neurons in W */
+    const int64_t *block_at; /* (t, nblocks + 1): token ti's live terms of block b are
+                                live[block_at[ti, b] .. block_at[ti, b + 1]) */
+    float *y;               /* (t, d) */
+    int fast;
+} rs_axpy_args;
+
+typedef struct {
+    const char *name;
+    void (*dot_rows)(const rs_dot_args *A, int64_t a0, int64_t a1);
+    /* columns [c0, c1) of every y[ti]; c0 is a multiple of 16 */
+    void (*axpy_cols)(const rs_axpy_args *A, int64_t c0, int64_t c1);
+    float (*read_sum)(const float *p, int64_t n);
+} rs_isa_table;
+
+/* Tables of the variants this build compiled (NULL where not compiled). */
+extern const rs_isa_table rs_isa_scalar;
+#if defined(RS_HAVE_SSE2)
+extern const rs_isa_table rs_isa_sse2;
+#endif
+#if defined(RS_HAVE_AVX2)
+extern const rs_isa_table rs_isa_avx2;
+#endif
+#if defined(RS_HAVE_AVX512)
+extern const rs_isa_table rs_isa_avx512;
+#endif
+
+/* dispatch.c */
+const char *rs_isa_name(int isa);
+int rs_isa_compiled(int isa);
+int rs_isa_supported(int isa);   /* compiled and the CPU (and OS) can run it */
+int rs_best_isa(void);
+int rs_openmp_enabled(void);
+int rs_max_threads(void);
+int rs_team_size(int threads);   /* threads a parallel region really got */
+
+int rs_dot(int isa, const rs_dot_args *A, int64_t nrows, int64_t n, int threads);
+int rs_axpy(int isa, const void *W, int f16, int64_t n, int64_t d, const int32_t *rows, int64_t nrows,
+            const float *h, int64_t t, float *y, int fast, int threads);
+int rs_ffn(int isa, const float *x, int64_t t, int64_t d, int64_t n,
+           const void *gate, int gate_f16, const void *up, int up_f16, const void *down_t, int down_f16,
+           const uint8_t *mask, float *y, int fast, int threads);
+int rs_read_sum(int isa, const float *p, int64_t n, int threads, float *sum);
+
+#endif
