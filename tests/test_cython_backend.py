@@ -1,0 +1,386 @@
+"""The cython backend against the executable spec (reprosparse.reference).
+
+Deterministic mode must give the reference's bits for every ISA variant this
+CPU runs, every thread count (more threads than cores included) and batch
+size; fast mode must stay inside the spec's error bound, however often and
+however concurrently it is called.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from reprosparse import reference as ref
+from reprosparse.backends import BackendUnavailable
+
+try:
+    from reprosparse.backends import _cython_kernels as kernels
+    from reprosparse.backends.cython_backend import CythonBackend
+except (ImportError, BackendUnavailable) as exc:  # not built here: nothing to test
+    pytest.skip(f"cython backend unavailable: {exc}", allow_module_level=True)
+
+ISAS = kernels.SUPPORTED
+THREADS = (1, 2, 3, 4, 7, 8)
+BACKENDS = {isa: CythonBackend(isa=isa) for isa in ISAS}
+DTYPES = (np.float32, np.float16)
+
+
+def assert_same_bits(got: np.ndarray, want: np.ndarray, what: str) -> None:
+    """Every bit equal, the sign of zero included; NaNs equal whatever their payload."""
+    assert got.dtype == want.dtype == np.float32, what
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
+    nan_got, nan_want = np.isnan(got), np.isnan(want)
+    assert np.array_equal(nan_got, nan_want), f"{what}: NaNs differ"
+    g, w = got[~nan_got].view(np.uint32), want[~nan_want].view(np.uint32)
+    bad = np.flatnonzero(g != w)
+    assert bad.size == 0, f"{what}: {bad.size} elements differ, first {got[~nan_got][bad[0]]!r} != {want[~nan_want][bad[0]]!r}"
+
+
+def every_variant():
+    for isa in ISAS:
+        for threads in THREADS:
+            yield f"isa={isa} threads={threads}", BACKENDS[isa], threads
+
+
+def sorted_rows(rng: np.random.Generator, n: int, k: int, must: tuple[int, ...] = ()) -> np.ndarray:
+    picked = set(rng.choice(n, size=min(k, n), replace=False).tolist()) | {m for m in must if m < n}
+    return np.array(sorted(picked), np.int32)
+
+
+# ---- bitwise against the reference ----------------------------------------
+
+SIZES = [(1, 37), (15, 50), (16, 64), (17, 70), (33, 90), (4095, 12)]  # (d, n)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda t: np.dtype(t).name)
+@pytest.mark.parametrize(("d", "n"), SIZES, ids=[f"d{d}" for d, _ in SIZES])
+@pytest.mark.parametrize("t", [0, 1, 3, 64])
+def test_matvec_and_sparse_matvec_bits(dtype, d, n, t):
+    rng = np.random.default_rng(d * 1000 + t)
+    W = rng.standard_normal((n, d)).astype(dtype)
+    x = rng.standard_normal((t, d)).astype(np.float32)
+    rows = sorted_rows(rng, n, n // 3, must=(0, n - 1))
+    want_dense, want_sparse = ref.matvec(W, x), ref.sparse_matvec(W, x, rows)
+    for what, b, threads in every_variant():
+        assert_same_bits(b.matvec(W, x, mode="deterministic", threads=threads), want_dense, f"matvec {what}")
+        got = b.sparse_matvec(W, x, rows, mode="deterministic", threads=threads)
+        assert_same_bits(got, want_sparse, f"sparse_matvec {what}")
+
+
+AXPY_SIZES = [(1, 300), (15, 600), (16, 513), (17, 1000), (33, 777), (4095, 520)]  # (d, n): n not a multiple of 256
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda t: np.dtype(t).name)
+@pytest.mark.parametrize(("d", "n"), AXPY_SIZES, ids=[f"d{d}" for d, _ in AXPY_SIZES])
+@pytest.mark.parametrize("t", [0, 1, 3, 64])
+def test_sparse_axpy_bits(dtype, d, n, t):
+    rng = np.random.default_rng(d * 7 + t)
+    W = rng.standard_normal((n, d)).astype(dtype)
+    edges = (0, 1, 254, 255, 256, 257, 511, 512, 767, 768, n - 1)
+    rows = sorted_rows(rng, n, 40 if d > 1000 else n // 4, must=edges)
+    h = rng.standard_normal((t, rows.size)).astype(np.float32)
+    h[rng.random(h.shape) < 0.3] = 0.0  # skipped terms, per token
+    h[rng.random(h.shape) < 0.1] = -0.0
+    if t >= 3:
+        h[1] = 0.0  # a token with no live term
+    want = ref.sparse_axpy(W, h, rows)
+    for what, b, threads in every_variant():
+        assert_same_bits(b.sparse_axpy(W, h, rows, mode="deterministic", threads=threads), want, what)
+
+
+def special_values(dtype) -> np.ndarray:
+    f = np.finfo(dtype)
+    return np.array(
+        [np.nan, np.inf, -np.inf, 0.0, -0.0, f.tiny, -f.tiny, f.smallest_subnormal, -f.smallest_subnormal,
+         f.max, -f.max, f.max / 2, 1.0, -1.0, 3.0, f.tiny * 3],
+        dtype,
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda t: np.dtype(t).name)
+def test_special_values_bits(dtype):
+    """NaN, ±Inf, subnormals (weights and activations), signed zeros, near-overflow."""
+    rng = np.random.default_rng(5)
+    n, d, t = 600, 47, 3
+    W = rng.choice(special_values(dtype), size=(n, d))
+    W = np.where(rng.random((n, d)) < 0.5, rng.standard_normal((n, d)).astype(dtype), W)
+    sub = np.float32(2.0**-140)  # subnormal products and sums in float32
+    x = rng.choice(np.array([1.0, -1.0, 0.5, sub, -sub, 0.0, -0.0, 1e30, 3e38], np.float32), size=(t, d))
+    # rows of W that are all tiny, so the sums stay subnormal
+    W[: n // 4] = rng.choice(np.array([1.0, -2.0, 0.0, -0.0], dtype), size=(n // 4, d))
+    x[0] = sub
+    rows = sorted_rows(rng, n, 200, must=(0, 255, 256, 599))
+    h = rng.choice(np.array([0.0, -0.0, 1.0, np.nan, np.inf, -3.5, 2.0**-130, 1e38], np.float32), size=(t, rows.size))
+    want_mv, want_ax = ref.sparse_matvec(W, x, rows), ref.sparse_axpy(W, h, rows)
+    for what, b, threads in every_variant():
+        assert_same_bits(b.sparse_matvec(W, x, rows, mode="deterministic", threads=threads), want_mv, what)
+        assert_same_bits(b.sparse_axpy(W, h, rows, mode="deterministic", threads=threads), want_ax, what)
+
+
+def test_float16_conversion_is_exact_for_every_half():
+    """All 65536 float16 bit patterns through each ISA's vector (d = 16) and scalar-tail (d = 1) paths."""
+    halves = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
+    vector = np.zeros((halves.size, 16), np.float16)
+    vector[:, 0] = halves
+    for W in (vector, halves.reshape(-1, 1)):
+        x = np.zeros((1, W.shape[1]), np.float32)
+        x[0, 0] = 1.0
+        want = ref.matvec(W, x)
+        for isa, b in BACKENDS.items():
+            assert_same_bits(b.matvec(W, x, mode="deterministic", threads=2), want, f"d={W.shape[1]} isa={isa}")
+
+
+def test_ffn_and_predict_bits():
+    rng = np.random.default_rng(11)
+    n, d, t = 700, 40, 5
+    gate = rng.standard_normal((n, d)).astype(np.float16)
+    up = rng.standard_normal((n, d)).astype(np.float32)
+    down_t = rng.standard_normal((n, d)).astype(np.float16)
+    x = rng.standard_normal((t, d)).astype(np.float32)
+    mask = rng.random((t, n)) < 0.2
+    mask[2] = False  # a token that selects nothing
+    fc1, fc2 = rng.standard_normal((30, d)).astype(np.float32), rng.standard_normal((n, 30)).astype(np.float16)
+    want_sparse = ref.sparse_ffn(x, gate, up, down_t, mask)
+    want_dense = ref.dense_ffn(x[:2], gate, up, down_t)
+    want_one = ref.sparse_ffn(x[0], gate, up, down_t, mask[0])
+    want_pred = ref.predict(x, fc1, fc2, 0.25)
+    for what, b, threads in every_variant():
+        kw = {"mode": "deterministic", "threads": threads}
+        assert_same_bits(b.sparse_ffn(x, gate, up, down_t, mask, **kw), want_sparse, f"sparse_ffn {what}")
+        assert_same_bits(b.dense_ffn(x[:2], gate, up, down_t, **kw), want_dense, f"dense_ffn {what}")
+        assert_same_bits(b.sparse_ffn(x[0], gate, up, down_t, mask[0], **kw), want_one, f"1-D {what}")
+        assert np.array_equal(b.predict(x, fc1, fc2, 0.25, **kw), want_pred), f"predict {what}"
+        assert b.sparse_ffn(x[:0], gate, up, down_t, mask[:0], **kw).shape == (0, d)
+
+
+def test_empty_rows():
+    W = np.ones((300, 20), np.float32)
+    x = np.ones((3, 20), np.float32)
+    none = np.zeros(0, np.int32)
+    for what, b, threads in every_variant():
+        assert b.sparse_matvec(W, x, none, threads=threads).shape == (3, 0), what
+        y = b.sparse_axpy(W, np.zeros((3, 0), np.float32), none, threads=threads)
+        assert_same_bits(y, np.zeros((3, 20), np.float32), what)
+
+
+# ---- fast mode: within the bound, never a race ------------------------------
+
+U = 2.0**-24
+
+
+def gamma(n: np.ndarray) -> np.ndarray:
+    return n * U / (1 - n * U)
+
+
+def dot_bound_ok(got: np.ndarray, w: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """|y - y64| <= gamma_n sum|w x| + n 2^-149 (+ the float64 sum's own error), per output."""
+    w64, x64 = w.astype(np.float64), x.astype(np.float64)
+    exact = x64 @ w64.T  # float32 x float32 products are exact in float64
+    mag = np.abs(x64) @ np.abs(w64).T
+    n = w.shape[1]
+    slack64 = 2 * n * 2.0**-53 * mag
+    return np.abs(got.astype(np.float64) - exact) <= gamma(np.float64(n)) * mag + n * 2.0**-149 + slack64
+
+
+def axpy_bound_ok(got: np.ndarray, W: np.ndarray, h: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    w64, h64 = W[rows].astype(np.float64), h.astype(np.float64)
+    exact, mag = h64 @ w64, np.abs(h64) @ np.abs(w64)
+    n = (h != 0).sum(axis=1, keepdims=True).astype(np.float64)  # skipped terms are not terms
+    slack64 = 2 * rows.size * 2.0**-53 * mag
+    return np.abs(got.astype(np.float64) - exact) <= gamma(n) * mag + n * 2.0**-149 + slack64
+
+
+def test_fast_mode_hammer():
+    """Thousands of multi-threaded fast calls; every output inside the bound."""
+    rng = np.random.default_rng(3)
+    n, d = 520, 61
+    W = rng.standard_normal((n, d)).astype(np.float32)
+    W16 = rng.standard_normal((n, d)).astype(np.float16)
+    x = rng.standard_normal((2, d)).astype(np.float32)
+    calls = 0
+    deadline = time.monotonic() + 6.0
+    while calls < 3000 and time.monotonic() < deadline or calls < 600:
+        isa = ISAS[calls % len(ISAS)]
+        threads = THREADS[1 + calls % (len(THREADS) - 1)]
+        b = BACKENDS[isa]
+        W_ = W if calls % 2 else W16
+        rows = sorted_rows(rng, n, 48 + calls % 50)
+        got = b.sparse_matvec(W_, x, rows, mode="fast", threads=threads)
+        assert dot_bound_ok(got, W_[rows], x).all(), f"sparse_matvec isa={isa} threads={threads}"
+        h = rng.standard_normal((2, rows.size)).astype(np.float32)
+        h[:, ::3] = 0.0
+        y = b.sparse_axpy(W_, h, rows, mode="fast", threads=threads)
+        assert axpy_bound_ok(y, W_, h, rows).all(), f"sparse_axpy isa={isa} threads={threads}"
+        calls += 1
+    assert calls >= 600
+
+
+def test_fast_mode_skips_zero_terms():
+    """0 * Inf must not become NaN in fast mode either."""
+    W = np.ones((300, 33), np.float32)
+    W[5] = np.inf
+    rows = np.array([5, 6, 270], np.int32)
+    h = np.array([[0.0, 1.0, 2.0], [-0.0, 0.0, 0.0]], np.float32)
+    want = ref.sparse_axpy(W, h, rows)
+    for what, b, threads in every_variant():
+        assert_same_bits(b.sparse_axpy(W, h, rows, mode="fast", threads=threads), want, f"fast {what}")
+
+
+# ---- threads, GIL, OpenMP ----------------------------------------------------
+
+def test_concurrent_python_threads_get_their_own_bits():
+    rng = np.random.default_rng(8)
+    n, d = 600, 130
+    jobs = []
+    for i in range(6):
+        W = rng.standard_normal((n, d)).astype(DTYPES[i % 2])
+        x = rng.standard_normal((3, d)).astype(np.float32)
+        rows = sorted_rows(rng, n, 90)
+        h = rng.standard_normal((3, rows.size)).astype(np.float32)
+        jobs.append((W, x, rows, h, ref.sparse_matvec(W, x, rows), ref.sparse_axpy(W, h, rows)))
+    failures: list[str] = []
+
+    def work(i: int) -> None:
+        W, x, rows, h, want_mv, want_ax = jobs[i]
+        b = BACKENDS[ISAS[i % len(ISAS)]]
+        for k in range(40):
+            threads = 1 + (i + k) % 4
+            try:
+                assert_same_bits(b.sparse_matvec(W, x, rows, threads=threads), want_mv, "mv")
+                assert_same_bits(b.sparse_axpy(W, h, rows, threads=threads), want_ax, "axpy")
+                b.sparse_axpy(W, h, rows, mode="fast", threads=threads)
+            except AssertionError as exc:
+                failures.append(f"job {i} call {k}: {exc}")
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(len(jobs))]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not failures, failures[:3]
+
+
+def test_kernels_release_the_gil():
+    """While one thread is inside a long kernel call, another keeps running Python."""
+    b = BACKENDS[kernels.BEST]
+    W = np.ones((6000, 4096), np.float16)
+    x = np.ones((8, 4096), np.float32)
+    started, done = threading.Event(), threading.Event()
+    elapsed: list[float] = []
+
+    def call() -> None:
+        started.set()
+        t0 = time.perf_counter()
+        for _ in range(3):
+            b.matvec(W, x, threads=1)
+        elapsed.append(time.perf_counter() - t0)
+        done.set()
+
+    worker = threading.Thread(target=call)
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)
+    try:
+        worker.start()
+        started.wait()
+        last, longest = time.perf_counter(), 0.0
+        while not done.is_set():
+            now = time.perf_counter()
+            longest, last = max(longest, now - last), now
+        worker.join()
+    finally:
+        sys.setswitchinterval(old)
+    # Holding the GIL would stall this loop for a whole call (tens of ms).
+    assert longest < elapsed[0] / 6, f"main thread stalled {longest * 1e3:.1f} ms of {elapsed[0] * 1e3:.1f} ms"
+
+
+def openmp_expected() -> bool:
+    return os.environ.get("REPROSPARSE_REQUIRE_OPENMP") == "1" or (
+        sys.platform.startswith("linux") and kernels.COMPILER.startswith("gcc")
+    )
+
+
+def test_openmp_present_where_expected():
+    if not openmp_expected():
+        pytest.skip(f"OpenMP not required for {kernels.COMPILER} on {sys.platform}")
+    assert kernels.OPENMP_ENABLED, "built without OpenMP although the compiler supports it"
+    assert kernels.team_size(3) == 3, "a parallel region asked for 3 threads did not get them"
+    assert "yes" in CythonBackend().info()["OpenMP"]
+
+
+def test_default_threads_follow_threadpoolctl_but_explicit_requests_win():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if not kernels.OPENMP_ENABLED:
+        pytest.skip("built without OpenMP")
+    b = CythonBackend()
+    with threadpoolctl.threadpool_limits(limits=1, user_api="openmp"):
+        assert b.default_threads() == 1
+        assert kernels.team_size(2) == 2
+    assert b.default_threads() == min(len(os.sched_getaffinity(0)), kernels.max_threads())
+
+
+def test_isa_override(monkeypatch):
+    monkeypatch.setenv("REPROSPARSE_CYTHON_ISA", "scalar")
+    assert CythonBackend().isa == "scalar"
+    assert CythonBackend(isa=ISAS[-1]).isa == ISAS[-1]
+    monkeypatch.setenv("REPROSPARSE_CYTHON_ISA", "avx9000")
+    with pytest.raises(BackendUnavailable, match="avx9000"):
+        CythonBackend()
+    unsupported = [i for i in kernels.ISAS if i not in ISAS]
+    for isa in unsupported:
+        with pytest.raises(BackendUnavailable):
+            CythonBackend(isa=isa)
+
+
+# ---- bad input: errors, never a crash ----------------------------------------
+
+def test_bad_input_is_rejected():
+    b = CythonBackend()
+    W = np.ones((300, 32), np.float32)
+    x = np.ones(32, np.float32)
+    rows = np.array([1, 2, 3], np.int32)
+    h = np.ones(3, np.float32)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        b.sparse_matvec(np.ones((300, 64), np.float32)[:, ::2], x, rows)
+    with pytest.raises(TypeError):
+        b.sparse_matvec(W.astype(np.float64), x, rows)
+    with pytest.raises(TypeError):
+        b.sparse_matvec(W, x.astype(np.float16), rows)
+    with pytest.raises(TypeError):
+        b.sparse_axpy(W, h, rows.astype(np.int64))
+    for bad in ([3, 2, 1], [1, 1, 2], [1, 2, 300], [-1, 0, 1]):
+        with pytest.raises(ValueError):
+            b.sparse_matvec(W, x, np.array(bad, np.int32))
+        with pytest.raises(ValueError):
+            b.sparse_axpy(W, h, np.array(bad, np.int32))
+    with pytest.raises(ValueError):
+        b.sparse_axpy(W, np.ones(4, np.float32), rows)
+    with pytest.raises(ValueError):
+        b.matvec(W, x, threads=0)
+
+
+def test_kernel_module_rechecks_rows_itself():
+    """A direct call that skips the Backend's checks still cannot read out of bounds."""
+    W = np.ones((300, 32), np.float32)
+    x = np.ones((1, 32), np.float32)
+    for bad in ([1, 0], [0, 300], [-5], [2, 2]):
+        r = np.array(bad, np.int32)
+        with pytest.raises(ValueError, match="rows"):
+            kernels.lane_dot_rows(W, r, x, False, 2, kernels.BEST)
+        with pytest.raises(ValueError, match="rows"):
+            kernels.sparse_axpy(W, np.ones((1, r.size), np.float32), r, False, 2, kernels.BEST)
+    with pytest.raises(TypeError):
+        kernels.lane_dot_rows(None, None, x, False, 1, kernels.BEST)
+    with pytest.raises(TypeError):
+        kernels.lane_dot_rows(W.astype(np.float64), None, x, False, 1, kernels.BEST)
+    with pytest.raises(ValueError):
+        kernels.lane_dot_rows(W[:, ::2], None, x, False, 1, kernels.BEST)
+    with pytest.raises(ValueError):
+        kernels.lane_dot_rows(W, None, np.ones((1, 31), np.float32), False, 1, kernels.BEST)
+    with pytest.raises(ValueError):
+        kernels.lane_dot_rows(W, None, x, False, 0, kernels.BEST)
