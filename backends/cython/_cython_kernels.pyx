@@ -43,6 +43,7 @@ cdef extern from "rs_kernels.h" nogil:
     int rs_ffn(int isa, const float *x, int64_t t, int64_t d, int64_t n,
                const void *gate, int gate_f16, const void *up, int up_f16, const void *down_t, int down_f16,
                const uint8_t *mask, float *y, int fast, int threads)
+    int rs_evict(const void *p, int64_t bytes)
     int rs_read_sum(int isa, const float *p, int64_t n, int threads, float *sum)
 
 
@@ -222,3 +223,23 @@ def read_sum(cnp.ndarray a not None, int threads, str isa):
         rc = rs_read_sum(code, p, n, threads, &total)
     _check(rc)
     return total
+
+
+def evict(cnp.ndarray W not None, rows=None):
+    """Drop W (or only W[rows]) from every cache level; False where the CPU offers no way to."""
+    cdef const char *p = <const char *>cnp.PyArray_DATA(W)
+    cdef int64_t row_bytes, i
+    cdef int ok = 1
+    if not W.flags.c_contiguous:
+        raise ValueError("W must be C-contiguous")
+    cdef int64_t nbytes = W.nbytes
+    if rows is None:
+        with nogil:
+            ok = rs_evict(p, nbytes)
+        return bool(ok)
+    row_bytes = W.strides[0]
+    for i in np.asarray(rows, np.int64):
+        if not 0 <= i < W.shape[0]:
+            raise ValueError(f"row {i} out of range")
+        ok = rs_evict(p + i * row_bytes, row_bytes)
+    return bool(ok)

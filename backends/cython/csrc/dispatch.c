@@ -9,6 +9,10 @@
 #include "rs_kernels.h"
 #include "rs_omp.h"
 
+#if defined(RS_HAVE_SSE2)
+#include <immintrin.h>
+#endif
+
 static const rs_isa_table *compiled_table(int isa) {
     switch (isa) {
     case RS_ISA_SCALAR: return &rs_isa_scalar;
@@ -216,4 +220,17 @@ int rs_read_sum(int isa, const float *p, int64_t n, int threads, float *sum) {
     free(parts);
     *sum = total;
     return RS_OK;
+}
+
+int rs_evict(const void *p, int64_t bytes) {
+#if defined(RS_HAVE_SSE2)
+    const char *c = (const char *)((uintptr_t)p & ~(uintptr_t)63), *end = (const char *)p + bytes;
+    for (; c < end; c += 64) _mm_clflush(c);
+    _mm_mfence();
+    return 1;
+#else
+    (void)p;
+    (void)bytes;
+    return 0;
+#endif
 }

@@ -206,16 +206,21 @@ RS_INLINE v16 madd(v16 acc, v16 w, v16 x, const int FAST) {
 
 /* ---- lane_dot over a tile of R rows x T tokens ------------------------- */
 
-RS_INLINE void dot_tile(const rs_dot_args *A, int64_t a, const int R, int64_t t0, const int T,
+RS_INLINE void dot_tile(const rs_dot_args *A, int64_t a, int64_t a_end, const int R, int64_t t0, const int T,
                         const int F16, const int FAST) {
     const int64_t d = A->d, full = d - d % 16;
     const size_t esz = F16 ? 2 : 4;
-    const char *w[RS_ROWS];
+    const char *w[RS_ROWS], *pf[RS_ROWS];
     const float *x[RS_TOKENS];
     v16 acc[RS_ROWS][RS_TOKENS];
     for (int r = 0; r < R; r++) {
         int64_t row = A->rows ? A->rows[a + r] : a + r;
         w[r] = (const char *)A->W + (size_t)row * (size_t)d * esz;
+        pf[r] = NULL;
+        if (t0 + T >= A->t && a + R + r < a_end) {
+            int64_t next = A->rows ? A->rows[a + R + r] : a + R + r;
+            pf[r] = (const char *)A->W + (size_t)next * (size_t)d * esz;
+        }
         for (int u = 0; u < T; u++) acc[r][u] = v_zero();
     }
     for (int u = 0; u < T; u++) x[u] = A->x + (t0 + u) * d;
@@ -223,6 +228,8 @@ RS_INLINE void dot_tile(const rs_dot_args *A, int64_t a, const int R, int64_t t0
         v16 xv[RS_TOKENS];
         for (int u = 0; u < T; u++) xv[u] = v_ld(x[u] + k);
         for (int r = 0; r < R; r++) {
+            /* the same place in the next tile's rows: twice the misses in flight */
+            if (pf[r]) RS_PREFETCH(pf[r] + (size_t)k * esz);
             v16 wv = ld_w(w[r], k, F16);
             for (int u = 0; u < T; u++) acc[r][u] = madd(acc[r][u], wv, xv[u], FAST);
         }
@@ -239,19 +246,21 @@ RS_INLINE void dot_tile(const rs_dot_args *A, int64_t a, const int R, int64_t t0
         for (int u = 0; u < T; u++) A->out[(t0 + u) * A->out_stride + a + r] = v_fold(acc[r][u]);
 }
 
-RS_INLINE void dot_tokens(const rs_dot_args *A, int64_t a, const int R, const int F16, const int FAST) {
+/* Tiles of this row group over the batch; the last one prefetches the next group. */
+RS_INLINE void dot_tokens(const rs_dot_args *A, int64_t a, int64_t a_end, const int R, const int F16,
+                          const int FAST) {
     int64_t t0 = 0;
-    for (; t0 + RS_TOKENS <= A->t; t0 += RS_TOKENS) dot_tile(A, a, R, t0, RS_TOKENS, F16, FAST);
+    for (; t0 + RS_TOKENS <= A->t; t0 += RS_TOKENS) dot_tile(A, a, a_end, R, t0, RS_TOKENS, F16, FAST);
 #if RS_TOKENS > 2
-    for (; t0 + 2 <= A->t; t0 += 2) dot_tile(A, a, R, t0, 2, F16, FAST);
+    for (; t0 + 2 <= A->t; t0 += 2) dot_tile(A, a, a_end, R, t0, 2, F16, FAST);
 #endif
-    for (; t0 < A->t; t0++) dot_tile(A, a, R, t0, 1, F16, FAST);
+    for (; t0 < A->t; t0++) dot_tile(A, a, a_end, R, t0, 1, F16, FAST);
 }
 
 RS_INLINE void dot_rows_as(const rs_dot_args *A, int64_t a0, int64_t a1, const int F16, const int FAST) {
     int64_t a = a0;
-    for (; a + RS_ROWS <= a1; a += RS_ROWS) dot_tokens(A, a, RS_ROWS, F16, FAST);
-    for (; a < a1; a++) dot_tokens(A, a, 1, F16, FAST);
+    for (; a + RS_ROWS <= a1; a += RS_ROWS) dot_tokens(A, a, a1, RS_ROWS, F16, FAST);
+    for (; a < a1; a++) dot_tokens(A, a, a1, 1, F16, FAST);
 }
 
 static void dot_rows(const rs_dot_args *A, int64_t a0, int64_t a1) {
@@ -274,12 +283,17 @@ static void dot_rows(const rs_dot_args *A, int64_t a0, int64_t a1) {
  * p of `ncol` columns.  FIRST: p starts at +0.0 (the spec's p = +0.0, then
  * p + h*w, which keeps the sign of zero right).  LAST: the finished partial is
  * added into y instead of being stored. */
-RS_INLINE void axpy_group(float *p, float *y, const char *const *w, const float *h, int64_t ncol,
-                          const int G, const int FIRST, const int LAST, const int F16, const int FAST) {
+RS_INLINE void axpy_group(float *p, float *y, const char *const *w, const char *const *pf, const float *h,
+                          int64_t ncol, const int G, const int FIRST, const int LAST, const int F16,
+                          const int FAST) {
     const int64_t full = ncol - ncol % 16;
+    const size_t esz = F16 ? 2 : 4;
     v16 hv[4];
     for (int g = 0; g < G; g++) hv[g] = v_set1(h[g]);
     for (int64_t j = 0; j < full; j += 16) {
+        /* the next group's slices, at the same columns: more misses in flight */
+        for (int g = 0; g < 4; g++)
+            if (pf[g]) RS_PREFETCH(pf[g] + (size_t)j * esz);
         v16 acc = FIRST ? v_zero() : v_ld(p + j);
         for (int g = 0; g < G; g++) acc = madd(acc, ld_w(w[g], j, F16), hv[g], FAST);
         if (LAST) v_st(y + j, v_add(v_ld(y + j), acc));
@@ -295,10 +309,10 @@ RS_INLINE void axpy_group(float *p, float *y, const char *const *w, const float 
 
 #define RS_GROUP_CASES(G)                                                                  \
     switch (first * 2 + last) {                                                            \
-    case 0: axpy_group(p, y, w, hg, ncol, G, 0, 0, F16, FAST); break;                     \
-    case 1: axpy_group(p, y, w, hg, ncol, G, 0, 1, F16, FAST); break;                     \
-    case 2: axpy_group(p, y, w, hg, ncol, G, 1, 0, F16, FAST); break;                     \
-    default: axpy_group(p, y, w, hg, ncol, G, 1, 1, F16, FAST); break;                    \
+    case 0: axpy_group(p, y, w, pf, hg, ncol, G, 0, 0, F16, FAST); break;                     \
+    case 1: axpy_group(p, y, w, pf, hg, ncol, G, 0, 1, F16, FAST); break;                     \
+    case 2: axpy_group(p, y, w, pf, hg, ncol, G, 1, 0, F16, FAST); break;                     \
+    default: axpy_group(p, y, w, pf, hg, ncol, G, 1, 1, F16, FAST); break;                    \
     }
 
 /* One token, one block: its live terms in ascending row order, then y += p. */
@@ -316,6 +330,9 @@ RS_INLINE void axpy_block(const rs_axpy_args *A, int64_t ti, int64_t s, int64_t 
             w[g] = (const char *)A->W + ((size_t)A->rows[a] * (size_t)A->d + (size_t)c0) * esz;
             hg[g] = h[a];
         }
+        const char *pf[4] = {NULL, NULL, NULL, NULL};
+        for (int g = 0; g < 4 && i + G + g < e; g++)
+            pf[g] = (const char *)A->W + ((size_t)A->rows[A->live[i + G + g]] * (size_t)A->d + (size_t)c0) * esz;
         const int first = i == s, last = i + G == e;
         if (G == 4) {
             RS_GROUP_CASES(4)

@@ -78,6 +78,9 @@ int rs_axpy(int isa, const void *W, int f16, int64_t n, int64_t d, const int32_t
 int rs_ffn(int isa, const float *x, int64_t t, int64_t d, int64_t n,
            const void *gate, int gate_f16, const void *up, int up_f16, const void *down_t, int down_f16,
            const uint8_t *mask, float *y, int fast, int threads);
+/* Writes the cache lines of [p, p + bytes) back to memory and drops them from
+ * every cache level (benchmarks' cold cache); 0 where this ISA cannot. */
+int rs_evict(const void *p, int64_t bytes);
 int rs_read_sum(int isa, const float *p, int64_t n, int threads, float *sum);
 
 #endif
