@@ -111,4 +111,7 @@ extension = Extension(
 if sys.platform == "win32":
     raise SystemExit("the cython backend's build supports GCC and clang (Linux, macOS) only")
 
-setup(ext_modules=cythonize([extension], compiler_directives={"language_level": "3"}), cmdclass={"build_ext": BuildKernels})
+setup(
+    ext_modules=cythonize([extension], compiler_directives={"language_level": "3"}),
+    cmdclass={"build_ext": BuildKernels},
+)

@@ -53,7 +53,9 @@ class CythonBackend(Backend):
 
     def info(self) -> dict[str, str]:
         k = self._k
-        openmp = f"yes (up to {k.max_threads()} threads)" if k.OPENMP_ENABLED else "no: built without it, one thread"
+        openmp = "no: built without it, one thread"
+        if k.OPENMP_ENABLED:
+            openmp = f"yes (up to {k.max_threads()} threads)"
         return {
             "OpenMP": openmp,
             "ISA": f"{self.isa} (compiled: {' '.join(k.COMPILED)}; this CPU: {' '.join(k.SUPPORTED)})",
@@ -61,24 +63,24 @@ class CythonBackend(Backend):
         }
 
     def _matvec(self, W: np.ndarray, x: np.ndarray, mode: str, threads: int) -> np.ndarray:
-        return self._k.lane_dot_rows(W, None, x, mode == "fast", threads, self.isa)  # type: ignore[no-any-return]
+        return self._k.lane_dot_rows(W, None, x, mode == "fast", threads, self.isa)
 
     def _sparse_matvec(
         self, W: np.ndarray, x: np.ndarray, rows: np.ndarray, mode: str, threads: int
     ) -> np.ndarray:
-        return self._k.lane_dot_rows(W, rows, x, mode == "fast", threads, self.isa)  # type: ignore[no-any-return]
+        return self._k.lane_dot_rows(W, rows, x, mode == "fast", threads, self.isa)
 
     def _sparse_axpy(
         self, W: np.ndarray, h: np.ndarray, rows: np.ndarray, mode: str, threads: int
     ) -> np.ndarray:
-        return self._k.sparse_axpy(W, h, rows, mode == "fast", threads, self.isa)  # type: ignore[no-any-return]
+        return self._k.sparse_axpy(W, h, rows, mode == "fast", threads, self.isa)
 
     def _sparse_ffn(
         self, x: np.ndarray, gate: np.ndarray, up: np.ndarray, down_t: np.ndarray,
         mask: np.ndarray, mode: str, threads: int,
     ) -> np.ndarray:
         # One native call: no Python between the gate/up products, h and the axpy.
-        return self._k.sparse_ffn(x, gate, up, down_t, mask, mode == "fast", threads, self.isa)  # type: ignore[no-any-return]
+        return self._k.sparse_ffn(x, gate, up, down_t, mask, mode == "fast", threads, self.isa)
 
 
 def load() -> CythonBackend:

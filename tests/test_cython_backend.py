@@ -15,9 +15,9 @@ import time
 
 import numpy as np
 import pytest
+from reprosparse.backends import BackendUnavailable
 
 from reprosparse import reference as ref
-from reprosparse.backends import BackendUnavailable
 
 try:
     from reprosparse.backends import _cython_kernels as kernels
@@ -39,7 +39,9 @@ def assert_same_bits(got: np.ndarray, want: np.ndarray, what: str) -> None:
     assert np.array_equal(nan_got, nan_want), f"{what}: NaNs differ"
     g, w = got[~nan_got].view(np.uint32), want[~nan_want].view(np.uint32)
     bad = np.flatnonzero(g != w)
-    assert bad.size == 0, f"{what}: {bad.size} elements differ, first {got[~nan_got][bad[0]]!r} != {want[~nan_want][bad[0]]!r}"
+    if bad.size:
+        first_got, first_want = got[~nan_got][bad[0]], want[~nan_want][bad[0]]
+        raise AssertionError(f"{what}: {bad.size} elements differ, first {first_got!r} != {first_want!r}")
 
 
 def every_variant():
@@ -73,7 +75,8 @@ def test_matvec_and_sparse_matvec_bits(dtype, d, n, t):
         assert_same_bits(got, want_sparse, f"sparse_matvec {what}")
 
 
-AXPY_SIZES = [(1, 300), (15, 600), (16, 513), (17, 1000), (33, 777), (4095, 520)]  # (d, n): n not a multiple of 256
+# (d, n): n never a multiple of 256
+AXPY_SIZES = [(1, 300), (15, 600), (16, 513), (17, 1000), (33, 777), (4095, 520)]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda t: np.dtype(t).name)
@@ -116,7 +119,8 @@ def test_special_values_bits(dtype):
     W[: n // 4] = rng.choice(np.array([1.0, -2.0, 0.0, -0.0], dtype), size=(n // 4, d))
     x[0] = sub
     rows = sorted_rows(rng, n, 200, must=(0, 255, 256, 599))
-    h = rng.choice(np.array([0.0, -0.0, 1.0, np.nan, np.inf, -3.5, 2.0**-130, 1e38], np.float32), size=(t, rows.size))
+    h_values = np.array([0.0, -0.0, 1.0, np.nan, np.inf, -3.5, 2.0**-130, 1e38], np.float32)
+    h = rng.choice(h_values, size=(t, rows.size))
     want_mv, want_ax = ref.sparse_matvec(W, x, rows), ref.sparse_axpy(W, h, rows)
     for what, b, threads in every_variant():
         assert_same_bits(b.sparse_matvec(W, x, rows, mode="deterministic", threads=threads), want_mv, what)
@@ -133,7 +137,8 @@ def test_float16_conversion_is_exact_for_every_half():
         x[0, 0] = 1.0
         want = ref.matvec(W, x)
         for isa, b in BACKENDS.items():
-            assert_same_bits(b.matvec(W, x, mode="deterministic", threads=2), want, f"d={W.shape[1]} isa={isa}")
+            got = b.matvec(W, x, mode="deterministic", threads=2)
+            assert_same_bits(got, want, f"d={W.shape[1]} isa={isa}")
 
 
 def test_ffn_and_predict_bits():
@@ -145,7 +150,8 @@ def test_ffn_and_predict_bits():
     x = rng.standard_normal((t, d)).astype(np.float32)
     mask = rng.random((t, n)) < 0.2
     mask[2] = False  # a token that selects nothing
-    fc1, fc2 = rng.standard_normal((30, d)).astype(np.float32), rng.standard_normal((n, 30)).astype(np.float16)
+    fc1 = rng.standard_normal((30, d)).astype(np.float32)
+    fc2 = rng.standard_normal((n, 30)).astype(np.float16)
     want_sparse = ref.sparse_ffn(x, gate, up, down_t, mask)
     want_dense = ref.dense_ffn(x[:2], gate, up, down_t)
     want_one = ref.sparse_ffn(x[0], gate, up, down_t, mask[0])
@@ -205,7 +211,7 @@ def test_fast_mode_hammer():
     x = rng.standard_normal((2, d)).astype(np.float32)
     calls = 0
     deadline = time.monotonic() + 6.0
-    while calls < 3000 and time.monotonic() < deadline or calls < 600:
+    while (calls < 3000 and time.monotonic() < deadline) or calls < 600:
         isa = ISAS[calls % len(ISAS)]
         threads = THREADS[1 + calls % (len(THREADS) - 1)]
         b = BACKENDS[isa]
@@ -296,7 +302,8 @@ def test_kernels_release_the_gil():
     finally:
         sys.setswitchinterval(old)
     # Holding the GIL would stall this loop for a whole call (tens of ms).
-    assert longest < elapsed[0] / 6, f"main thread stalled {longest * 1e3:.1f} ms of {elapsed[0] * 1e3:.1f} ms"
+    stalled = f"main thread stalled {longest * 1e3:.1f} ms of {elapsed[0] * 1e3:.1f} ms"
+    assert longest < elapsed[0] / 6, stalled
 
 
 def openmp_expected() -> bool:

@@ -1,0 +1,25 @@
+"""Types of the compiled extension built from backends/cython (see setup.py)."""
+
+import numpy as np
+
+OPENMP_ENABLED: bool
+COMPILER: str
+ISAS: tuple[str, ...]
+COMPILED: tuple[str, ...]
+SUPPORTED: tuple[str, ...]
+BEST: str
+
+def max_threads() -> int: ...
+def team_size(threads: int) -> int: ...
+def lane_dot_rows(
+    W: np.ndarray, rows: np.ndarray | None, x: np.ndarray, fast: bool, threads: int, isa: str
+) -> np.ndarray: ...
+def sparse_axpy(
+    W: np.ndarray, h: np.ndarray, rows: np.ndarray, fast: bool, threads: int, isa: str
+) -> np.ndarray: ...
+def sparse_ffn(
+    x: np.ndarray, gate: np.ndarray, up: np.ndarray, down_t: np.ndarray, mask: np.ndarray,
+    fast: bool, threads: int, isa: str,
+) -> np.ndarray: ...
+def read_sum(a: np.ndarray, threads: int, isa: str) -> float: ...
+def evict(W: np.ndarray, rows: np.ndarray | None = None) -> bool: ...

@@ -1,0 +1,429 @@
+"""Measurements behind `reprosparse bench`: LLaMA-7B FFN shapes, cold weights.
+
+Every case times one public call (argument checks included) on weights that
+were evicted from all cache levels just before (clflush of exactly the rows
+the call reads; see `Evictor`), so the numbers are what a model that does not
+fit in cache sees.  Bandwidth is reported as weight bytes actually read per
+second and as a fraction of a streaming read measured in the same run.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import _platform, _registry
+from .backends import Backend
+
+D, N = 4096, 11008  # LLaMA-7B: hidden size, FFN neurons
+OPS = ("sparse_matvec", "sparse_axpy", "sparse_ffn")
+FRACTIONS = (0.05, 0.10, 0.20, 0.50, 1.00)
+BATCHES = (1, 16)
+DTYPES = ("float32", "float16")
+POWERINFER_MS = (1.9, 2.4)  # 4096x11008 F16 FFN, 1,100 active neurons, 2 threads, cold cache
+
+
+@dataclass(frozen=True)
+class Plan:
+    backends: tuple[str, ...]
+    modes: tuple[str, ...]
+    threads: tuple[int, ...]
+    fractions: tuple[float, ...] = FRACTIONS
+    batches: tuple[int, ...] = BATCHES
+    dtypes: tuple[str, ...] = DTYPES
+    repeats: int = 7
+    #: (backend, mode) pairs left out, e.g. numpy's deterministic mode: the pure-numpy spec, seconds a call
+    skip: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass
+class Result:
+    op: str
+    dtype: str
+    batch: int
+    fraction: float
+    backend: str
+    mode: str
+    threads: int | None  # None: the backend's own threading (BLAS)
+    median_s: float
+    min_s: float
+    weight_bytes: int
+    gbps: float = 0.0
+    of_stream: float = 0.0
+
+
+@dataclass
+class Report:
+    machine: dict[str, str]
+    stream_gbps: dict[str, float]
+    results: list[Result] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        results = [asdict(r) for r in self.results]
+        return {"machine": self.machine, "stream_gbps": self.stream_gbps, "results": results}
+
+
+# ---- machine facts ------------------------------------------------------------
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def blas_info() -> str:
+    """Which BLAS kernel numpy runs (threadpoolctl), and OpenBLAS overrides in force."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        return "unknown (threadpoolctl not installed)"
+    parts = [
+        f"{i.get('internal_api')} {i.get('version')} kernel={i.get('architecture')} "
+        f"threads={i.get('num_threads')}"
+        for i in threadpoolctl.threadpool_info()
+        if i.get("user_api") == "blas"
+    ]
+    overrides = [f"{k}={os.environ[k]}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ]
+    return "; ".join(parts + overrides) or "none loaded"
+
+
+def machine_facts() -> dict[str, str]:
+    facts = {"cpu": cpu_model(), "cores available": str(_platform.cpu_count()), "blas": blas_info()}
+    facts["load average at start"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    return facts
+
+
+# ---- cold cache and the bandwidth reference -------------------------------------
+
+def _kernels() -> Any:
+    try:
+        from .backends import _cython_kernels
+    except ImportError:
+        return None
+    return _cython_kernels
+
+
+class Evictor:
+    """Drops weight rows from every cache level before a timed call.
+
+    With the cython extension: clflush of the rows the call will read.  A
+    streaming read of a big buffer is not enough on CPUs whose L3 does not
+    take streamed lines (measured here: "cold" reads then ran from L3).
+    Without the extension, falls back to reading a buffer of 3x the L3 size.
+    """
+
+    def __init__(self) -> None:
+        self._k = _kernels()
+        self._buffer: np.ndarray | None = None
+        if self._k is None:
+            self._buffer = np.ones(3 * _l3_bytes() // 4, np.float32)
+        self.method = "clflush of the rows read" if self._k is not None else "streaming read of 3x L3"
+
+    def __call__(self, arrays: list[tuple[np.ndarray, np.ndarray | None]]) -> None:
+        if self._k is not None:
+            for W, rows in arrays:
+                self._k.evict(W, rows)
+        else:
+            assert self._buffer is not None
+            float(self._buffer.sum())
+
+
+def _l3_bytes() -> int:
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cache/index3/size") as f:
+            text = f.read().strip()
+        return int(text.rstrip("KMG")) * {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[text[-1]]
+    except (OSError, ValueError, KeyError, IndexError):
+        return 64 << 20
+
+
+def stream_read_gbps(threads: int, repeats: int, size_bytes: int = 512 << 20) -> float:
+    """Median GB/s of one pass over an evicted buffer with `threads` threads."""
+    k = _kernels()
+    buf = np.ones(size_bytes // 4, np.float32)
+    times = []
+    for _ in range(repeats):
+        if k is not None:
+            k.evict(buf)
+            t0 = time.perf_counter()
+            k.read_sum(buf, threads, k.BEST)
+        else:
+            t0 = time.perf_counter()
+            float(buf.sum())
+        times.append(time.perf_counter() - t0)
+    return buf.nbytes / statistics.median(times) / 1e9
+
+
+# ---- the workload ---------------------------------------------------------------
+
+@dataclass
+class Layer:
+    """One FFN layer's weights in one dtype, and inputs for each batch and fraction."""
+
+    dtype: str
+    gate: np.ndarray
+    up: np.ndarray
+    down_t: np.ndarray
+
+    @classmethod
+    def make(cls, dtype: str, seed: int = 0) -> Layer:
+        rng = np.random.default_rng(seed)
+        mats = [(rng.standard_normal((N, D), dtype=np.float32) * 0.02).astype(dtype) for _ in range(3)]
+        return cls(dtype, *mats)
+
+
+@dataclass
+class Inputs:
+    x: np.ndarray
+    rows: np.ndarray
+    mask: np.ndarray
+    h: np.ndarray
+    down_rows_read: np.ndarray  # rows of down_t whose h is non-zero for some token
+
+
+def make_inputs(layer: Layer, batch: int, fraction: float, seed: int = 1) -> Inputs:
+    """Every token selects the same neurons; gate rows are signed so those neurons fire.
+
+    PowerInfer's predictor picks neurons whose ReLU is active, so the active
+    rows of down_t are really read; tokens are close to one another so that
+    holds for the whole batch.
+    """
+    rng = np.random.default_rng(seed)
+    k = max(1, round(fraction * N))
+    rows = np.sort(rng.choice(N, size=k, replace=False)).astype(np.int32)
+    base = rng.standard_normal(D).astype(np.float32)
+    x = (base + 0.05 * rng.standard_normal((batch, D))).astype(np.float32)
+    g = layer.gate[rows].astype(np.float32) @ base
+    flip = rows[g < 0]
+    layer.gate[flip] = -layer.gate[flip]  # the same layer serves every case: a flip is for good
+    mask = np.zeros((batch, N), bool)
+    mask[:, rows] = True
+    h = rng.standard_normal((batch, k)).astype(np.float32)
+    gx = x @ layer.gate[rows].astype(np.float32).T
+    ux = x @ layer.up[rows].astype(np.float32).T
+    live = ((np.maximum(gx, 0) * ux) != 0).any(axis=0)
+    return Inputs(x, rows, mask, h, rows[live])
+
+
+def weight_bytes(op: str, layer: Layer, inp: Inputs) -> int:
+    row = D * np.dtype(layer.dtype).itemsize
+    if op in ("sparse_matvec", "sparse_axpy"):
+        return inp.rows.size * row
+    if op == "sparse_ffn":
+        return (2 * inp.rows.size + inp.down_rows_read.size) * row
+    return 3 * N * row  # dense_ffn
+
+
+def _call(
+    op: str, b: Backend, layer: Layer, inp: Inputs, mode: str, threads: int | None
+) -> Callable[[], Any]:
+    kw: dict[str, Any] = {"mode": mode, "threads": threads}
+    if op == "sparse_matvec":
+        return lambda: b.sparse_matvec(layer.gate, inp.x, inp.rows, **kw)
+    if op == "sparse_axpy":
+        return lambda: b.sparse_axpy(layer.down_t, inp.h, inp.rows, **kw)
+    if op == "sparse_ffn":
+        return lambda: b.sparse_ffn(inp.x, layer.gate, layer.up, layer.down_t, inp.mask, **kw)
+    return lambda: b.dense_ffn(inp.x, layer.gate, layer.up, layer.down_t, **kw)
+
+
+def _touched(op: str, layer: Layer, inp: Inputs) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    if op == "sparse_matvec":
+        return [(layer.gate, inp.rows)]
+    if op == "sparse_axpy":
+        return [(layer.down_t, inp.rows)]
+    if op == "sparse_ffn":
+        return [(layer.gate, inp.rows), (layer.up, inp.rows), (layer.down_t, inp.rows)]
+    return [(layer.gate, None), (layer.up, None), (layer.down_t, None)]
+
+
+def time_call(fn: Callable[[], Any], cold: Callable[[], None], repeats: int) -> tuple[float, float]:
+    fn()  # warm-up: thread pool start, allocations
+    times = []
+    for _ in range(repeats):
+        cold()
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), min(times)
+
+
+# ---- the plan -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Case:
+    op: str
+    dtype: str
+    batch: int
+    fraction: float
+    backend: str
+    mode: str
+    threads: int | None
+
+
+def cases(plan: Plan) -> Iterator[Case]:
+    for dtype in plan.dtypes:
+        for batch in plan.batches:
+            # the issue's baseline: numpy's fast dense_ffn on the same layer (OpenBLAS)
+            yield Case("dense_ffn", dtype, batch, 1.0, "numpy", "fast", None)
+            for fraction in plan.fractions:
+                for op in OPS:
+                    for name in plan.backends:
+                        b = _registry.get_backend(name)
+                        for mode in plan.modes:
+                            if (name, mode) in plan.skip:
+                                continue
+                            if not b.has_threads:
+                                yield Case(op, dtype, batch, fraction, name, mode, None)
+                                continue
+                            for threads in plan.threads:
+                                yield Case(op, dtype, batch, fraction, name, mode, threads)
+
+
+def run(plan: Plan, progress: Callable[[Case], None] | None = None) -> Report:
+    report = Report(machine_facts(), {})
+    cores = _platform.cpu_count()
+    for threads in sorted({1, cores}):
+        report.stream_gbps[f"{threads} thread{'s' * (threads > 1)}"] = stream_read_gbps(threads, plan.repeats)
+    stream_all = report.stream_gbps[f"{cores} thread{'s' * (cores > 1)}"]
+    evict = Evictor()
+    report.machine["cold cache"] = evict.method
+    layers: dict[str, Layer] = {}
+    inputs: dict[tuple[str, int, float], Inputs] = {}
+    for case in cases(plan):
+        if progress:
+            progress(case)
+        if case.dtype not in layers:
+            layers.clear()  # one dtype's weights in memory at a time
+            inputs.clear()
+            layers[case.dtype] = Layer.make(case.dtype)
+        layer = layers[case.dtype]
+        key = (case.dtype, case.batch, case.fraction)
+        if key not in inputs:
+            inputs[key] = make_inputs(layer, case.batch, case.fraction)
+        inp = inputs[key]
+        b = _registry.get_backend(case.backend)
+        fn = _call(case.op, b, layer, inp, case.mode, case.threads)
+        touched = _touched(case.op, layer, inp)
+        med, best = time_call(fn, functools.partial(evict, touched), plan.repeats)
+        nbytes = weight_bytes(case.op, layer, inp)
+        gbps = nbytes / med / 1e9
+        report.results.append(Result(
+            case.op, case.dtype, case.batch, case.fraction, case.backend, case.mode, case.threads,
+            med, best, nbytes, gbps, gbps / stream_all,
+        ))
+    report.machine["load average at end"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    return report
+
+
+# ---- the issue's targets ----------------------------------------------------------
+
+@dataclass
+class Target:
+    what: str
+    value: str
+    goal: str
+    met: bool | None  # None: not measured in this run
+
+
+def _find(report: Report, **want: Any) -> Result | None:
+    for r in report.results:
+        if all(getattr(r, k) == v for k, v in want.items()):
+            return r
+    return None
+
+
+def targets(report: Report, backend: str = "cython") -> list[Target]:
+    """The issue's ratios at batch 1, 10% active, on all cores unless said otherwise."""
+    cores = _platform.cpu_count()
+    out: list[Target] = []
+    base = {"batch": 1, "fraction": 0.10, "backend": backend}
+    for dtype in DTYPES:
+        det = {**base, "dtype": dtype, "mode": "deterministic", "threads": cores}
+        ffn = _find(report, op="sparse_ffn", **det)
+        dense = _find(report, op="dense_ffn", dtype=dtype, batch=1, backend="numpy")
+        out.append(Target(
+            f"{dtype}: numpy fast dense_ffn / {backend} det sparse_ffn",
+            f"{dense.median_s / ffn.median_s:.1f}x" if ffn and dense else "-", ">= 7x",
+            dense.median_s / ffn.median_s >= 7 if ffn and dense else None,
+        ))
+        for op in OPS:
+            d = _find(report, op=op, **det)
+            f = _find(report, op=op, **{**det, "mode": "fast"})
+            out.append(Target(
+                f"{dtype} {op}: det time / fast time", f"{d.median_s / f.median_s:.2f}" if d and f else "-",
+                "<= 1.10", d.median_s / f.median_s <= 1.10 if d and f else None,
+            ))
+        for op in ("sparse_matvec", "sparse_axpy"):
+            d = _find(report, op=op, **det)
+            out.append(Target(
+                f"{dtype} {op} det: fraction of streaming read",
+                f"{d.of_stream:.0%} ({d.gbps:.1f} GB/s)" if d else "-",
+                ">= 70%", d.of_stream >= 0.70 if d else None,
+            ))
+        for op in OPS:
+            d = _find(report, op=op, **det)
+            one = _find(report, op=op, **{**det, "threads": 1})
+            out.append(Target(
+                f"{dtype} {op} det: {cores} threads vs 1",
+                f"{one.median_s / d.median_s:.2f}x" if d and one else "-",
+                ">= 1.6x", one.median_s / d.median_s >= 1.6 if d and one else None,
+            ))
+    f16 = _find(report, op="sparse_ffn", dtype="float16", mode="deterministic", threads=2, **base)
+    out.append(Target(
+        "float16 det sparse_ffn, 2 threads (PowerInfer 1.9-2.4 ms)",
+        f"{f16.median_s * 1e3:.2f} ms, {f16.gbps:.1f} GB/s" if f16 else "-", "< 1.9 ms, >= 18 GB/s",
+        (f16.median_s * 1e3 < POWERINFER_MS[0] and f16.gbps >= 18) if f16 else None,
+    ))
+    return out
+
+
+def plot(report: Report, path: str) -> None:
+    """Time against fraction active, one panel per op x dtype x batch, one line per backend/mode/threads."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dtypes = sorted({r.dtype for r in report.results}, reverse=True)
+    batches = sorted({r.batch for r in report.results})
+    cols = [(dt, bt) for dt in dtypes for bt in batches]
+    fig, axes = plt.subplots(len(OPS), len(cols), figsize=(4.2 * len(cols), 3.4 * len(OPS)), squeeze=False)
+    for i, op in enumerate(OPS):
+        for j, (dt, bt) in enumerate(cols):
+            ax = axes[i][j]
+            mine = [r for r in report.results if r.op == op and r.dtype == dt and r.batch == bt]
+            for label in sorted({_label(r) for r in mine}):
+                pts = sorted((r.fraction, r.median_s * 1e3) for r in mine if _label(r) == label)
+                ax.plot([p[0] * 100 for p in pts], [p[1] for p in pts], marker="o", label=label)
+            dense = _find(report, op="dense_ffn", dtype=dt, batch=bt)
+            if op == "sparse_ffn" and dense:
+                ax.axhline(dense.median_s * 1e3, color="gray", ls="--", label="numpy fast dense_ffn")
+            ax.set_yscale("log")
+            ax.set_title(f"{op}, {dt}, batch {bt}", fontsize=9)
+            ax.set_xlabel("% neurons active")
+            ax.set_ylabel("ms (median, cold weights)")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=6)
+    fig.suptitle(f"reprosparse bench: d={D}, n={N} on {report.machine.get('cpu', '?')}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _label(r: Result) -> str:
+    threads = "BLAS threads" if r.threads is None else f"{r.threads}T"
+    return f"{r.backend} {r.mode[:3]} {threads}"

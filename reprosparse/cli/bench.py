@@ -1,0 +1,110 @@
+"""`reprosparse bench`: time the sparse FFN ops at LLaMA-7B shapes with cold weights."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+
+def _csv(kind: type) -> object:
+    def parse(text: str) -> tuple[object, ...]:
+        try:
+            return tuple(kind(v) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {kind.__name__}s, got {text!r}"
+            ) from None
+
+    return parse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="benchmark sparse_matvec, sparse_axpy and sparse_ffn at d=4096, n=11008 (cold weights)",
+    )
+    p.add_argument(
+        "--backend", type=_csv(str),
+        help="backends to time (default: every available one, numpy in fast mode only)",
+    )
+    p.add_argument("--mode", type=_csv(str), default=("deterministic", "fast"), help="modes (default: both)")
+    p.add_argument(
+        "--threads", type=_csv(int), help="thread counts for threaded backends (default: 1 and all cores)"
+    )
+    p.add_argument("--quick", action="store_true", help="batch 1, 10%% and 100%% active, 3 repeats")
+    p.add_argument("--repeats", type=int, help="timed calls per case, median reported (default 7)")
+    p.add_argument("--json", metavar="PATH", help="write every result and the machine facts as JSON")
+    p.add_argument("--plot", metavar="PNG", help="plot time against fraction active (needs matplotlib)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from .. import _config, _platform, _registry, bench
+
+    console = Console()
+    names = args.backend or tuple(s.name for s in _registry.available_backends().values() if s.available)
+    for name in names:
+        _registry.get_backend(name)  # an unknown or unavailable backend fails now, with its reason
+    modes = tuple(_config.check_mode(m) for m in args.mode)
+    threads = args.threads or tuple(sorted({1, _platform.cpu_count()}))
+    for t in threads:
+        _config.check_threads(t)
+    # numpy's deterministic mode is the executable spec: timed only when asked for by name
+    skip = () if args.backend else (("numpy", "deterministic"),)
+    plan = bench.Plan(backends=tuple(names), modes=modes, threads=tuple(threads), skip=skip)
+    if args.quick:
+        plan = dataclasses.replace(plan, fractions=(0.10, 1.0), batches=(1,), repeats=3)
+    if args.repeats:
+        plan = dataclasses.replace(plan, repeats=args.repeats)
+    total = sum(1 for _ in bench.cases(plan))
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("bench", total=total)
+
+        def step(case: bench.Case) -> None:
+            progress.update(task, advance=1, description=(
+                f"{case.op} {case.dtype} b{case.batch} {case.fraction:.0%} {case.backend} {case.mode} "
+                f"t{case.threads or '-'}"
+            ))
+
+        report = bench.run(plan, step)
+
+    facts = Table(title="machine", show_header=False)
+    for key, value in report.machine.items():
+        facts.add_row(key, value)
+    for key, gbps in report.stream_gbps.items():
+        facts.add_row(f"streaming read, {key}", f"{gbps:.1f} GB/s")
+    console.print(facts)
+
+    table = Table(title=f"results (d={bench.D}, n={bench.N}; median of {plan.repeats}, cold weights)")
+    numeric = ("batch", "active", "threads", "ms", "GB/s", "of stream")
+    for col in ("op", "dtype", "backend", "mode", *numeric):
+        table.add_column(col, justify="right" if col in numeric else "left")
+    for r in report.results:
+        table.add_row(r.op, r.dtype, r.backend, r.mode, str(r.batch), f"{r.fraction:.0%}",
+                      "BLAS" if r.threads is None else str(r.threads), f"{r.median_s * 1e3:.3f}",
+                      f"{r.gbps:.1f}", f"{r.of_stream:.0%}")
+    console.print(table)
+
+    goals = Table(title="targets (batch 1, 10% active, all cores)")
+    for col in ("target", "measured", "goal", "met"):
+        goals.add_column(col)
+    for t in bench.targets(report):
+        met = "-" if t.met is None else ("[green]yes[/green]" if t.met else "[red]no[/red]")
+        goals.add_row(t.what, t.value, t.goal, met)
+    console.print(goals)
+
+    if args.json:
+        data = report.to_json()
+        data["targets"] = [vars(t) for t in bench.targets(report)]
+        with open(args.json, "w") as f:
+            json.dump(data, f, indent=1)
+        console.print(f"wrote {args.json}")
+    if args.plot:
+        bench.plot(report, args.plot)
+        console.print(f"wrote {args.plot}")
+    return 0
