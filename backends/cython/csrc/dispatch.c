@@ -2,7 +2,9 @@
  *
  * Every output element is computed by exactly one thread, start to finish, in
  * the spec's order: dot products are split by rows, sparse_axpy by columns.
- * So the bits do not depend on the thread count or on how OpenMP schedules. */
+ * So the bits depend neither on the thread count nor on which thread takes
+ * which piece, and the pieces are handed out dynamically: a thread that the OS
+ * preempts (another process on the core) does not hold the others up. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,12 +88,18 @@ static int rows_ok(const int32_t *rows, int64_t nrows, int64_t n) {
     return 1;
 }
 
+/* Rows per piece of dot-product work: 1 MiB of float32 weights at d = 4096. */
+#define RS_ROW_PIECE 64
+
+static int64_t pieces(int64_t n, int64_t per) { return (n + per - 1) / per; }
+
 static void dot_parallel(const rs_isa_table *K, const rs_dot_args *A, int64_t nrows, int threads) {
     if (nrows == 0 || A->t == 0) return;
-#pragma omp parallel num_threads(threads)
-    {
-        const int64_t nt = rs_omp_num_threads(), th = rs_omp_thread_num();
-        K->dot_rows(A, nrows * th / nt, nrows * (th + 1) / nt);
+    const int64_t np = pieces(nrows, RS_ROW_PIECE);
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+    for (int64_t c = 0; c < np; c++) {
+        const int64_t end = (c + 1) * RS_ROW_PIECE;
+        K->dot_rows(A, c * RS_ROW_PIECE, end < nrows ? end : nrows);
     }
 }
 
@@ -130,13 +138,11 @@ static int axpy_parallel(const rs_isa_table *K, const void *W, int f16, int64_t 
         while (b < nb) at[++b] = pos;
     }
     const rs_axpy_args A = {W, f16, d, rows, nrows, h, t, live, nb, block_at, y, fast};
-    const int64_t chunks = (d + 15) / 16;
-#pragma omp parallel num_threads(threads)
-    {
-        const int64_t nt = rs_omp_num_threads(), th = rs_omp_thread_num();
-        const int64_t c0 = chunks * th / nt * 16, c1e = chunks * (th + 1) / nt * 16;
-        const int64_t c1 = c1e < d ? c1e : d;
-        if (c0 < c1) K->axpy_cols(&A, c0, c1);
+    const int64_t cols = RS_TILE_COLS, np = pieces(d, cols);
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+    for (int64_t c = 0; c < np; c++) {
+        const int64_t end = (c + 1) * cols;
+        K->axpy_cols(&A, c * cols, end < d ? end : d);
     }
     free(live);
     free(block_at);
@@ -183,13 +189,12 @@ int rs_ffn(int isa, const float *x, int64_t t, int64_t d, int64_t n,
     const rs_dot_args G = {gate, gate_f16, d, rows, x, t, g, nrows, fast};
     const rs_dot_args U = {up, up_f16, d, rows, x, t, u, nrows, fast};
     if (nrows > 0) {
-        /* gate and up rows in one parallel region: rows [0, nrows) of gate, then of up */
-#pragma omp parallel num_threads(threads)
-        {
-            const int64_t nt = rs_omp_num_threads(), th = rs_omp_thread_num();
-            const int64_t s = 2 * nrows * th / nt, e = 2 * nrows * (th + 1) / nt;
-            if (s < nrows) K->dot_rows(&G, s, e < nrows ? e : nrows);
-            if (e > nrows) K->dot_rows(&U, (s > nrows ? s : nrows) - nrows, e - nrows);
+        /* gate and up in one parallel loop: the pieces of gate, then those of up */
+        const int64_t np = pieces(nrows, RS_ROW_PIECE);
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+        for (int64_t c = 0; c < 2 * np; c++) {
+            const int64_t p = c % np, end = (p + 1) * RS_ROW_PIECE;
+            K->dot_rows(c < np ? &G : &U, p * RS_ROW_PIECE, end < nrows ? end : nrows);
         }
     }
     /* h = relu(g) * u, +0.0 where the token's own mask is False; written over g */

@@ -275,9 +275,6 @@ static void dot_rows(const rs_dot_args *A, int64_t a0, int64_t a1) {
 
 /* ---- sparse_axpy over a range of columns ------------------------------- */
 
-/* Columns per tile: a row's slice is read once per tile, and the tile's
- * partials stay in L1. */
-#define RS_TILE 1024
 
 /* Adds G live terms (G = 1 or 4, ascending rows of one block) to the partial
  * p of `ncol` columns.  FIRST: p starts at +0.0 (the spec's p = +0.0, then
@@ -316,8 +313,8 @@ RS_INLINE void axpy_group(float *p, float *y, const char *const *w, const char *
     }
 
 /* One token, one block: its live terms in ascending row order, then y += p. */
-RS_INLINE void axpy_block(const rs_axpy_args *A, int64_t ti, int64_t s, int64_t e, int64_t c0, int64_t ncol,
-                          float *p, const int F16, const int FAST) {
+RS_INLINE void axpy_block(const rs_axpy_args *A, int64_t ti, int64_t s, int64_t e, int64_t token_end,
+                          int64_t c0, int64_t ncol, float *p, const int F16, const int FAST) {
     const size_t esz = F16 ? 2 : 4;
     const float *h = A->h + ti * A->nrows;
     float *y = A->y + ti * A->d + c0;
@@ -331,7 +328,7 @@ RS_INLINE void axpy_block(const rs_axpy_args *A, int64_t ti, int64_t s, int64_t 
             hg[g] = h[a];
         }
         const char *pf[4] = {NULL, NULL, NULL, NULL};
-        for (int g = 0; g < 4 && i + G + g < e; g++)
+        for (int g = 0; g < 4 && i + G + g < token_end; g++)
             pf[g] = (const char *)A->W + ((size_t)A->rows[A->live[i + G + g]] * (size_t)A->d + (size_t)c0) * esz;
         const int first = i == s, last = i + G == e;
         if (G == 4) {
@@ -344,16 +341,16 @@ RS_INLINE void axpy_block(const rs_axpy_args *A, int64_t ti, int64_t s, int64_t 
 }
 
 RS_INLINE void axpy_cols_as(const rs_axpy_args *A, int64_t c0, int64_t c1, const int F16, const int FAST) {
-    RS_ALIGN64 float p[RS_TILE];
-    const int64_t nb = A->nblocks;
-    for (int64_t c = c0; c < c1; c += RS_TILE) {
-        const int64_t ncol = c1 - c < RS_TILE ? c1 - c : RS_TILE;
+    RS_ALIGN64 float p[RS_TILE_COLS];
+    const int64_t nb = A->nblocks, tile = RS_TILE_COLS;
+    for (int64_t c = c0; c < c1; c += tile) {
+        const int64_t ncol = c1 - c < tile ? c1 - c : tile;
         for (int64_t ti = 0; ti < A->t; ti++) memset(A->y + ti * A->d + c, 0, (size_t)ncol * sizeof(float));
         /* blocks outer, tokens inner: a block's row slices stay in cache for the whole batch */
         for (int64_t b = 0; b < nb; b++) {
             for (int64_t ti = 0; ti < A->t; ti++) {
                 const int64_t *at = A->block_at + ti * (nb + 1);
-                if (at[b] < at[b + 1]) axpy_block(A, ti, at[b], at[b + 1], c, ncol, p, F16, FAST);
+                if (at[b] < at[b + 1]) axpy_block(A, ti, at[b], at[b + 1], at[nb], c, ncol, p, F16, FAST);
             }
         }
     }
