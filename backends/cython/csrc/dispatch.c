@@ -111,25 +111,28 @@ int rs_dot(int isa, const rs_dot_args *A, int64_t nrows, int64_t n, int threads)
     return RS_OK;
 }
 
-/* Per token, the live terms (h != 0; NaN counts as live) grouped by block. */
+/* Per token group, the rows live for any of its tokens (h != 0; NaN counts
+ * as live), grouped by block. */
 static int axpy_parallel(const rs_isa_table *K, const void *W, int f16, int64_t n, int64_t d,
                          const int32_t *rows, int64_t nrows, const float *h, int64_t t, float *y, int fast,
                          int threads) {
     if (t == 0 || d == 0) return RS_OK;
-    const int64_t nb = (n + 255) >> 8;
-    int32_t *live = malloc((size_t)(t * nrows > 0 ? t * nrows : 1) * sizeof *live);
-    int64_t *block_at = malloc((size_t)(t * (nb + 1)) * sizeof *block_at);
+    const int64_t nb = (n + 255) >> 8, groups = (t + RS_AXPY_TOKENS - 1) / RS_AXPY_TOKENS;
+    int32_t *live = malloc((size_t)(groups * nrows > 0 ? groups * nrows : 1) * sizeof *live);
+    int64_t *block_at = malloc((size_t)(groups * (nb + 1)) * sizeof *block_at);
     if (!live || !block_at) {
         free(live);
         free(block_at);
         return RS_ENOMEM;
     }
-    for (int64_t ti = 0; ti < t; ti++) {
-        int64_t *at = block_at + ti * (nb + 1), pos = ti * nrows, b = 0;
-        const float *ht = h + ti * nrows;
+    for (int64_t gi = 0; gi < groups; gi++) {
+        const int64_t u0 = gi * RS_AXPY_TOKENS, u1 = u0 + RS_AXPY_TOKENS < t ? u0 + RS_AXPY_TOKENS : t;
+        int64_t *at = block_at + gi * (nb + 1), pos = gi * nrows, b = 0;
         at[0] = pos;
         for (int64_t a = 0; a < nrows; a++) {
-            if (ht[a] != 0.0f) {
+            int any = 0;
+            for (int64_t u = u0; u < u1; u++) any |= h[u * nrows + a] != 0.0f;
+            if (any) {
                 const int64_t blk = rows[a] >> 8;
                 while (b < blk) at[++b] = pos;
                 live[pos++] = (int32_t)a;

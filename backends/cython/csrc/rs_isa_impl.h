@@ -275,60 +275,79 @@ static void dot_rows(const rs_dot_args *A, int64_t a0, int64_t a1) {
 
 /* ---- sparse_axpy over a range of columns ------------------------------- */
 
-
-/* Adds G live terms (G = 1 or 4, ascending rows of one block) to the partial
- * p of `ncol` columns.  FIRST: p starts at +0.0 (the spec's p = +0.0, then
- * p + h*w, which keeps the sign of zero right).  LAST: the finished partial is
- * added into y instead of being stored. */
-RS_INLINE void axpy_group(float *p, float *y, const char *const *w, const char *const *pf, const float *h,
-                          int64_t ncol, const int G, const int FIRST, const int LAST, const int F16,
-                          const int FAST) {
+/* Adds G rows (G = 1 or 4, ascending, one block) to the partials p[u] of the
+ * U tokens of a group, reading each weight slice once for all of them.  Token
+ * u takes row g only if bit g of live[u] is set (its h is non-zero): the spec
+ * skips the others, and a skipped 0*Inf must not turn into NaN.
+ * FIRST: p starts at +0.0 (the spec's p = +0.0, then p + h*w, which keeps the
+ * sign of zero right).  LAST: the finished partial is added into y instead of
+ * being stored; for a token without live rows in the block that adds +0.0,
+ * which changes no bit of a y that can never be -0.0. */
+RS_INLINE void axpy_group(float *const *p, float *const *y, int U, const char *const *w,
+                          const char *const *pf, const float (*h)[4], const unsigned *live, int64_t ncol,
+                          const int G, const int FIRST, const int LAST, const int F16, const int FAST) {
     const int64_t full = ncol - ncol % 16;
     const size_t esz = F16 ? 2 : 4;
-    v16 hv[4];
-    for (int g = 0; g < G; g++) hv[g] = v_set1(h[g]);
+    const unsigned all = (1u << G) - 1;
     for (int64_t j = 0; j < full; j += 16) {
         /* the next group's slices, at the same columns: more misses in flight */
         for (int g = 0; g < 4; g++)
             if (pf[g]) RS_PREFETCH(pf[g] + (size_t)j * esz);
-        v16 acc = FIRST ? v_zero() : v_ld(p + j);
-        for (int g = 0; g < G; g++) acc = madd(acc, ld_w(w[g], j, F16), hv[g], FAST);
-        if (LAST) v_st(y + j, v_add(v_ld(y + j), acc));
-        else v_st(p + j, acc);
+        v16 wv[4];
+        for (int g = 0; g < G; g++) wv[g] = ld_w(w[g], j, F16);
+        for (int u = 0; u < U; u++) {
+            v16 acc = FIRST ? v_zero() : v_ld(p[u] + j);
+            if (live[u] == all) {
+                for (int g = 0; g < G; g++) acc = madd(acc, wv[g], v_set1(h[u][g]), FAST);
+            } else {
+                for (int g = 0; g < G; g++)
+                    if (live[u] >> g & 1u) acc = madd(acc, wv[g], v_set1(h[u][g]), FAST);
+            }
+            if (LAST) v_st(y[u] + j, v_add(v_ld(y[u] + j), acc));
+            else v_st(p[u] + j, acc);
+        }
     }
     for (int64_t j = full; j < ncol; j++) {
-        float acc = FIRST ? 0.0f : p[j];
-        for (int g = 0; g < G; g++) acc = acc + h[g] * w_at(w[g], j, F16);
-        if (LAST) y[j] = y[j] + acc;
-        else p[j] = acc;
+        for (int u = 0; u < U; u++) {
+            float acc = FIRST ? 0.0f : p[u][j];
+            for (int g = 0; g < G; g++)
+                if (live[u] >> g & 1u) acc = acc + h[u][g] * w_at(w[g], j, F16);
+            if (LAST) y[u][j] = y[u][j] + acc;
+            else p[u][j] = acc;
+        }
     }
 }
 
 #define RS_GROUP_CASES(G)                                                                  \
     switch (first * 2 + last) {                                                            \
-    case 0: axpy_group(p, y, w, pf, hg, ncol, G, 0, 0, F16, FAST); break;                     \
-    case 1: axpy_group(p, y, w, pf, hg, ncol, G, 0, 1, F16, FAST); break;                     \
-    case 2: axpy_group(p, y, w, pf, hg, ncol, G, 1, 0, F16, FAST); break;                     \
-    default: axpy_group(p, y, w, pf, hg, ncol, G, 1, 1, F16, FAST); break;                    \
+    case 0: axpy_group(p, y, U, w, pf, hg, live, ncol, G, 0, 0, F16, FAST); break;       \
+    case 1: axpy_group(p, y, U, w, pf, hg, live, ncol, G, 0, 1, F16, FAST); break;       \
+    case 2: axpy_group(p, y, U, w, pf, hg, live, ncol, G, 1, 0, F16, FAST); break;       \
+    default: axpy_group(p, y, U, w, pf, hg, live, ncol, G, 1, 1, F16, FAST); break;      \
     }
 
-/* One token, one block: its live terms in ascending row order, then y += p. */
-RS_INLINE void axpy_block(const rs_axpy_args *A, int64_t ti, int64_t s, int64_t e, int64_t token_end,
-                          int64_t c0, int64_t ncol, float *p, const int F16, const int FAST) {
+/* One token group, one block: the rows live for any of its tokens, ascending,
+ * in groups of 4; then y[u] += p[u]. */
+RS_INLINE void axpy_block(const rs_axpy_args *A, int64_t u0, int U, int64_t s, int64_t e, int64_t list_end,
+                          int64_t c0, int64_t ncol, float *const *p, const int F16, const int FAST) {
     const size_t esz = F16 ? 2 : 4;
-    const float *h = A->h + ti * A->nrows;
-    float *y = A->y + ti * A->d + c0;
+    float *y[RS_AXPY_TOKENS];
+    for (int u = 0; u < U; u++) y[u] = A->y + (u0 + u) * A->d + c0;
     for (int64_t i = s; i < e;) {
         const int G = e - i >= 4 ? 4 : 1;
         const char *w[4];
-        float hg[4];
+        float hg[RS_AXPY_TOKENS][4];
+        unsigned live[RS_AXPY_TOKENS] = {0};
         for (int g = 0; g < G; g++) {
-            int32_t a = A->live[i + g];
+            const int32_t a = A->live[i + g];
             w[g] = (const char *)A->W + ((size_t)A->rows[a] * (size_t)A->d + (size_t)c0) * esz;
-            hg[g] = h[a];
+            for (int u = 0; u < U; u++) {
+                hg[u][g] = A->h[(u0 + u) * A->nrows + a];
+                live[u] |= (unsigned)(hg[u][g] != 0.0f) << g; /* NaN != 0: NaN terms stay */
+            }
         }
         const char *pf[4] = {NULL, NULL, NULL, NULL};
-        for (int g = 0; g < 4 && i + G + g < token_end; g++)
+        for (int g = 0; g < 4 && i + G + g < list_end; g++)
             pf[g] = (const char *)A->W + ((size_t)A->rows[A->live[i + G + g]] * (size_t)A->d + (size_t)c0) * esz;
         const int first = i == s, last = i + G == e;
         if (G == 4) {
@@ -341,16 +360,19 @@ RS_INLINE void axpy_block(const rs_axpy_args *A, int64_t ti, int64_t s, int64_t 
 }
 
 RS_INLINE void axpy_cols_as(const rs_axpy_args *A, int64_t c0, int64_t c1, const int F16, const int FAST) {
-    RS_ALIGN64 float p[RS_TILE_COLS];
-    const int64_t nb = A->nblocks, tile = RS_TILE_COLS;
+    RS_ALIGN64 float pbuf[RS_AXPY_TOKENS][RS_TILE_COLS];
+    float *p[RS_AXPY_TOKENS];
+    for (int u = 0; u < RS_AXPY_TOKENS; u++) p[u] = pbuf[u];
+    const int64_t nb = A->nblocks, tile = RS_TILE_COLS, groups = (A->t + RS_AXPY_TOKENS - 1) / RS_AXPY_TOKENS;
     for (int64_t c = c0; c < c1; c += tile) {
         const int64_t ncol = c1 - c < tile ? c1 - c : tile;
         for (int64_t ti = 0; ti < A->t; ti++) memset(A->y + ti * A->d + c, 0, (size_t)ncol * sizeof(float));
-        /* blocks outer, tokens inner: a block's row slices stay in cache for the whole batch */
+        /* blocks outer, token groups inner: a block's row slices stay in cache for the whole batch */
         for (int64_t b = 0; b < nb; b++) {
-            for (int64_t ti = 0; ti < A->t; ti++) {
-                const int64_t *at = A->block_at + ti * (nb + 1);
-                if (at[b] < at[b + 1]) axpy_block(A, ti, at[b], at[b + 1], at[nb], c, ncol, p, F16, FAST);
+            for (int64_t gi = 0; gi < groups; gi++) {
+                const int64_t *at = A->block_at + gi * (nb + 1), u0 = gi * RS_AXPY_TOKENS;
+                const int U = (int)(A->t - u0 < RS_AXPY_TOKENS ? A->t - u0 : RS_AXPY_TOKENS);
+                if (at[b] < at[b + 1]) axpy_block(A, u0, U, at[b], at[b + 1], at[nb], c, ncol, p, F16, FAST);
             }
         }
     }

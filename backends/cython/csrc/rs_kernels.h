@@ -31,20 +31,23 @@ typedef struct {
     int fast;               /* 0: the spec's exact order, 1: FMA, any order */
 } rs_dot_args;
 
-/* y[ti] = sum over live a of h[ti, a] * W[rows[a]], the spec's block order. */
+/* y[ti] = sum over live a of h[ti, a] * W[rows[a]], the spec's block order.
+ * Tokens go in groups of RS_AXPY_TOKENS that read each weight slice once. */
+#define RS_AXPY_TOKENS 4
 typedef struct {
     const void *W;
     int f16;
     int64_t d;
     const int32_t *rows;
     int64_t nrows;
-    const float *h;         /* (t, nrows) */
+    const float *h;          /* (t, nrows) */
     int64_t t;
-    const int32_t *live;     /* per token, the a with h[ti, a] != 0 (NaN included), ascending */
+    const int32_t *live;     /* per token group, the a with h[ti, a] != 0 (NaN included) for some
+                                token ti of the group, ascending */
     int64_t nblocks;         /* blocks of 256 neurons in W */
-    const int64_t *block_at; /* (t, nblocks + 1): token ti's live terms of block b are
-                                live[block_at[ti, b] .. block_at[ti, b + 1]) */
-    float *y;               /* (t, d) */
+    const int64_t *block_at; /* (groups, nblocks + 1): group gi's live rows of block b are
+                                live[block_at[gi, b] .. block_at[gi, b + 1]) */
+    float *y;                /* (t, d) */
     int fast;
 } rs_axpy_args;
 
