@@ -8,6 +8,7 @@ ISAS: tuple[str, ...]
 COMPILED: tuple[str, ...]
 SUPPORTED: tuple[str, ...]
 BEST: str
+MAX_THREADS: int
 
 def max_threads() -> int: ...
 def team_size(threads: int) -> int: ...

@@ -369,6 +369,8 @@ def test_bad_input_is_rejected():
         b.sparse_axpy(W, np.ones(4, np.float32), rows)
     with pytest.raises(ValueError):
         b.matvec(W, x, threads=0)
+    with pytest.raises(ValueError, match="at most"):
+        b.matvec(W, x, threads=kernels.MAX_THREADS + 1)
 
 
 def test_kernel_module_rechecks_rows_itself():

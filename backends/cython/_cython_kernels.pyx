@@ -89,9 +89,15 @@ def team_size(int threads):
     return got
 
 
+#: most threads one call starts: libgomp ends the process when it cannot create a thread
+MAX_THREADS = 256
+
+
 cdef _positive(int threads):
     if threads < 1:
         raise ValueError(f"threads must be a positive integer, got {threads}")
+    if threads > MAX_THREADS:
+        raise ValueError(f"threads must be at most {MAX_THREADS}, got {threads}")
 
 
 cdef int _isa(str name) except -1:
