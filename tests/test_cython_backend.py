@@ -227,15 +227,22 @@ def test_fast_mode_hammer():
     assert calls >= 600
 
 
-def test_fast_mode_skips_zero_terms():
-    """0 * Inf must not become NaN in fast mode either."""
+@pytest.mark.parametrize("mode", ["deterministic", "fast"])
+def test_zero_h_terms_are_skipped(mode):
+    """0 * Inf must not become NaN, also when other tokens of the batch use that row."""
     W = np.ones((300, 33), np.float32)
-    W[5] = np.inf
-    rows = np.array([5, 6, 270], np.int32)
-    h = np.array([[0.0, 1.0, 2.0], [-0.0, 0.0, 0.0]], np.float32)
+    W[1] = np.inf
+    W[5] = -np.inf
+    rows = np.array([0, 1, 2, 3, 4, 5, 6, 270], np.int32)
+    h = np.ones((6, rows.size), np.float32)
+    h[0, [1, 5]] = 0.0  # token 0 skips the Inf rows that tokens 1 and 2 use
+    h[2, 5] = -0.0
+    h[4, :] = 0.0
+    h[5, [1, 5]] = 0.0
     want = ref.sparse_axpy(W, h, rows)
+    assert np.isfinite(want[[0, 4, 5]]).all()
     for what, b, threads in every_variant():
-        assert_same_bits(b.sparse_axpy(W, h, rows, mode="fast", threads=threads), want, f"fast {what}")
+        assert_same_bits(b.sparse_axpy(W, h, rows, mode=mode, threads=threads), want, f"{mode} {what}")
 
 
 # ---- threads, GIL, OpenMP ----------------------------------------------------
