@@ -15,6 +15,7 @@ import shlex
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -108,16 +109,16 @@ def check_case(backend: Backend, mode: str, exp: Expected) -> Iterator[Result]:
         yield _guard(lambda: _fast(backend, exp, result), lambda why: result("bound", why))
         return
 
-    yield bitwise("reference", lambda: _call(backend, case.op, inputs, mode), exp.reference)
-    yield bitwise("repeat", lambda: _call(backend, case.op, inputs, mode), exp.reference)
+    yield bitwise("reference", partial(_call, backend, case.op, inputs, mode), exp.reference)
+    yield bitwise("repeat", partial(_call, backend, case.op, inputs, mode), exp.reference)
     if backend.has_threads:
         for n in THREAD_SWEEP:
-            yield bitwise(f"threads={n}", lambda n=n: _call(backend, case.op, inputs, mode, n), exp.reference)
+            yield bitwise(f"threads={n}", partial(_call, backend, case.op, inputs, mode, n), exp.reference)
     x = inputs.get("x", inputs.get("h"))
     if x is not None and x.ndim == 2 and x.shape[0] >= 2:
         for ti in sorted({0, x.shape[0] // 2, x.shape[0] - 1}):
             alone = {k: (v[ti : ti + 1] if k in BATCHED else v) for k, v in inputs.items()}
-            yield bitwise(f"alone[{ti}]", lambda a=alone: _call(backend, case.op, a, mode), exp.reference[ti : ti + 1])
+            yield bitwise(f"alone[{ti}]", partial(_call, backend, case.op, alone, mode), exp.reference[ti : ti + 1])
     if case.op == "sparse_ffn":
         yield _guard(lambda: _sparse_equals_dense(backend, exp, result), lambda why: result("sparse=dense", why))
 
@@ -136,7 +137,8 @@ def _fast(backend: Backend, exp: Expected, result: Callable[..., Result]) -> Res
     if exp.case.op != "predict":
         b = exp._bound
         flat = np.ravel_multi_index(at, got.shape)
-        detail += f", centre {b.centre.flat[flat]!r}, radius {b.radius.flat[flat]!r}, kind {bounds.KIND_NAMES[b.kind.flat[flat]]}"
+        kind = bounds.KIND_NAMES[b.kind.flat[flat]]
+        detail += f", centre {b.centre.flat[flat]!r}, radius {b.radius.flat[flat]!r}, kind {kind}"
     return result("bound", detail, worst=worst, free=nfree)
 
 
