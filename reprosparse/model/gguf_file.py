@@ -43,13 +43,14 @@ def _gguf() -> Any:
 
 def _reader_class() -> type:
     gguf = _gguf()
+    from gguf import GGUFReader
 
-    class PowerInferReader(gguf.GGUFReader):  # type: ignore[misc, name-defined]
+    class PowerInferReader(GGUFReader):
         """GGUFReader that also accepts the PWRI magic and names truncated tensors."""
 
         @property
         def data(self) -> np.memmap:
-            return self._data  # type: ignore[no-any-return]
+            return self._data
 
         @data.setter
         def data(self, mapped: np.memmap) -> None:
