@@ -60,7 +60,8 @@ def make_model(
     rank = rank if rank is not None else max(4, min(dim // 4, 256))
     rng = np.random.default_rng(seed)
     hd = dim // heads
-    hyper = Hyper(dim=dim, n_layer=layers, n_ff=ff, n_head=heads, n_head_kv=kv_heads, vocab=vocab, eps=1e-5,
+    hyper = Hyper(dim=dim, n_layer=layers, n_ff=ff, n_head=heads, n_head_kv=kv_heads, vocab=vocab,
+                  eps=float(np.float32(1e-5)),
                   rope_base=10000.0, context_length=context_length, sparse_threshold=0.0)
 
     embd = _normal(rng, (vocab, dim), 1.0)
