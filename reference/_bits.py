@@ -6,7 +6,7 @@ import numpy as np
 
 
 def f32(bits: int) -> np.float32:
-    """The float32 whose bit pattern is `bits` (docs/spec-runtime.md lists them in hex)."""
+    """The float32 whose bit pattern is `bits` (docs/spec.md §12 lists them in hex)."""
     return np.float32(np.array(bits, np.uint32).view(np.float32)[()])
 
 

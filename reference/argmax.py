@@ -1,4 +1,4 @@
-"""Greedy token choice   (docs/spec-runtime.md, "argmax").
+"""Greedy token choice   (docs/spec.md §12, "argmax").
 
 The index of the first NaN if a row has one (a broken model shows up as a
 token rather than being hidden); otherwise the lowest index holding the

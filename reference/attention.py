@@ -1,4 +1,4 @@
-"""Causal multi-head attention over a KV cache   (docs/spec-runtime.md, "attention").
+"""Causal multi-head attention over a KV cache   (docs/spec.md §12, "attention").
 
 Grouped-query attention is supported: query head h reads KV head
 h // (n_head // n_kv_head).  A query row at position p sees cache rows 0..p:

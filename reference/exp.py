@@ -1,4 +1,4 @@
-"""exp32: the float32 exponential of the runtime spec   (docs/spec-runtime.md, "exp").
+"""exp32: the float32 exponential of the runtime spec   (docs/spec.md §12, "exp").
 
 Built from IEEE float32 basic operations only, so every platform gets the same
 bits: Cody-Waite range reduction x = k*ln2 + r with a two-constant ln2, a
@@ -24,7 +24,7 @@ ONE = np.float32(1.0)
 
 
 def exp32(x: np.ndarray | np.floating) -> np.ndarray:
-    """Elementwise exp of a float32 array, exactly as docs/spec-runtime.md specifies."""
+    """Elementwise exp of a float32 array, exactly as docs/spec.md §12 specifies."""
     x = np.asarray(x, np.float32)
     nan = np.isnan(x)
     over = x > X_MAX

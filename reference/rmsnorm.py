@@ -1,4 +1,4 @@
-"""RMSNorm   (docs/spec-runtime.md, "rmsnorm").
+"""RMSNorm   (docs/spec.md §12, "rmsnorm").
 
 Per row of d values: ss = lane_dot(x, x); mean = ss / float32(d);
 v = mean + float32(eps); s = sqrt(v); inv = 1 / s; y[j] = (x[j] * inv) * w[j].

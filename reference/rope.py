@@ -1,4 +1,4 @@
-"""Rotary position embedding   (docs/spec-runtime.md, "rope").
+"""Rotary position embedding   (docs/spec.md §12, "rope").
 
 llama.cpp's "normal" mode (the one GGUF LLaMA files use): within each head the
 pairs (2i, 2i+1) rotate by the angle pos * theta_i, theta_i = base**(-2i/d).

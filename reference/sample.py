@@ -1,4 +1,4 @@
-"""Sampling at temperature > 0   (docs/spec-runtime.md, "sample").
+"""Sampling at temperature > 0   (docs/spec.md §12, "sample").
 
   inv  = float32(1) / float32(temperature)
   p    = softmax(logits * inv)                          float32 products, spec'd softmax

@@ -1,4 +1,4 @@
-"""softmax over a prefix of each row   (docs/spec-runtime.md, "softmax").
+"""softmax over a prefix of each row   (docs/spec.md §12, "softmax").
 
 Row r uses x[r, :n] with n = lengths[r]:
   m    = the first (lowest index) maximal element, NaNs ignored; x[r, 0] if all are NaN

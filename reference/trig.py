@@ -1,4 +1,4 @@
-"""sincos32: sine and cosine of float32 angles   (docs/spec-runtime.md, "sin and cos").
+"""sincos32: sine and cosine of float32 angles   (docs/spec.md §12, "sin and cos").
 
 Only the rotary tables use them.  The work is done in IEEE float64 basic
 operations and rounded once to float32 at the end: Cody-Waite reduction by

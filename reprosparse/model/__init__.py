@@ -8,7 +8,7 @@
 - `Runtime`: the decoder.  The weight-heavy operators (Q/K/V/O projections and
   LM head = `matvec`, predictor = `predict`, FFN = `sparse_ffn`/`dense_ffn`) run
   on the selected backend; rmsnorm, rope, attention, residual adds, argmax and
-  sampling run on `reprosparse.reference` (docs/spec-runtime.md).
+  sampling run on `reprosparse.reference` (docs/spec.md §12).
 - `generate(...)`: greedy or counter-based sampled decoding of a batch of prompts.
 - `audit.run_audit(...)`: the same greedy generation across backends, thread
   counts, modes and batch compositions (`reprosparse audit`).

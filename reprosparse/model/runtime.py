@@ -6,7 +6,7 @@ sequence's KV cache -> O `matvec` -> residual -> rmsnorm -> `predict` mask ->
 head `matvec` for each sequence's last token.  The `matvec`, `predict`,
 `sparse_ffn` and `dense_ffn` calls go to the chosen backend in the chosen
 mode and thread count; rmsnorm, rope, attention, residual adds, argmax and
-sampling are `reprosparse.reference` (docs/spec-runtime.md lists both sides).
+sampling are `reprosparse.reference` (docs/spec.md §12 lists both sides).
 
 A step stacks the new tokens of every sequence into one activation matrix,
 so the backend sees a real batch; every operator is per row in

@@ -1,4 +1,4 @@
-"""Literal scalar transcriptions of docs/spec-runtime.md, one float32 operation per line.
+"""Literal scalar transcriptions of docs/spec.md §12, one float32 operation per line.
 
 The vectorised reference is tested against these: plain Python loops over
 numpy float32 scalars (float64 work uses Python floats, which are IEEE
