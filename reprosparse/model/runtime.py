@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -93,7 +94,8 @@ class Runtime:
             cache.reserve(cache.length + n)
         starts = np.cumsum([0, *counts])
         positions = np.concatenate([c.length + np.arange(n) for c, n in zip(caches, counts, strict=True)])
-        be, run = self.backend, {"mode": self.mode, "threads": self.threads}
+        be = self.backend
+        run: dict[str, Any] = {"mode": self.mode, "threads": self.threads}
 
         began = time.perf_counter()
         x = self.model.token_embd[ids].astype(np.float32)  # float16 converts exactly
