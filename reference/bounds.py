@@ -162,6 +162,9 @@ def _propagated_dot(a: np.ndarray, v: np.ndarray, rv: np.ndarray, free_v: np.nda
     """
     a64 = np.abs(a.astype(np.float64))
     n = float(max(a.shape[1], 1))
+    # float64 holds values that float32 cannot: an input whose bound reaches past FLT_MAX
+    # may be Inf in float32 (and Inf * 0 = NaN), so its token is not constrained.
+    free_v = free_v | (np.abs(v) + rv > FLT_MAX)
     shift = rv @ a64.T
     mag = (np.abs(v) + rv) @ a64.T
     centre = v @ a.astype(np.float64).T

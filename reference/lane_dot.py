@@ -45,7 +45,7 @@ def lane_dot_rows(w: np.ndarray, rows: np.ndarray | None, x: np.ndarray) -> np.n
     chunks = -(-d // LANES)
     width = chunks * LANES
     xs = _padded(x, width).reshape(t, chunks, LANES)
-    step = max(1, _CHUNK_BYTES // (width * 4))
+    step = max(1, _CHUNK_BYTES // max(width * 4, 1))
     with np.errstate(all="ignore"):  # Inf and NaN are valid inputs, not accidents
         _lane_dot_chunks(w, rows, xs, out, step, width)
     return out

@@ -95,3 +95,15 @@ def test_possible_overflow_is_free_not_hidden():
     W = np.array([[big, big, -big]], np.float32)
     b = bounds.matvec(W, np.ones(3, np.float32))
     assert b.kind[0, 0] == bounds.FREE
+
+
+def test_float32_overflow_of_h_is_not_hidden_by_float64():
+    """relu(g) * u can overflow in float32 (then Inf * 0 = NaN) though float64 holds it: no finite claim."""
+    big = np.float32(2.0**70)
+    x = np.ones(1, np.float32)
+    gate, up, down_t = np.array([[big]]), np.array([[big]]), np.zeros((1, 1), np.float32)
+    mask = np.ones(1, bool)
+    got = reference.sparse_ffn(x, gate, up, down_t, mask)
+    assert np.isnan(got[0])
+    b = bounds.sparse_ffn(x, gate, up, down_t, mask)
+    assert b.kind[0, 0] == bounds.FREE and b.contains(got.reshape(b.centre.shape)).all()

@@ -77,6 +77,8 @@ def test_empty_is_valid(impl):
     assert impl.matvec(W, np.zeros((0, 8), F)).shape == (0, 300)
     assert impl.sparse_ffn(np.zeros((0, 8), F), W, W, W, np.zeros((0, 300), bool)).shape == (0, 8)
     assert impl.predict(X[0], np.ones((4, 8), F), np.ones((300, 4), F)).shape == (300,)
+    zero_width = impl.matvec(np.ones((5, 0), F), np.ones((2, 0), F))  # d = 0: every lane_dot is +0.0
+    assert zero_width.shape == (2, 5) and not zero_width.any() and not np.signbit(zero_width).any()
 
 
 @pytest.mark.parametrize("mode", ["turbo", None])
