@@ -46,8 +46,17 @@ def lane_dot_rows(w: np.ndarray, rows: np.ndarray | None, x: np.ndarray) -> np.n
     width = chunks * LANES
     xs = _padded(x, width).reshape(t, chunks, LANES)
     step = max(1, _CHUNK_BYTES // (width * 4))
-    for start in range(0, picked, step):
-        stop = min(picked, start + step)
+    with np.errstate(all="ignore"):  # Inf and NaN are valid inputs, not accidents
+        _lane_dot_chunks(w, rows, xs, out, step, width)
+    return out
+
+
+def _lane_dot_chunks(
+    w: np.ndarray, rows: np.ndarray | None, xs: np.ndarray, out: np.ndarray, step: int, width: int
+) -> None:
+    t, chunks, _ = xs.shape
+    for start in range(0, out.shape[1], step):
+        stop = min(out.shape[1], start + step)
         block = w[start:stop] if rows is None else w[rows[start:stop]]
         # (chunks, rows, 16): chunk c of every row is contiguous for the adds below.
         wt = _padded(block, width).reshape(stop - start, chunks, LANES).transpose(1, 0, 2)
@@ -58,4 +67,3 @@ def lane_dot_rows(w: np.ndarray, rows: np.ndarray | None, x: np.ndarray) -> np.n
             for c in range(chunks):
                 np.add(acc, prod[c], out=acc)
             out[ti, start:stop] = fold(acc)
-    return out

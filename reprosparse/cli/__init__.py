@@ -5,10 +5,21 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import Any
 
 # Each module defines register(subparsers), which adds its parser and sets func(args) -> int.
 # Modules are imported only to build the parser; heavy imports stay inside func.
 SUBCOMMANDS = ("info", "conformance")
+
+
+def cli_console() -> Any:
+    """A rich console that stays wide enough for tables when output is piped (CI logs)."""
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160, soft_wrap=True)
+    return console
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,12 +11,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.table import Table
 
+    from . import cli_console
     from .. import _config, _platform, _registry
 
-    console = Console()
+    console = cli_console()
     facts = Table(title="this process", show_header=False)
     for key, value in _platform.describe().items():
         facts.add_row(key, value)
