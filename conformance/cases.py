@@ -10,6 +10,8 @@ at a time around a small default shape:
            signed zeros, +-Inf, NaN, near overflow
 - masks:   empty, one neuron, 1%, 10%, 50%, all, clustered at block edges
 - float16: float16 weights (normal values, subnormals, Inf/NaN)
+- ties:    predict only; every logit is the same exact sum in another order and
+           the threshold is that sum, so any other summation order flips neurons
 - llama:   LLaMA-7B layer shapes, 4096 x 11008 at 10% active (not in --quick)
 """
 
@@ -63,6 +65,9 @@ def all_cases(quick: bool = False) -> list[Case]:
         shapes["x-1d"] = {"t": None}
         cases += _family(op, "shapes", shapes)
         cases += _family(op, "values", {v: {"values": v} for v in VALUE_KINDS})
+        if op == "predict":
+            ties = {f"{dt}": {"values": "ties", "dtype": dt} for dt in ("float32", "float16")}
+            cases += _family(op, "ties", ties)
         if op not in ("matvec", "predict", "dense_ffn"):
             masks = {str(m): {"density": m, "n": 1000} for m in DENSITIES}
             cases += _family(op, "masks", masks)
@@ -161,6 +166,8 @@ def _make_inputs(op: str, p: dict[str, Any], rng: np.random.Generator) -> dict[s
         h = _values(rng, (*lead, rows.size), kind)
         h[rng.random(h.shape) < 0.25] = 0.0  # zero terms must be skipped, even against Inf weights
         return {"W": _values(rng, (n, p["d_out"]), kind, dtype), "h": h, "rows": rows}
+    if op == "predict" and kind == "ties":
+        return _predict_ties(rng, p)
     if op == "predict":
         x = _values(rng, (*lead, d), kind)
         fc1 = _values(rng, (p["r"], d), kind, dtype)
@@ -175,3 +182,22 @@ def _make_inputs(op: str, p: dict[str, Any], rng: np.random.Generator) -> dict[s
     if op == "sparse_ffn":
         args["mask"] = _mask(rng, t, n, p["density"])
     return args
+
+
+def _predict_ties(rng: np.random.Generator, p: dict[str, Any]) -> dict[str, Any]:
+    """Logits that all equal one exact sum, taken in different orders, at the threshold.
+
+    With d = 1 and all-ones fc1, every hidden activation is the input c itself;
+    every fc2 row is a permutation of one vector v, so each logit sums the same
+    rounded products v[k] * c, only in another order.  The threshold is that
+    sum, so which neurons land on which side depends only on the order of the
+    additions.
+    """
+    r, n, t = p["r"], p["n"], p["t"]
+    c = np.abs(rng.standard_normal(1)).astype(np.float32) + np.float32(0.5)
+    fc1 = np.ones((r, 1), p["dtype"])
+    v = rng.standard_normal(r).astype(p["dtype"])
+    fc2 = np.stack([rng.permutation(v) for _ in range(n)])
+    exact = float(np.sum((v.astype(np.float32) * c[0]).astype(np.float64)))
+    x = c if t is None else np.tile(c, (t, 1))
+    return {"x": x, "fc1": fc1, "fc2": fc2, "threshold": float(np.float32(exact))}
