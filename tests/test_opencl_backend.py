@@ -27,13 +27,15 @@ TINY = np.finfo(np.float32).tiny  # below it, nonzero float32 values are subnorm
 DTYPES = (np.float32, np.float16)
 
 
-@pytest.fixture(scope="module")
-def backend() -> ocl.OpenCLBackend:
+@pytest.fixture(scope="module", params=ocl.LAYOUTS)
+def backend(request) -> ocl.OpenCLBackend:
+    """The backend on the selected device, once per kernel layout (both must give the same bits)."""
     try:
-        got = opencl.load()
+        got = opencl.load(layout=request.param)
     except BackendUnavailable as exc:
         pytest.skip(f"no usable OpenCL device: {exc}")
     assert isinstance(got, ocl.OpenCLBackend)
+    assert got.layout == request.param
     return got
 
 
@@ -259,15 +261,21 @@ def test_sparse_ffn_mixed_weight_dtypes(backend):
                 ref.sparse_ffn(x, gate, up, down_t, mask))
 
 
-def test_llama7b_sparse_ffn_bits(backend):
-    """A LLaMA-7B FFN (4096 x 11008, 10% active, float16 weights, one token)."""
+@pytest.fixture(scope="module")
+def llama7b_ffn() -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """A LLaMA-7B FFN (4096 x 11008, 10% active, float16 weights, one token) and its reference output."""
     rng = np.random.default_rng(2024)
     n, d = 11008, 4096
     gate, up, down_t = ((rng.standard_normal((n, d)) * 0.02).astype(np.float16) for _ in range(3))
     x = rng.standard_normal((1, d)).astype(np.float32)
     mask = rng.random((1, n)) < 0.1
-    assert_bits(backend.sparse_ffn(x, gate, up, down_t, mask, mode="deterministic"),
-                ref.sparse_ffn(x, gate, up, down_t, mask))
+    args = (x, gate, up, down_t, mask)
+    return args, ref.sparse_ffn(*args)
+
+
+def test_llama7b_sparse_ffn_bits(backend, llama7b_ffn):
+    args, want = llama7b_ffn
+    assert_bits(backend.sparse_ffn(*args, mode="deterministic"), want)
 
 
 # ---- errors, devices, build options ----------------------------------------------
@@ -364,6 +372,18 @@ def test_device_without_denormals_refuses_deterministic_mode(backend, monkeypatc
         flushing.sparse_ffn(x, W, W, W, np.ones((1, 4), bool), mode="deterministic")
     assert_bits(flushing.matvec(W, x, mode="fast"), ref.matvec(W, x))
     assert backend.info()["deterministic mode"] == "supported"
+
+
+def test_default_layout_follows_device_type():
+    try:
+        default = opencl.load()
+    except BackendUnavailable as exc:
+        pytest.skip(f"no usable OpenCL device: {exc}")
+    assert isinstance(default, ocl.OpenCLBackend)
+    is_cpu = bool(default._device.type & cl.device_type.CPU)
+    assert default.layout == ("vector" if is_cpu else "grouped")
+    with pytest.raises(ValueError, match="layout must be one of"):
+        opencl.load(layout="diagonal")
 
 
 def test_info_lists_devices(backend):

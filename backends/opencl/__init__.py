@@ -12,7 +12,8 @@ import os
 from .._base import Backend, BackendUnavailable
 
 
-def load() -> Backend:
+def load(layout: str | None = None) -> Backend:
+    """The backend on the chosen device; layout forces "grouped" or "vector" kernels (tests)."""
     try:
         import pyopencl as cl
     except ImportError as exc:
@@ -46,4 +47,4 @@ def load() -> Backend:
     except devices.DeviceChoiceError as exc:
         raise BackendUnavailable(str(exc)) from exc
     is_gpu = described[where[0]].devices[where[1]].is_gpu
-    return (OpenCLGpuBackend if is_gpu else OpenCLBackend)(platforms, *where)
+    return (OpenCLGpuBackend if is_gpu else OpenCLBackend)(platforms, *where, layout=layout)

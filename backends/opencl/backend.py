@@ -1,10 +1,13 @@
 """The OpenCL backend: the spec's operation order on any OpenCL 1.2 device.
 
 Deterministic kernels (kernels/deterministic.cl) give the reference's bits:
-one 16-lane work-group per row for the dot products, and for sparse_axpy one
-partial per 256-neuron block and column, folded in ascending block order by a
-second kernel.  Fast kernels (kernels/fast.cl) use fma(), vector loads and
-balanced row chunks instead.
+16 lanes per row for the dot products, and for sparse_axpy one partial per
+256-neuron block and column, folded in ascending block order by a second
+kernel.  Fast kernels (kernels/fast.cl) use fma(), vector loads and balanced
+row chunks instead.  Each kernel comes in two layouts with the same
+arithmetic: "grouped" (a work-group of 16 lanes per row, one column per
+work-item: coalesced loads for GPUs) and "vector" (a float16 of lanes or
+columns per work-item: SIMD code on CPU devices, about 20x faster on PoCL).
 
 Weights are uploaded on every call: only the rows an op reads, gathered on
 the host (so a 10%-active sparse op moves a tenth of the matrix), or the whole
@@ -25,7 +28,9 @@ from .programs import OpenCLError, ProgramCache, build_options
 
 LANES = 16  # the spec's lane count; the kernels' work-group width
 ROWS = 4  # rows per work-group of the dot kernels
-COLUMNS = 64  # columns per work-group of the axpy kernels
+COLUMNS = 64  # columns per work-group of the grouped axpy kernels
+VEC = 16  # columns per work-item of the vector axpy kernels
+LAYOUTS = ("grouped", "vector")
 FAST_CHUNK = 64  # rows per partial of fast-mode sparse_axpy
 _INT_MAX = 2**31 - 1
 _F32 = np.dtype(np.float32)
@@ -71,10 +76,18 @@ class OpenCLBackend(Backend):
     name = "opencl"
     priority = 20
 
-    def __init__(self, platforms: list[cl.Platform], platform_index: int, device_index: int) -> None:
+    def __init__(
+        self, platforms: list[cl.Platform], platform_index: int, device_index: int, layout: str | None = None
+    ) -> None:
+        """layout: "grouped" or "vector" kernels; by default vector on CPU devices, else grouped."""
         self._platforms = platforms
         self._device = platforms[platform_index].get_devices()[device_index]
         self._where = (platform_index, device_index)
+        if layout is None:
+            layout = "vector" if self._device.type & cl.device_type.CPU else "grouped"
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        self.layout = layout
         self._context = cl.Context([self._device])
         self._queue = cl.CommandQueue(self._context, self._device)
         self._programs = ProgramCache(self._context, self._device)
@@ -97,6 +110,7 @@ class OpenCLBackend(Backend):
             "devices": ", ".join(listed),
             "deterministic mode": self._deterministic_problem or "supported",
             "choose with": f"{devices.ENV}=platform:device (index or name)",
+            "kernels": f"{self.layout} layout",
             "weights": "uploaded per call (active rows only)",
         }
 
@@ -125,15 +139,23 @@ class OpenCLBackend(Backend):
             return self._upload(W), self._upload(rows)
         return self._upload(W[rows]), self._upload(np.arange(rows.shape[0], dtype=np.int32))
 
+    def _dot_sizes(self, m: int, t: int, tokens: int) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+        """Global and local sizes of the lane_dot kernels for m rows and t tokens."""
+        if self.layout == "grouped":
+            return (LANES, _round_up(m, ROWS), -(-t // tokens)), (LANES, ROWS, 1)
+        return (m, -(-t // tokens)), None
+
     def _launch(
         self, program: cl.Program, kernel: str, global_size: tuple[int, ...],
         local_size: tuple[int, ...] | None, *args: cl.Buffer | np.int32,
     ) -> None:
+        """Runs `kernel` (in this backend's layout; axpy_fold has one) on the queue."""
+        name = kernel if kernel == "axpy_fold" else f"{kernel}_{self.layout}"
         try:
             # A fresh Kernel per launch: a shared one's arguments would race between threads.
-            cl.Kernel(program, kernel)(self._queue, global_size, local_size, *args)
+            cl.Kernel(program, name)(self._queue, global_size, local_size, *args)
         except cl.Error as exc:
-            raise OpenCLError(f"OpenCL kernel {kernel} on {self.device_name} failed: {exc}") from exc
+            raise OpenCLError(f"OpenCL kernel {name} on {self.device_name} failed: {exc}") from exc
 
     def _read(self, host: np.ndarray, buffer: cl.Buffer, op: str) -> np.ndarray:
         try:
@@ -160,7 +182,7 @@ class OpenCLBackend(Backend):
         w_buf, r_buf = self._rows_on_device(W, rows)
         out, o_buf = self._output((t, m))
         self._launch(
-            program, "lane_dot", (LANES, _round_up(m, ROWS), -(-t // tokens)), (LANES, ROWS, 1),
+            program, "lane_dot", *self._dot_sizes(m, t, tokens),
             w_buf, np.int32(d), r_buf, np.int32(m), self._upload(x), np.int32(t), o_buf,
         )
         return self._read(out, o_buf, "sparse_matvec")
@@ -190,8 +212,14 @@ class OpenCLBackend(Backend):
         starts = np.append(starts, m).astype(np.int32)
         groups = starts.shape[0] - 1
         partial = cl.Buffer(self._context, cl.mem_flags.READ_WRITE, groups * t * d * _F32.itemsize)
+        if self.layout == "grouped":
+            sizes: tuple[tuple[int, ...], tuple[int, ...] | None] = (
+                (_round_up(d, COLUMNS), groups, -(-t // tokens)), (COLUMNS, 1, 1)
+            )
+        else:
+            sizes = ((-(-d // VEC), groups, -(-t // tokens)), None)
         self._launch(
-            program, "axpy_partials", (_round_up(d, COLUMNS), groups, -(-t // tokens)), (COLUMNS, 1, 1),
+            program, "axpy_partials", *sizes,
             w_buf, np.int32(d), r_buf, self._upload(starts), h_buf, np.int32(m), np.int32(t), partial,
         )
         y, y_buf = self._output((t, d))
@@ -222,7 +250,7 @@ class OpenCLBackend(Backend):
         own = np.ascontiguousarray(mask[:, rows]).view(np.uint8)
         h_buf = cl.Buffer(self._context, cl.mem_flags.READ_WRITE, t * m * _F32.itemsize)
         self._launch(
-            program, "gated_lane_dot", (LANES, _round_up(m, ROWS), -(-t // tokens)), (LANES, ROWS, 1),
+            program, "gated_lane_dot", *self._dot_sizes(m, t, tokens),
             g_buf, u_buf, np.int32(d), r_buf, np.int32(m), self._upload(x), np.int32(t),
             self._upload(own), h_buf,
         )

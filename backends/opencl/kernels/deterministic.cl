@@ -10,17 +10,37 @@
  *   WEIGHT_HALF  weights are float16, read with vload_half (exact, subnormals included)
  *   TOKENS       tokens handled per work-item (1..8)
  *   ROWS         rows per work-group in the dot kernels
+ *
+ * Each op has two layouts with the same arithmetic: "grouped" kernels spread
+ * one row (or column) over many work-items, so that neighbouring work-items
+ * read neighbouring addresses (what GPUs need); "vector" kernels give each
+ * work-item a float16 vector of lanes or columns, which CPU compilers turn
+ * into SIMD instructions (PoCL does not vectorise the grouped loops).
  */
 
 #define LANES 16
+#define VEC 16 /* columns per work-item in axpy_partials_vector */
 
 #ifdef WEIGHT_HALF
 #define WTYPE half
 #define LOAD_W(p, i) vload_half((i), (p))
+#define LOAD_W16(p, i) vload_half16((i), (p))
 #else
 #define WTYPE float
 #define LOAD_W(p, i) ((p)[i])
+#define LOAD_W16(p, i) vload16((i), (p))
 #endif
+
+/* relu(g) * u, and +0.0 where the token's own mask is 0;
+ * relu(v) = v if v > 0 or v is NaN, else +0.0. */
+static float gated(const float g, const float u, const uchar own)
+{
+    const float r = (g > 0.0f || isnan(g)) ? g : 0.0f;
+    const float prod = r * u;
+    return own ? prod : 0.0f;
+}
+
+/* ---- grouped layout ------------------------------------------------------- */
 
 /* lane_dot of one row: lane l adds the terms k = l (mod 16) in ascending k
  * (accumulate), then the lanes are folded 8, 4, 2, 1 through local memory
@@ -56,7 +76,7 @@ static void accumulate(__global const WTYPE *w, const int d, __global const floa
 /* out[t, a] = lane_dot(W[rows[a]], x[t]).  Work-group (LANES, ROWS, 1);
  * global (LANES, rows rounded up to ROWS, ceil(t / TOKENS)). */
 __kernel __attribute__((reqd_work_group_size(LANES, ROWS, 1)))
-void lane_dot(__global const WTYPE *W, const int d, __global const int *rows, const int m,
+void lane_dot_grouped(__global const WTYPE *W, const int d, __global const int *rows, const int m,
               __global const float *x, const int t, __global float *out)
 {
     __local float red[ROWS * TOKENS * LANES];
@@ -85,11 +105,9 @@ void lane_dot(__global const WTYPE *W, const int d, __global const int *rows, co
     }
 }
 
-/* The gate/up half of sparse_ffn: g and u as lane_dot, then
- * h[t, a] = relu(g) * u, and +0.0 where the token's own mask is 0.
- * relu(v) = v if v > 0 or v is NaN, else +0.0. */
+/* The gate/up half of sparse_ffn: g and u as lane_dot, then h[t, a] = gated(g, u, own). */
 __kernel __attribute__((reqd_work_group_size(LANES, ROWS, 1)))
-void gated_lane_dot(__global const WTYPE *gate, __global const WTYPE *up, const int d,
+void gated_lane_dot_grouped(__global const WTYPE *gate, __global const WTYPE *up, const int d,
                     __global const int *rows, const int m, __global const float *x, const int t,
                     __global const uchar *own, __global float *h)
 {
@@ -123,10 +141,7 @@ void gated_lane_dot(__global const WTYPE *gate, __global const WTYPE *up, const 
     if (lane == 0 && a < m) {
         for (int j = 0; j < nt; ++j) {
             const size_t at = (size_t)(t0 + j) * m + a;
-            const float g = mine_g[j * LANES];
-            const float r = (g > 0.0f || isnan(g)) ? g : 0.0f;
-            const float prod = r * mine_u[j * LANES];
-            h[at] = own[at] ? prod : 0.0f;
+            h[at] = gated(mine_g[j * LANES], mine_u[j * LANES], own[at]);
         }
     }
 }
@@ -136,7 +151,7 @@ void gated_lane_dot(__global const WTYPE *gate, __global const WTYPE *up, const 
  * from +0.0, skipping terms whose h is +0.0 or -0.0 (NaN is kept).
  * Block b holds rows[starts[b] .. starts[b+1]).  partial is (blocks, t, d).
  * Global (d rounded up, blocks, ceil(t / TOKENS)). */
-__kernel void axpy_partials(__global const WTYPE *W, const int d, __global const int *rows,
+__kernel void axpy_partials_grouped(__global const WTYPE *W, const int d, __global const int *rows,
                             __global const int *starts, __global const float *h, const int m,
                             const int t, __global float *partial)
 {
@@ -168,6 +183,154 @@ __kernel void axpy_partials(__global const WTYPE *W, const int d, __global const
         partial[((size_t)b * t + t0 + i) * d + j] = p[i];
     }
 }
+
+/* ---- vector layout -------------------------------------------------------- */
+
+/* lane_dot of one row with the 16 lanes as the components of a float16: the
+ * full chunks of 16 terms, then the tail padded with 0 * 0 = +0.0 terms, which
+ * change no lane (a lane that starts at +0.0 is never -0.0), then the fold. */
+static void dot_vector(__global const WTYPE *w, const int d, __global const float *x,
+                       const int nt, float out[TOKENS])
+{
+    float16 acc[TOKENS];
+    for (int j = 0; j < TOKENS; ++j) {
+        acc[j] = (float16)(0.0f);
+    }
+    const int full = d / LANES;
+    for (int c = 0; c < full; ++c) {
+        const float16 wc = LOAD_W16(w, c);
+        for (int j = 0; j < TOKENS; ++j) {
+            if (j < nt) {
+                const float16 p = wc * vload16(c, x + (size_t)j * d);
+                acc[j] = acc[j] + p;
+            }
+        }
+    }
+    const int rest = d - full * LANES;
+    if (rest) {
+        float tw[LANES];
+        float tx[LANES];
+        for (int l = 0; l < LANES; ++l) {
+            tw[l] = l < rest ? LOAD_W(w, full * LANES + l) : 0.0f;
+        }
+        for (int j = 0; j < TOKENS; ++j) {
+            if (j < nt) {
+                for (int l = 0; l < LANES; ++l) {
+                    tx[l] = l < rest ? x[(size_t)j * d + full * LANES + l] : 0.0f;
+                }
+                const float16 p = vload16(0, tw) * vload16(0, tx);
+                acc[j] = acc[j] + p;
+            }
+        }
+    }
+    for (int j = 0; j < TOKENS; ++j) {
+        const float8 s8 = acc[j].lo + acc[j].hi;
+        const float4 s4 = s8.lo + s8.hi;
+        const float2 s2 = s4.lo + s4.hi;
+        out[j] = s2.x + s2.y;
+    }
+}
+
+/* lane_dot_grouped's result with one work-item per (row, TOKENS tokens);
+ * global (rows, ceil(t / TOKENS)). */
+__kernel void lane_dot_vector(__global const WTYPE *W, const int d, __global const int *rows, const int m,
+                              __global const float *x, const int t, __global float *out)
+{
+    const int a = get_global_id(0);
+    const int t0 = get_global_id(1) * TOKENS;
+    if (a >= m) {
+        return;
+    }
+    const int nt = min(TOKENS, t - t0);
+    float res[TOKENS];
+    dot_vector(W + (size_t)rows[a] * d, d, x + (size_t)t0 * d, nt, res);
+    for (int j = 0; j < nt; ++j) {
+        out[(size_t)(t0 + j) * m + a] = res[j];
+    }
+}
+
+/* gated_lane_dot_grouped's result with one work-item per (row, TOKENS tokens). */
+__kernel void gated_lane_dot_vector(__global const WTYPE *gate, __global const WTYPE *up, const int d,
+                                    __global const int *rows, const int m, __global const float *x,
+                                    const int t, __global const uchar *own, __global float *h)
+{
+    const int a = get_global_id(0);
+    const int t0 = get_global_id(1) * TOKENS;
+    if (a >= m) {
+        return;
+    }
+    const int nt = min(TOKENS, t - t0);
+    const size_t row = (size_t)rows[a] * d;
+    float g[TOKENS];
+    float u[TOKENS];
+    dot_vector(gate + row, d, x + (size_t)t0 * d, nt, g);
+    dot_vector(up + row, d, x + (size_t)t0 * d, nt, u);
+    for (int j = 0; j < nt; ++j) {
+        const size_t at = (size_t)(t0 + j) * m + a;
+        h[at] = gated(g[j], u[j], own[at]);
+    }
+}
+
+/* axpy_partials_grouped's result with VEC consecutive columns per work-item
+ * (fewer in the last one); global (ceil(d / VEC), blocks, ceil(t / TOKENS)). */
+__kernel void axpy_partials_vector(__global const WTYPE *W, const int d, __global const int *rows,
+                                   __global const int *starts, __global const float *h, const int m,
+                                   const int t, __global float *partial)
+{
+    const int j0 = get_global_id(0) * VEC;
+    const int b = get_global_id(1);
+    const int t0 = get_global_id(2) * TOKENS;
+    const int nt = min(TOKENS, t - t0);
+    if (j0 >= d) {
+        return;
+    }
+    const int end = starts[b + 1];
+    if (j0 + VEC <= d) {
+        float16 p[TOKENS];
+        for (int i = 0; i < TOKENS; ++i) {
+            p[i] = (float16)(0.0f);
+        }
+        for (int a = starts[b]; a < end; ++a) {
+            const float16 w = LOAD_W16(W + (size_t)rows[a] * d + j0, 0);
+            for (int i = 0; i < TOKENS; ++i) {
+                if (i < nt) {
+                    const float hv = h[(size_t)(t0 + i) * m + a];
+                    if (hv != 0.0f) {
+                        const float16 q = hv * w;
+                        p[i] = p[i] + q;
+                    }
+                }
+            }
+        }
+        for (int i = 0; i < nt; ++i) {
+            vstore16(p[i], 0, partial + ((size_t)b * t + t0 + i) * d + j0);
+        }
+        return;
+    }
+    for (int j = j0; j < d; ++j) {  /* the last, narrower group of columns */
+        float p[TOKENS];
+        for (int i = 0; i < TOKENS; ++i) {
+            p[i] = 0.0f;
+        }
+        for (int a = starts[b]; a < end; ++a) {
+            const float w = LOAD_W(W, (size_t)rows[a] * d + j);
+            for (int i = 0; i < TOKENS; ++i) {
+                if (i < nt) {
+                    const float hv = h[(size_t)(t0 + i) * m + a];
+                    if (hv != 0.0f) {
+                        const float q = hv * w;
+                        p[i] = p[i] + q;
+                    }
+                }
+            }
+        }
+        for (int i = 0; i < nt; ++i) {
+            partial[((size_t)b * t + t0 + i) * d + j] = p[i];
+        }
+    }
+}
+
+/* ---- both layouts --------------------------------------------------------- */
 
 /* sparse_axpy, step 2: y = y + p_b over blocks in ascending order, from +0.0.
  * y and each block's partial are (t, d), n = t * d elements. */
