@@ -388,7 +388,7 @@ def test_default_layout_follows_device_type():
 
 def test_info_lists_devices(backend):
     facts = backend.info()
-    assert "[in use]" in facts["devices"]
+    assert "(in use)" in facts["devices"]
     assert backend.device_name.split(" (")[0] in facts["device"]
     assert backend.priority == (40 if isinstance(backend, ocl.OpenCLGpuBackend) else 20)
     assert ocl.OpenCLGpuBackend.priority > ocl.OpenCLBackend.priority

@@ -103,7 +103,7 @@ class OpenCLBackend(Backend):
         listed = []
         for p, plat in enumerate(self._platforms):
             for i, dev in enumerate(plat.get_devices()):
-                mark = " [in use]" if (p, i) == self._where else ""
+                mark = " (in use)" if (p, i) == self._where else ""
                 listed.append(f"{p}:{i} {dev.name.strip()} ({plat.name.strip()}){mark}")
         return {
             "device": self.device_name,
