@@ -13,4 +13,6 @@ from .cases import Case, all_cases, find
 from .report import failures, summarise
 from .runner import THREAD_SWEEP, Expected, Result, check_case, run
 
-__all__ = ["THREAD_SWEEP", "Case", "Expected", "Result", "all_cases", "check_case", "failures", "find", "run", "summarise"]
+__all__ = [
+    "THREAD_SWEEP", "Case", "Expected", "Result", "all_cases", "check_case", "failures", "find", "run", "summarise",
+]

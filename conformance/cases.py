@@ -27,7 +27,9 @@ from reprosparse.reference import OPS
 
 VALUE_KINDS = ("normal", "wide", "cancel", "subnormal", "signed_zero", "inf", "nan", "near_overflow")
 DENSITIES: tuple[str | float, ...] = ("empty", "one", 0.01, 0.1, 0.5, "all", "block_edges")
-DEFAULT = {"n": 300, "d": 33, "t": 3, "d_out": 24, "r": 16, "dtype": "float32", "values": "normal", "density": 0.1}
+DEFAULT: dict[str, Any] = {
+    "n": 300, "d": 33, "t": 3, "d_out": 24, "r": 16, "dtype": "float32", "values": "normal", "density": 0.1,
+}
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ def all_cases(quick: bool = False) -> list[Case]:
     """Every case of every op, in a fixed order; quick drops the LLaMA-sized ones."""
     cases: list[Case] = []
     for op in OPS:
-        shapes = {f"d={d}": {"d": d} for d in (1, 15, 16, 17, 4095)}
+        shapes: dict[str, dict[str, Any]] = {f"d={d}": {"d": d} for d in (1, 15, 16, 17, 4095)}
         shapes |= {f"t={t}": {"t": t} for t in (0, 1, 64)}
         shapes |= {f"n={n}": {"n": n, "density": 0.5} for n in (1, 257, 513)}
         shapes["x-1d"] = {"t": None}

@@ -37,7 +37,8 @@ def summarise(results: Iterable[Result]) -> list[Row]:
             row.failed_cases.add(r.case.id)
         if r.worst is not None:
             row.worst = max(row.worst or 0.0, r.worst)
-        row.free += r.free
+        if r.check == "bound":  # count each case once, not once per thread count
+            row.free += r.free
     return list(rows.values())
 
 

@@ -5,7 +5,9 @@ repeated call, for every thread count of THREAD_SWEEP (threaded backends),
 for each token computed alone instead of in its batch, and (sparse_ffn) with a
 mask that covers every nonzero neuron it must equal dense_ffn.  Fast mode:
 every element must lie inside the spec's error bound (reference.bounds).
-Every failing result carries a command that reproduces it.
+Threaded backends are also bound-checked in fast mode at every thread count of
+THREAD_SWEEP, where a lost update would show.  Every failing result carries a
+command that reproduces it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import shlex
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -105,39 +108,43 @@ def check_case(backend: Backend, mode: str, exp: Expected) -> Iterator[Result]:
         return _guard(lambda: result(check, mismatch(compute(), want)), lambda why: result(check, why))
 
     if mode == "fast":
-        yield _guard(lambda: _fast(backend, exp, result), lambda why: result("bound", why))
+        # Thread counts matter in fast mode too: a race shows up as an element outside the bound.
+        for n in (None, *THREAD_SWEEP) if backend.has_threads else (None,):
+            check = "bound" if n is None else f"bound threads={n}"
+            yield _guard(partial(_fast, backend, exp, partial(result, check), n), partial(result, check))
         return
 
-    yield bitwise("reference", lambda: _call(backend, case.op, inputs, mode), exp.reference)
-    yield bitwise("repeat", lambda: _call(backend, case.op, inputs, mode), exp.reference)
+    yield bitwise("reference", partial(_call, backend, case.op, inputs, mode), exp.reference)
+    yield bitwise("repeat", partial(_call, backend, case.op, inputs, mode), exp.reference)
     if backend.has_threads:
         for n in THREAD_SWEEP:
-            yield bitwise(f"threads={n}", lambda n=n: _call(backend, case.op, inputs, mode, n), exp.reference)
+            yield bitwise(f"threads={n}", partial(_call, backend, case.op, inputs, mode, n), exp.reference)
     x = inputs.get("x", inputs.get("h"))
     if x is not None and x.ndim == 2 and x.shape[0] >= 2:
         for ti in sorted({0, x.shape[0] // 2, x.shape[0] - 1}):
             alone = {k: (v[ti : ti + 1] if k in BATCHED else v) for k, v in inputs.items()}
-            yield bitwise(f"alone[{ti}]", lambda a=alone: _call(backend, case.op, a, mode), exp.reference[ti : ti + 1])
+            yield bitwise(f"alone[{ti}]", partial(_call, backend, case.op, alone, mode), exp.reference[ti : ti + 1])
     if case.op == "sparse_ffn":
         yield _guard(lambda: _sparse_equals_dense(backend, exp, result), lambda why: result("sparse=dense", why))
 
 
-def _fast(backend: Backend, exp: Expected, result: Callable[..., Result]) -> Result:
-    got = _call(backend, exp.case.op, exp.inputs, "fast")
+def _fast(backend: Backend, exp: Expected, result: Callable[..., Result], threads: int | None) -> Result:
+    got = _call(backend, exp.case.op, exp.inputs, "fast", threads)
     if not isinstance(got, np.ndarray) or got.dtype != exp.reference.dtype or got.shape != exp.reference.shape:
-        return result("bound", mismatch(got, exp.reference))
+        return result(mismatch(got, exp.reference))
     ok, used, free = exp.allowed(got)
     worst = float(np.max(used, initial=0.0)) if used is not None else None
     nfree = int(free.sum()) if free is not None else 0
     if ok.all():
-        return result("bound", None, worst=worst, free=nfree)
+        return result(None, worst=worst, free=nfree)
     at = tuple(np.argwhere(~ok)[0])
     detail = f"{int((~ok).sum())} of {ok.size} elements outside the bound; first at {list(at)}: got {got[at]!r}"
     if exp.case.op != "predict":
         b = exp._bound
         flat = np.ravel_multi_index(at, got.shape)
-        detail += f", centre {b.centre.flat[flat]!r}, radius {b.radius.flat[flat]!r}, kind {bounds.KIND_NAMES[b.kind.flat[flat]]}"
-    return result("bound", detail, worst=worst, free=nfree)
+        kind = bounds.KIND_NAMES[b.kind.flat[flat]]
+        detail += f", centre {b.centre.flat[flat]!r}, radius {b.radius.flat[flat]!r}, kind {kind}"
+    return result(detail, worst=worst, free=nfree)
 
 
 def _sparse_equals_dense(backend: Backend, exp: Expected, result: Callable[..., Result]) -> Result:

@@ -17,12 +17,17 @@ summation order, with or without fused multiply-add, with gradual underflow.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
 
 import numpy as np
 
 from . import _checks
 from .ffn import ffn_rows
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 U32 = 2.0**-24  # unit roundoff of float32
 U64 = 2.0**-53  # unit roundoff of float64
@@ -33,7 +38,7 @@ FINITE, NAN, POS_INF, NEG_INF, FREE = range(5)
 KIND_NAMES = ("finite", "nan", "+inf", "-inf", "free")
 
 
-def gamma(n: np.ndarray | int, u: float) -> np.ndarray:
+def gamma(n: np.ndarray | float, u: float) -> np.ndarray:
     """gamma_n = n u / (1 - n u), the classic bound for n roundings in a row."""
     nu = np.asarray(n, np.float64) * u
     return nu / (1.0 - nu)
@@ -89,14 +94,15 @@ def _indicator_counts(a: np.ndarray, b: np.ndarray, skip_zero_b: bool) -> tuple[
     return nan, pos, neg
 
 
-def _quiet(fn):  # type: ignore[no-untyped-def]
+def _quiet(fn: Callable[P, R]) -> Callable[P, R]:
     """Inf and NaN inputs are expected here; the kinds record them, warnings would only be noise."""
 
-    def wrapped(*args, **kwargs):  # type: ignore[no-untyped-def]
+    @functools.wraps(fn)
+    def wrapped(*args: P.args, **kwargs: P.kwargs) -> R:
         with np.errstate(all="ignore"):
             return fn(*args, **kwargs)
 
-    return functools.update_wrapper(wrapped, fn)
+    return wrapped
 
 
 @_quiet
@@ -161,8 +167,8 @@ def _propagated_dot(a: np.ndarray, v: np.ndarray, rv: np.ndarray, free_v: np.nda
     centre = v @ a.astype(np.float64).T
     radius = shift + (gamma(n, U32) + gamma(n, U64)) * mag + n * ETA
     kind = np.full(centre.shape, FINITE, np.int8)
-    bad = ~np.isfinite(centre) | ~np.isfinite(radius) | (mag * (1 + gamma(n, U32)) + n * ETA > FLT_MAX)
-    kind[bad | free_v.any(axis=1)[:, None]] = FREE
+    bad = np.asarray(~np.isfinite(centre) | ~np.isfinite(radius) | (mag * (1 + gamma(n, U32)) + n * ETA > FLT_MAX))
+    kind[bad | np.asarray(free_v.any(axis=1))[:, None]] = FREE
     return Bound(np.where(bad, 0.0, centre), np.where(bad, 0.0, radius), kind)
 
 

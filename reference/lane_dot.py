@@ -22,7 +22,7 @@ _CHUNK_BYTES = 1 << 25  # bounds the temporary product buffer
 
 def _padded(a: np.ndarray, width: int) -> np.ndarray:
     """a as float32 with its last axis zero-padded to `width` (float16 converts exactly)."""
-    out = np.zeros(a.shape[:-1] + (width,), np.float32)
+    out = np.zeros((*a.shape[:-1], width), np.float32)
     out[..., : a.shape[-1]] = a
     return out
 

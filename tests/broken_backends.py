@@ -118,7 +118,8 @@ class FarOff(NumpyBackend):
         """Flips, per token, the neuron whose logit is farthest from the threshold."""
         mask = super()._predict(x, fc1, fc2, thr, mode, threads)
         with np.errstate(all="ignore"):
-            z = np.nan_to_num(super()._matvec(fc2, np.maximum(super()._matvec(fc1, x, mode, threads), 0), mode, threads))
+            hidden = np.maximum(super()._matvec(fc1, x, mode, threads), 0)
+            z = np.nan_to_num(super()._matvec(fc2, hidden, mode, threads))
         far = np.argmax(np.abs(z - thr), axis=1)
         mask[np.arange(mask.shape[0]), far] ^= True
         return mask

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import spec_scalar
 
 import reprosparse as rs
 from reprosparse import reference
 from reprosparse.conformance import golden
+
+import spec_scalar
 
 
 def test_golden_file_matches_the_reference():

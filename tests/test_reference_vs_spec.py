@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-import spec_scalar as spec
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import any_f32, arrays, lead, mixed, rows, tokens
 
 from reprosparse import reference
 from reprosparse.conformance.compare import mismatch
+
+import spec_scalar as spec
+from strategies import any_f32, arrays, lead, mixed, rows, tokens
 
 weight_dtypes = st.sampled_from(["float32", "float16"])
 SETTINGS = settings(max_examples=60, deadline=None)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import broken_backends as broken
 import pytest
 
 from reprosparse import conformance
 from reprosparse.backends.numpy_backend import NumpyBackend
+
+import broken_backends as broken
 
 QUICK = conformance.all_cases(quick=True)
 

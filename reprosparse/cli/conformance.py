@@ -6,7 +6,7 @@ import argparse
 import os
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "conformance",
         help="check backends against the spec: bitwise (deterministic) and within the error bound (fast)",
@@ -88,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
 
     failed = conformance.failures(results)
     for r in failed:
-        console.print(f"[red]FAIL[/red] {r.backend} {r.mode} {r.case.id} [{r.check}]: {r.detail}", highlight=False, soft_wrap=True)
+        line = f"[red]FAIL[/red] {r.backend} {r.mode} {r.case.id} [{r.check}]: {r.detail}"
+        console.print(line, highlight=False, soft_wrap=True)
         console.print(f"     reproduce: {r.reproduction}", highlight=False, soft_wrap=True)
     if args.json:
         from ..conformance.report import to_json

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="show backends, their availability, threads and CPU facts")
     p.set_defaults(func=run)
 
@@ -13,15 +13,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from . import cli_console
     from .. import _config, _platform, _registry
+    from . import cli_console
 
     console = cli_console()
     facts = Table(title="this process", show_header=False)
     for key, value in _platform.describe().items():
         facts.add_row(key, value)
     settings = _config.current()
-    facts.add_row("settings", f"backend={settings.backend} mode={settings.mode} threads={settings.threads or 'default'}")
+    threads = settings.threads or "default"
+    facts.add_row("settings", f"backend={settings.backend} mode={settings.mode} threads={threads}")
     console.print(facts)
 
     table = Table(title="backends")
