@@ -10,11 +10,11 @@ import re
 
 import numpy as np
 import pytest
+
+from reprosparse import reference as ref
 from reprosparse.backends import BackendUnavailable
 from reprosparse.conformance.compare import mismatch
 from reprosparse.reference import bounds
-
-from reprosparse import reference as ref
 
 cl = pytest.importorskip("pyopencl", reason="pyopencl is not installed (pip install '.[opencl]')")
 

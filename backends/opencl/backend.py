@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyopencl as cl
+
 from reprosparse.reference.sparse_axpy import BLOCK
 
 from .._base import Backend
