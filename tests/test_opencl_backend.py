@@ -20,7 +20,7 @@ cl = pytest.importorskip("pyopencl", reason="pyopencl is not installed (pip inst
 
 from reprosparse.backends import opencl  # noqa: E402
 from reprosparse.backends.opencl import backend as ocl  # noqa: E402
-from reprosparse.backends.opencl import devices, programs  # noqa: E402
+from reprosparse.backends.opencl import devices, programs, weights  # noqa: E402
 
 MODES = ("deterministic", "fast")
 TINY = np.finfo(np.float32).tiny  # below it, nonzero float32 values are subnormal
@@ -382,6 +382,7 @@ def test_default_layout_follows_device_type():
     assert isinstance(default, ocl.OpenCLBackend)
     is_cpu = bool(default._device.type & cl.device_type.CPU)
     assert default.layout == ("vector" if is_cpu else "grouped")
+    assert (default.weights.budget == 0) == is_cpu, "resident weights only where memory is separate"
     with pytest.raises(ValueError, match="layout must be one of"):
         opencl.load(layout="diagonal")
 
@@ -417,3 +418,79 @@ def test_programs_are_cached(backend):
     options = programs.build_options(half=False, tokens=1, rows=4)
     assert cache.get("fast", options) is cache.get("fast", options)
     assert cache.get("fast", options) is not cache.get("deterministic", options)
+
+
+# ---- resident weights -------------------------------------------------------------
+
+def frozen(a: np.ndarray) -> np.ndarray:
+    a = a.copy()
+    a.flags.writeable = False
+    return a
+
+
+def test_is_frozen(tmp_path):
+    owner = np.ones((3, 4), np.float32)
+    assert not weights.is_frozen(owner)
+    view = owner[1:]
+    view.flags.writeable = False
+    assert not weights.is_frozen(view), "writable through its base"
+    assert weights.is_frozen(frozen(owner))
+    assert weights.is_frozen(np.frombuffer(bytes(16), np.float32))
+    assert not weights.is_frozen(np.frombuffer(bytearray(16), np.float32))
+    path = tmp_path / "w.bin"
+    owner.tofile(path)
+    assert weights.is_frozen(np.memmap(path, np.float32, mode="r", shape=(3, 4)))
+    assert not weights.is_frozen(np.memmap(path, np.float32, mode="r+", shape=(3, 4)))
+
+
+@pytest.fixture
+def cached(backend) -> ocl.OpenCLBackend:
+    got = opencl.load(layout=backend.layout, weight_cache_bytes=1 << 20)
+    assert isinstance(got, ocl.OpenCLBackend)
+    return got
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_resident_weights_give_the_same_bits(cached, dtype):
+    rng = np.random.default_rng(5)
+    W = frozen(normal(rng, (300, 33), dtype))
+    x = normal(rng, (3, 33))
+    rows = np.array([0, 255, 256, 299], np.int32)
+    h = normal(rng, (3, rows.size))
+    check_all_ops(cached, W, x, rows, h)
+    assert len(cached.weights) == 1
+    gate, up, down_t = (frozen(normal(rng, (300, 33), dtype)) for _ in range(3))
+    mask = rng.random((3, 300)) < 0.2
+    assert_bits(cached.sparse_ffn(x, gate, up, down_t, mask, mode="deterministic"),
+                ref.sparse_ffn(x, gate, up, down_t, mask))
+    assert len(cached.weights) == 4
+
+
+def test_resident_weights_follow_their_arrays(cached):
+    rng = np.random.default_rng(6)
+    W = frozen(normal(rng, (300, 16)))
+    x = normal(rng, (1, 16))
+    first = cached.weights.get(W)
+    assert first is not None and cached.weights.get(W) is first
+    W.flags.writeable = True  # may now change: never served from the cache again while writable
+    W[0] = 1.0
+    assert_bits(cached.matvec(W, x, mode="deterministic"), ref.matvec(W, x))
+    assert len(cached.weights) == 0
+    assert cached.weights.get(normal(rng, (2, 2))) is None, "writable arrays are not cached"
+    W.flags.writeable = False
+    cached.weights.get(W)
+    assert len(cached.weights) == 1
+    del W  # a dead array's entry goes (and its id may be reused)
+    assert len(cached.weights) == 0
+
+
+def test_resident_weights_stay_within_budget(cached):
+    rng = np.random.default_rng(7)
+    mats = [frozen(normal(rng, (1024, 100))) for _ in range(4)]  # 400 KiB each, budget 1 MiB
+    for W in mats:
+        assert cached.weights.get(W) is not None
+    assert len(cached.weights) == 2 and cached.weights.nbytes <= cached.weights.budget
+    assert cached.weights.get(frozen(normal(rng, (1024, 300)))) is None, "larger than the budget"
+    x = normal(rng, (2, 100))
+    for W in mats:
+        assert_bits(cached.matvec(W, x, mode="deterministic"), ref.matvec(W, x))

@@ -12,8 +12,8 @@ import os
 from .._base import Backend, BackendUnavailable
 
 
-def load(layout: str | None = None) -> Backend:
-    """The backend on the chosen device; layout forces "grouped" or "vector" kernels (tests)."""
+def load(*, layout: str | None = None, weight_cache_bytes: int | None = None) -> Backend:
+    """The backend on the chosen device; the arguments override OpenCLBackend's defaults."""
     try:
         import pyopencl as cl
     except ImportError as exc:
@@ -47,4 +47,6 @@ def load(layout: str | None = None) -> Backend:
     except devices.DeviceChoiceError as exc:
         raise BackendUnavailable(str(exc)) from exc
     is_gpu = described[where[0]].devices[where[1]].is_gpu
-    return (OpenCLGpuBackend if is_gpu else OpenCLBackend)(platforms, *where, layout=layout)
+    return (OpenCLGpuBackend if is_gpu else OpenCLBackend)(
+        platforms, *where, layout=layout, weight_cache_bytes=weight_cache_bytes
+    )

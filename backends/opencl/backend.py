@@ -9,11 +9,12 @@ arithmetic: "grouped" (a work-group of 16 lanes per row, one column per
 work-item: coalesced loads for GPUs) and "vector" (a float16 of lanes or
 columns per work-item: SIMD code on CPU devices, about 20x faster on PoCL).
 
-Weights are uploaded on every call: only the rows an op reads, gathered on
-the host (so a 10%-active sparse op moves a tenth of the matrix), or the whole
-matrix for matvec.  On a discrete GPU this transfer costs far more than the
-kernels; keeping weights resident would need a cache that knows when the
-caller mutates an array, which numpy cannot tell us.
+Weights: a read-only array stays on the device between calls (weights.py;
+on GPUs and other non-CPU devices, up to half the device memory).  Any other
+array is uploaded on every call, only the rows the op reads, gathered on the
+host (a 10%-active sparse op moves a tenth of the matrix); on a discrete GPU
+that transfer costs far more than the kernels.  On CPU devices the cache is
+off by default: a device copy would only duplicate host memory.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from reprosparse.reference.sparse_axpy import BLOCK
 from .._base import Backend
 from . import devices
 from .programs import OpenCLError, ProgramCache, build_options
+from .weights import WeightCache
 
 LANES = 16  # the spec's lane count; the kernels' work-group width
 ROWS = 4  # rows per work-group of the dot kernels
@@ -78,20 +80,27 @@ class OpenCLBackend(Backend):
     priority = 20
 
     def __init__(
-        self, platforms: list[cl.Platform], platform_index: int, device_index: int, layout: str | None = None
+        self, platforms: list[cl.Platform], platform_index: int, device_index: int,
+        layout: str | None = None, weight_cache_bytes: int | None = None,
     ) -> None:
-        """layout: "grouped" or "vector" kernels; by default vector on CPU devices, else grouped."""
+        """layout: "grouped" or "vector" kernels; by default vector on CPU devices, else grouped.
+        weight_cache_bytes: device memory for read-only weights; by default 0 on CPU devices,
+        else half the device's memory."""
         self._platforms = platforms
         self._device = platforms[platform_index].get_devices()[device_index]
         self._where = (platform_index, device_index)
+        is_cpu = bool(self._device.type & cl.device_type.CPU)
         if layout is None:
-            layout = "vector" if self._device.type & cl.device_type.CPU else "grouped"
+            layout = "vector" if is_cpu else "grouped"
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
         self.layout = layout
         self._context = cl.Context([self._device])
         self._queue = cl.CommandQueue(self._context, self._device)
         self._programs = ProgramCache(self._context, self._device)
+        if weight_cache_bytes is None:
+            weight_cache_bytes = 0 if is_cpu else int(self._device.global_mem_size) // 2
+        self.weights = WeightCache(self._context, weight_cache_bytes)
         self._deterministic_problem = deterministic_problem(single_fp_config(self._device))
 
     # ---- facts ------------------------------------------------------------
@@ -112,7 +121,11 @@ class OpenCLBackend(Backend):
             "deterministic mode": self._deterministic_problem or "supported",
             "choose with": f"{devices.ENV}=platform:device (index or name)",
             "kernels": f"{self.layout} layout",
-            "weights": "uploaded per call (active rows only)",
+            "weights": (
+                f"read-only arrays kept on the device (up to {self.weights.budget >> 20} MiB), "
+                "others uploaded per call (active rows only)"
+                if self.weights.budget else "uploaded per call (active rows only)"
+            ),
         }
 
     # ---- device plumbing ------------------------------------------------
@@ -136,6 +149,9 @@ class OpenCLBackend(Backend):
 
     def _rows_on_device(self, W: np.ndarray, rows: np.ndarray) -> tuple[cl.Buffer, cl.Buffer]:
         """W's rows `rows` on the device, and the indices the kernels read them by."""
+        resident = self.weights.get(W)
+        if resident is not None:
+            return resident, self._upload(rows)
         if rows.shape[0] == W.shape[0]:  # strictly increasing and in range: every row
             return self._upload(W), self._upload(rows)
         return self._upload(W[rows]), self._upload(np.arange(rows.shape[0], dtype=np.int32))
