@@ -383,6 +383,7 @@ def test_default_layout_follows_device_type():
     is_cpu = bool(default._device.type & cl.device_type.CPU)
     assert default.layout == ("vector" if is_cpu else "grouped")
     assert (default.weights.budget == 0) == is_cpu, "resident weights only where memory is separate"
+    assert default.zero_copy == is_cpu
     with pytest.raises(ValueError, match="layout must be one of"):
         opencl.load(layout="diagonal")
 
@@ -443,9 +444,26 @@ def test_is_frozen(tmp_path):
     assert not weights.is_frozen(np.memmap(path, np.float32, mode="r+", shape=(3, 4)))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_uploaded_weights_give_the_same_bits(backend, dtype):
+    """The path of devices with their own memory: active rows gathered and uploaded per call."""
+    uploads = opencl.load(layout=backend.layout, weight_cache_bytes=0, zero_copy=False)
+    assert isinstance(uploads, ocl.OpenCLBackend)
+    rng = np.random.default_rng(4)
+    W = normal(rng, (513, 33), dtype)
+    x = normal(rng, (3, 33))
+    rows = np.array([0, 255, 256, 300, 512], np.int32)
+    h = normal(rng, (3, rows.size))
+    check_all_ops(uploads, W, x, rows, h)
+    gate, up, down_t = (normal(rng, (513, 33), dtype) for _ in range(3))
+    mask = rng.random((3, 513)) < 0.2
+    assert_bits(uploads.sparse_ffn(x, gate, up, down_t, mask, mode="deterministic"),
+                ref.sparse_ffn(x, gate, up, down_t, mask))
+
+
 @pytest.fixture
 def cached(backend) -> ocl.OpenCLBackend:
-    got = opencl.load(layout=backend.layout, weight_cache_bytes=1 << 20)
+    got = opencl.load(layout=backend.layout, weight_cache_bytes=1 << 20, zero_copy=False)
     assert isinstance(got, ocl.OpenCLBackend)
     return got
 
@@ -494,3 +512,15 @@ def test_resident_weights_stay_within_budget(cached):
     x = normal(rng, (2, 100))
     for W in mats:
         assert_bits(cached.matvec(W, x, mode="deterministic"), ref.matvec(W, x))
+
+
+def test_read_only_memmap_weights(backend, tmp_path):
+    """Weights in read-only pages (as a GGUF file maps them): never written, also in place."""
+    rng = np.random.default_rng(8)
+    path = tmp_path / "w.bin"
+    normal(rng, (300, 40), np.float16).tofile(path)
+    W = np.memmap(path, np.float16, mode="r", shape=(300, 40))
+    x = normal(rng, (2, 40))
+    rows = np.array([3, 256, 299], np.int32)
+    h = normal(rng, (2, rows.size))
+    check_all_ops(backend, W, x, rows, h)

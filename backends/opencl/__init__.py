@@ -12,7 +12,9 @@ import os
 from .._base import Backend, BackendUnavailable
 
 
-def load(*, layout: str | None = None, weight_cache_bytes: int | None = None) -> Backend:
+def load(
+    *, layout: str | None = None, weight_cache_bytes: int | None = None, zero_copy: bool | None = None
+) -> Backend:
     """The backend on the chosen device; the arguments override OpenCLBackend's defaults."""
     try:
         import pyopencl as cl
@@ -48,5 +50,5 @@ def load(*, layout: str | None = None, weight_cache_bytes: int | None = None) ->
         raise BackendUnavailable(str(exc)) from exc
     is_gpu = described[where[0]].devices[where[1]].is_gpu
     return (OpenCLGpuBackend if is_gpu else OpenCLBackend)(
-        platforms, *where, layout=layout, weight_cache_bytes=weight_cache_bytes
+        platforms, *where, layout=layout, weight_cache_bytes=weight_cache_bytes, zero_copy=zero_copy
     )

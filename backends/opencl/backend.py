@@ -9,12 +9,12 @@ arithmetic: "grouped" (a work-group of 16 lanes per row, one column per
 work-item: coalesced loads for GPUs) and "vector" (a float16 of lanes or
 columns per work-item: SIMD code on CPU devices, about 20x faster on PoCL).
 
-Weights: a read-only array stays on the device between calls (weights.py;
-on GPUs and other non-CPU devices, up to half the device memory).  Any other
-array is uploaded on every call, only the rows the op reads, gathered on the
-host (a 10%-active sparse op moves a tenth of the matrix); on a discrete GPU
-that transfer costs far more than the kernels.  On CPU devices the cache is
-off by default: a device copy would only duplicate host memory.
+Weights: a CPU device reads them where they are (CL_MEM_USE_HOST_PTR, no
+copy).  Elsewhere a read-only array stays on the device between calls
+(weights.py; up to half the device memory), and any other array is uploaded
+on every call, only the rows the op reads, gathered on the host (a
+10%-active sparse op moves a tenth of the matrix); on a discrete GPU that
+transfer costs far more than the kernels.
 """
 
 from __future__ import annotations
@@ -81,11 +81,12 @@ class OpenCLBackend(Backend):
 
     def __init__(
         self, platforms: list[cl.Platform], platform_index: int, device_index: int,
-        layout: str | None = None, weight_cache_bytes: int | None = None,
+        layout: str | None = None, weight_cache_bytes: int | None = None, zero_copy: bool | None = None,
     ) -> None:
         """layout: "grouped" or "vector" kernels; by default vector on CPU devices, else grouped.
         weight_cache_bytes: device memory for read-only weights; by default 0 on CPU devices,
-        else half the device's memory."""
+        else half the device's memory.  zero_copy: kernels read weights in host memory;
+        by default on CPU devices."""
         self._platforms = platforms
         self._device = platforms[platform_index].get_devices()[device_index]
         self._where = (platform_index, device_index)
@@ -101,6 +102,7 @@ class OpenCLBackend(Backend):
         if weight_cache_bytes is None:
             weight_cache_bytes = 0 if is_cpu else int(self._device.global_mem_size) // 2
         self.weights = WeightCache(self._context, weight_cache_bytes)
+        self.zero_copy = is_cpu if zero_copy is None else zero_copy
         self._deterministic_problem = deterministic_problem(single_fp_config(self._device))
 
     # ---- facts ------------------------------------------------------------
@@ -121,12 +123,15 @@ class OpenCLBackend(Backend):
             "deterministic mode": self._deterministic_problem or "supported",
             "choose with": f"{devices.ENV}=platform:device (index or name)",
             "kernels": f"{self.layout} layout",
-            "weights": (
-                f"read-only arrays kept on the device (up to {self.weights.budget >> 20} MiB), "
-                "others uploaded per call (active rows only)"
-                if self.weights.budget else "uploaded per call (active rows only)"
-            ),
+            "weights": self._weights_policy(),
         }
+
+    def _weights_policy(self) -> str:
+        policy = []
+        if self.weights.budget:
+            policy.append(f"read-only arrays kept on the device (up to {self.weights.budget >> 20} MiB)")
+        policy.append("read in host memory" if self.zero_copy else "uploaded per call (active rows only)")
+        return ", others ".join(policy)
 
     # ---- device plumbing ------------------------------------------------
 
@@ -152,6 +157,9 @@ class OpenCLBackend(Backend):
         resident = self.weights.get(W)
         if resident is not None:
             return resident, self._upload(rows)
+        if self.zero_copy:  # valid while this call runs: the caller cannot write W meanwhile
+            in_place = cl.Buffer(self._context, cl.mem_flags.READ_ONLY | cl.mem_flags.USE_HOST_PTR, hostbuf=W)
+            return in_place, self._upload(rows)
         if rows.shape[0] == W.shape[0]:  # strictly increasing and in range: every row
             return self._upload(W), self._upload(rows)
         return self._upload(W[rows]), self._upload(np.arange(rows.shape[0], dtype=np.int32))
