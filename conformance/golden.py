@@ -5,7 +5,8 @@ every array is stored as base64 of its little-endian bytes in C order with its
 dtype and shape, and `sha256` is the hash of the output's bytes in the same
 layout after every NaN is replaced by the canonical quiet NaN 0x7fc00000 (the
 spec makes NaN payloads irrelevant).  A boolean output (predict) is hashed as
-one byte per element, 0 or 1.
+one byte per element, 0 or 1, an integer output (argmax) as little-endian
+int64, and a pair of outputs (sincos32) as the first followed by the second.
 
 Regenerate (only when the spec changes):  python -m reprosparse.conformance.golden
 """
@@ -46,15 +47,46 @@ CASES = [
 ]
 
 
-def digest(out: np.ndarray) -> str:
+def _runtime_inputs(rng: np.random.Generator) -> dict[str, dict[str, Any]]:
+    """Inputs of the runtime ops of spec §12, keyed by op (one golden vector each)."""
+    f32 = np.float32
+    exp_x = np.concatenate([
+        rng.uniform(-105, 89, 2000), [0.0, -0.0, 88.72283, 88.72284, -103.97, -104.0, -104.01],
+        [np.inf, -np.inf, np.nan], -np.exp2(rng.uniform(-149, 0, 40)),
+    ]).astype(f32)
+    logits = rng.standard_normal((3, 40)).astype(f32)
+    logits[0, [7, 19]] = logits[0].max() + 1  # a tie: the lower index wins
+    logits[1, 5] = np.nan
+    q = rng.standard_normal((2, 4, 8)).astype(f32)
+    return {
+        "exp32": {"x": exp_x},
+        "sincos32": {"angle": (rng.uniform(-4096, 4096, 1000)).astype(f32)},
+        "rope": {"x": rng.standard_normal((3, 2, 8)).astype(f32), "positions": np.array([0, 1, 4097]),
+                 "base": 10000.0},
+        "rmsnorm": {"x": rng.standard_normal((3, 24)).astype(f32), "weight": rng.standard_normal(24).astype(f32),
+                    "eps": 1e-6},
+        "softmax": {"x": (rng.standard_normal((3, 19)) * 8).astype(f32)},
+        "attention": {"q": q, "k": rng.standard_normal((5, 2, 8)).astype(f32),
+                      "v": rng.standard_normal((5, 2, 8)).astype(f32), "positions": np.array([3, 4])},
+        "argmax": {"x": logits},
+    }
+
+
+def digest(out: np.ndarray | tuple[np.ndarray, ...]) -> str:
     """SHA-256 of an output as golden.json defines it (canonical NaN, little-endian, C order)."""
+    if isinstance(out, tuple):
+        return hashlib.sha256(b"".join(_raw(o) for o in out)).hexdigest()
+    return hashlib.sha256(_raw(out)).hexdigest()
+
+
+def _raw(out: np.ndarray) -> bytes:
+    if out.dtype.kind in "iu":
+        return np.ascontiguousarray(out, dtype="<i8").tobytes()
     if out.dtype == np.bool_:
-        raw = out.astype(np.uint8).tobytes()
-    else:
-        bits = np.ascontiguousarray(out, dtype="<f4").view("<u4").copy()
-        bits[np.isnan(out.reshape(bits.shape))] = CANONICAL_NAN
-        raw = bits.tobytes()
-    return hashlib.sha256(raw).hexdigest()
+        return out.astype(np.uint8).tobytes()
+    bits = np.ascontiguousarray(out, dtype="<f4").view("<u4").copy()
+    bits[np.isnan(out.reshape(bits.shape))] = CANONICAL_NAN
+    return bits.tobytes()
 
 
 def _encode(value: Any) -> Any:
@@ -82,20 +114,26 @@ def load() -> list[dict[str, Any]]:
     return entries
 
 
-def check(run_op: Callable[[str, dict[str, Any]], np.ndarray]) -> list[str]:
-    """Ids of the golden cases whose output digest differs; run_op(op, inputs) computes one."""
-    return [e["id"] for e in load() if digest(run_op(e["op"], e["inputs"])) != e["sha256"]]
+def check(run_op: Callable[[str, dict[str, Any]], Any], ops: tuple[str, ...] = ()) -> list[str]:
+    """Ids of the golden cases (of `ops`, default all) whose output digest differs.
+
+    run_op(op, inputs) computes one output.
+    """
+    chosen = [e for e in load() if not ops or e["op"] in ops]
+    return [e["id"] for e in chosen if digest(run_op(e["op"], e["inputs"])) != e["sha256"]]
 
 
 def write(path: str) -> None:
     from reprosparse import reference
 
+    named = [(case.id, case.op, case.inputs()) for case in CASES]
+    rng = np.random.default_rng(20261127)
+    named += [(f"{op}/golden/runtime", op, inputs) for op, inputs in _runtime_inputs(rng).items()]
     entries = []
-    for case in CASES:
-        inputs = case.inputs()
-        out = getattr(reference, case.op)(**inputs)
-        entries.append({"id": case.id, "op": case.op, "inputs": {k: _encode(v) for k, v in inputs.items()},
-                        "output": {"dtype": out.dtype.name, "shape": list(out.shape)}, "sha256": digest(out)})
+    for case_id, op, inputs in named:
+        out = getattr(reference, op)(**inputs)
+        entries.append({"id": case_id, "op": op, "inputs": {k: _encode(v) for k, v in inputs.items()},
+                        "sha256": digest(out)})
     doc = {"format": __doc__.split("\n\n")[1].replace("\n", " "), "cases": entries}
     with open(path, "w") as f:
         json.dump(doc, f, indent=1)
