@@ -524,3 +524,17 @@ def test_read_only_memmap_weights(backend, tmp_path):
     rows = np.array([3, 256, 299], np.int32)
     h = normal(rng, (2, rows.size))
     check_all_ops(backend, W, x, rows, h)
+
+
+def test_threads_share_a_backend(backend):
+    """Each thread launches its own Kernel objects, so concurrent calls cannot swap arguments."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(9)
+    W = normal(rng, (300, 40))
+    rows = np.arange(0, 300, 3, dtype=np.int32)
+    xs = [normal(rng, (2, 40)) for _ in range(8)]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda x: backend.sparse_matvec(W, x, rows, mode="deterministic"), xs * 4))
+    for x, y in zip(xs * 4, got, strict=True):
+        assert_bits(y, ref.sparse_matvec(W, x, rows))

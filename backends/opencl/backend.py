@@ -19,6 +19,8 @@ transfer costs far more than the kernels.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pyopencl as cl
 
@@ -99,6 +101,7 @@ class OpenCLBackend(Backend):
         self._context = cl.Context([self._device])
         self._queue = cl.CommandQueue(self._context, self._device)
         self._programs = ProgramCache(self._context, self._device)
+        self._kernels = threading.local()  # a Kernel's arguments are state: one set per thread
         if weight_cache_bytes is None:
             weight_cache_bytes = 0 if is_cpu else int(self._device.global_mem_size) // 2
         self.weights = WeightCache(self._context, weight_cache_bytes)
@@ -176,9 +179,14 @@ class OpenCLBackend(Backend):
     ) -> None:
         """Runs `kernel` (in this backend's layout; axpy_fold has one) on the queue."""
         name = kernel if kernel == "axpy_fold" else f"{kernel}_{self.layout}"
+        # Reusing Kernel objects skips pyopencl's per-Kernel setup (a disk-cache lookup), which
+        # costs more than a small launch; programs are never evicted, so their ids stay valid.
+        kernels: dict[tuple[int, str], cl.Kernel] = self._kernels.__dict__.setdefault("by_name", {})
         try:
-            # A fresh Kernel per launch: a shared one's arguments would race between threads.
-            cl.Kernel(program, name)(self._queue, global_size, local_size, *args)
+            knl = kernels.get((id(program), name))
+            if knl is None:
+                knl = kernels[id(program), name] = cl.Kernel(program, name)
+            knl(self._queue, global_size, local_size, *args)
         except cl.Error as exc:
             raise OpenCLError(f"OpenCL kernel {name} on {self.device_name} failed: {exc}") from exc
 
