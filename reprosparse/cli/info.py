@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         b = _registry.get_backend(s.name)
         threads = f"default {b.default_threads()}" if b.has_threads else "single"
-        details = "; ".join(f"{k}: {v}" for k, v in b.info().items())
+        details = "\n".join(f"{k}: {v}" for k, v in b.info().items())
         table.add_row(s.name, "[green]available[/green]", str(s.priority), threads, details)
     console.print(table)
     try:
