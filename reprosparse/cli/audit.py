@@ -39,8 +39,9 @@ def run(args: argparse.Namespace) -> int:
     from .. import _config, available_backends
     from ..model import load_model
     from ..model.audit import COMPOSITIONS, report_json, run_audit
+    from . import cli_console
 
-    console = Console()
+    console = cli_console()
     model = load_model(args.model)
     prompt = prompt_ids(args, model.tokens, default=[1, 2, 3, 4, 5])
     modes = [_config.check_mode(m.strip(), "--modes") for m in args.modes.split(",")]

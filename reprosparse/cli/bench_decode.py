@@ -24,11 +24,11 @@ def run(args: argparse.Namespace) -> int:
     import json
     from dataclasses import asdict
 
-    from rich.console import Console
     from rich.table import Table
 
     from ..model import load_model
     from ..model.bench import decode_speed
+    from . import cli_console
 
     model = load_model(args.model)
     hp = model.hyper
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         measured = (f"{r.tokens_per_s:.3g}", f"{r.layer_s:.3g}", f"{r.head_s:.3g}")
         at_depth = [f"{r.tokens_per_s_at[d]:.3g}" for d in args.depths]
         table.add_row(r.backend, r.mode, r.ffn, *measured, *at_depth)
-    Console().print(table)
+    cli_console().print(table)
     if args.json:
         with open(args.json, "w") as f:
             json.dump([asdict(r) for r in rows], f, indent=1)
