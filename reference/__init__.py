@@ -4,13 +4,26 @@ Every backend must reproduce these functions bit for bit in deterministic
 mode.  `bounds` holds the fast-mode error bounds of the same spec.
 """
 
+from .argmax import argmax
+from .attention import attention
+from .exp import exp32
 from .ffn import dense_ffn, sparse_ffn
 from .matvec import matvec
 from .predict import predict
 from .relu import relu
+from .rmsnorm import rmsnorm
+from .rope import rope
+from .softmax import softmax
 from .sparse_axpy import sparse_axpy
 from .sparse_matvec import sparse_matvec
+from .trig import sincos32
 
+#: the operators every backend implements
 OPS = ("matvec", "sparse_matvec", "sparse_axpy", "predict", "sparse_ffn", "dense_ffn")
+#: the runtime's per-token operators (spec §12), computed on the host
+RUNTIME_OPS = ("exp32", "sincos32", "rope", "rmsnorm", "softmax", "attention", "argmax")
 
-__all__ = ["OPS", "dense_ffn", "matvec", "predict", "relu", "sparse_axpy", "sparse_ffn", "sparse_matvec"]
+__all__ = [
+    "OPS", "RUNTIME_OPS", "argmax", "attention", "dense_ffn", "exp32", "matvec", "predict", "relu", "rmsnorm",
+    "rope", "sincos32", "softmax", "sparse_axpy", "sparse_ffn", "sparse_matvec",
+]

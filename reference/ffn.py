@@ -22,7 +22,8 @@ def ffn_rows(mask2: np.ndarray) -> np.ndarray:
 
 def gated_h(g: np.ndarray, u: np.ndarray, own: np.ndarray) -> np.ndarray:
     """h = relu(g) * u, then +0.0 where the token's own mask is False."""
-    h = relu(g) * u
+    with np.errstate(all="ignore"):  # relu(g) = 0 times u = Inf is NaN by the spec
+        h = relu(g) * u
     h[~own] = np.float32(0.0)
     return h
 

@@ -22,7 +22,7 @@ _CHUNK_BYTES = 1 << 25  # bounds the temporary product buffer
 
 def _padded(a: np.ndarray, width: int) -> np.ndarray:
     """a as float32 with its last axis zero-padded to `width` (float16 converts exactly)."""
-    out = np.zeros(a.shape[:-1] + (width,), np.float32)
+    out = np.zeros((*a.shape[:-1], width), np.float32)
     out[..., : a.shape[-1]] = a
     return out
 
@@ -45,9 +45,18 @@ def lane_dot_rows(w: np.ndarray, rows: np.ndarray | None, x: np.ndarray) -> np.n
     chunks = -(-d // LANES)
     width = chunks * LANES
     xs = _padded(x, width).reshape(t, chunks, LANES)
-    step = max(1, _CHUNK_BYTES // (width * 4))
-    for start in range(0, picked, step):
-        stop = min(picked, start + step)
+    step = max(1, _CHUNK_BYTES // max(width * 4, 1))
+    with np.errstate(all="ignore"):  # Inf and NaN are valid inputs, not accidents
+        _lane_dot_chunks(w, rows, xs, out, step, width)
+    return out
+
+
+def _lane_dot_chunks(
+    w: np.ndarray, rows: np.ndarray | None, xs: np.ndarray, out: np.ndarray, step: int, width: int
+) -> None:
+    t, chunks, _ = xs.shape
+    for start in range(0, out.shape[1], step):
+        stop = min(out.shape[1], start + step)
         block = w[start:stop] if rows is None else w[rows[start:stop]]
         # (chunks, rows, 16): chunk c of every row is contiguous for the adds below.
         wt = _padded(block, width).reshape(stop - start, chunks, LANES).transpose(1, 0, 2)
@@ -58,4 +67,3 @@ def lane_dot_rows(w: np.ndarray, rows: np.ndarray | None, x: np.ndarray) -> np.n
             for c in range(chunks):
                 np.add(acc, prod[c], out=acc)
             out[ti, start:stop] = fold(acc)
-    return out

@@ -24,21 +24,26 @@ def sparse_axpy(W: np.ndarray, h: np.ndarray, rows: np.ndarray) -> np.ndarray:
     W, h, rows = _checks.sparse_axpy_args(W, h, rows)
     h2 = _checks.as_2d(h)
     y = np.zeros((h2.shape[0], W.shape[1]), np.float32)
-    for ti in range(h2.shape[0]):
-        live = np.flatnonzero(h2[ti] != 0)  # NaN != 0, so NaN terms stay
-        if live.size == 0:
-            continue
-        block_of = rows[live] // BLOCK
-        _, first, count = np.unique(block_of, return_index=True, return_counts=True)
-        slot = np.repeat(np.arange(first.size), count)
-        rank = np.arange(live.size) - np.repeat(first, count)
-        partial = np.zeros((first.size, W.shape[1]), np.float32)
-        for k in range(int(count.max())):
-            at = np.flatnonzero(rank == k)
-            a = live[at]
-            term = h2[ti, a][:, None] * W[rows[a]].astype(np.float32)
-            partial[slot[at]] = partial[slot[at]] + term
-        acc = y[ti]
-        for b in range(first.size):
-            np.add(acc, partial[b], out=acc)
+    with np.errstate(all="ignore"):  # Inf and NaN are valid inputs, not accidents
+        for ti in range(h2.shape[0]):
+            _token(W, h2[ti], rows, y[ti])
     return _checks.like_input(y, h)
+
+
+def _token(W: np.ndarray, h: np.ndarray, rows: np.ndarray, y: np.ndarray) -> None:
+    """y (+0.0 on entry) becomes one token's sparse_axpy."""
+    live = np.flatnonzero(h != 0)  # NaN != 0, so NaN terms stay
+    if live.size == 0:
+        return
+    block_of = rows[live] // BLOCK
+    _, first, count = np.unique(block_of, return_index=True, return_counts=True)
+    slot = np.repeat(np.arange(first.size), count)
+    rank = np.arange(live.size) - np.repeat(first, count)
+    partial = np.zeros((first.size, W.shape[1]), np.float32)
+    for k in range(int(count.max())):
+        at = np.flatnonzero(rank == k)
+        a = live[at]
+        term = h[a][:, None] * W[rows[a]].astype(np.float32)
+        partial[slot[at]] = partial[slot[at]] + term
+    for b in range(first.size):
+        np.add(y, partial[b], out=y)

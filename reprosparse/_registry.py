@@ -7,6 +7,7 @@ that says why; nothing silently falls back to another backend.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ _lock = threading.Lock()
 _loaded: dict[str, Backend | str] = {}  # name -> backend, or the reason it failed
 
 
+@functools.cache  # scanning installed metadata takes milliseconds; every op call asks
 def _entry_points() -> dict[str, object]:
     return {ep.name: ep for ep in entry_points(group=GROUP)}
 
@@ -91,6 +93,9 @@ def get_backend(name: str | None = None) -> Backend:
             raise BackendError("no reprosparse backend is available:\n" + _summary())
         name = max(ready, key=lambda s: s.priority).name
         log.info("REPROSPARSE_BACKEND=auto chose %r", name)
+    got = _loaded.get(name)
+    if got is not None and not isinstance(got, str):
+        return got
     if name not in _entry_points():
         raise BackendError(f"unknown reprosparse backend {name!r}; registered backends:\n" + _summary())
     got = _load(name)

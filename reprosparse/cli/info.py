@@ -5,23 +5,24 @@ from __future__ import annotations
 import argparse
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="show backends, their availability, threads and CPU facts")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     from .. import _config, _platform, _registry
+    from . import cli_console
 
-    console = Console()
+    console = cli_console()
     facts = Table(title="this process", show_header=False)
     for key, value in _platform.describe().items():
         facts.add_row(key, value)
     settings = _config.current()
-    facts.add_row("settings", f"backend={settings.backend} mode={settings.mode} threads={settings.threads or 'default'}")
+    threads = settings.threads or "default"
+    facts.add_row("settings", f"backend={settings.backend} mode={settings.mode} threads={threads}")
     console.print(facts)
 
     table = Table(title="backends")
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         b = _registry.get_backend(s.name)
         threads = f"default {b.default_threads()}" if b.has_threads else "single"
-        details = "; ".join(f"{k}: {v}" for k, v in b.info().items())
+        details = "\n".join(f"{k}: {v}" for k, v in b.info().items())
         table.add_row(s.name, "[green]available[/green]", str(s.priority), threads, details)
     console.print(table)
     try:

@@ -1,0 +1,297 @@
+"""The OpenCL backend: the spec's operation order on any OpenCL 1.2 device.
+
+Deterministic kernels (kernels/deterministic.cl) give the reference's bits:
+16 lanes per row for the dot products, and for sparse_axpy one partial per
+256-neuron block and column, folded in ascending block order by a second
+kernel.  Fast kernels (kernels/fast.cl) use fma(), vector loads and balanced
+row chunks instead.  Each kernel comes in two layouts with the same
+arithmetic: "grouped" (a work-group of 16 lanes per row, one column per
+work-item: coalesced loads for GPUs) and "vector" (a float16 of lanes or
+columns per work-item: SIMD code on CPU devices, about 20x faster on PoCL).
+
+Weights: a CPU device reads them where they are (CL_MEM_USE_HOST_PTR, no
+copy).  Elsewhere a read-only array stays on the device between calls
+(weights.py; up to half the device memory), and any other array is uploaded
+on every call, only the rows the op reads, gathered on the host (a
+10%-active sparse op moves a tenth of the matrix); on a discrete GPU that
+transfer costs far more than the kernels.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pyopencl as cl
+
+from reprosparse.reference.sparse_axpy import BLOCK
+
+from .._base import Backend
+from . import devices
+from .programs import OpenCLError, ProgramCache, build_options
+from .weights import WeightCache
+
+LANES = 16  # the spec's lane count; the kernels' work-group width
+ROWS = 4  # rows per work-group of the dot kernels
+COLUMNS = 64  # columns per work-group of the grouped axpy kernels
+VEC = 16  # columns per work-item of the vector axpy kernels
+LAYOUTS = ("grouped", "vector")
+FAST_CHUNK = 64  # rows per partial of fast-mode sparse_axpy
+_INT_MAX = 2**31 - 1
+_F32 = np.dtype(np.float32)
+
+
+class DeterministicUnsupported(RuntimeError):
+    """The device cannot give the spec's bits (e.g. it flushes subnormals)."""
+
+
+def single_fp_config(device: cl.Device) -> int:
+    """The device's CL_DEVICE_SINGLE_FP_CONFIG bits (a function so tests can fake a device)."""
+    return int(device.single_fp_config)
+
+
+def deterministic_problem(fp_config: int) -> str | None:
+    """Why a device with these float32 capabilities cannot run deterministic mode, or None."""
+    needs = {
+        cl.device_fp_config.DENORM: "keeps float32 subnormals (CL_FP_DENORM)",
+        cl.device_fp_config.ROUND_TO_NEAREST: "rounds to nearest even (CL_FP_ROUND_TO_NEAREST)",
+        cl.device_fp_config.INF_NAN: "supports Inf and NaN (CL_FP_INF_NAN)",
+    }
+    missing = [what for flag, what in needs.items() if not fp_config & flag]
+    if not missing:
+        return None
+    return "the device does not report that it " + " or ".join(missing)
+
+
+def _tokens_per_item(t: int) -> int:
+    """Tokens one work-item handles: each weight read then serves that many tokens."""
+    return 1 if t == 1 else 4 if t <= 4 else 8
+
+
+def _round_up(n: int, step: int) -> int:
+    return -(-n // step) * step
+
+
+def _check_size(what: str, n: int) -> None:
+    if n > _INT_MAX:
+        raise ValueError(f"the opencl backend indexes with 32-bit ints; {what} has {n} elements")
+
+
+class OpenCLBackend(Backend):
+    name = "opencl"
+    priority = 20
+
+    def __init__(
+        self, platforms: list[cl.Platform], platform_index: int, device_index: int,
+        layout: str | None = None, weight_cache_bytes: int | None = None, zero_copy: bool | None = None,
+    ) -> None:
+        """layout: "grouped" or "vector" kernels; by default vector on CPU devices, else grouped.
+        weight_cache_bytes: device memory for read-only weights; by default 0 on CPU devices,
+        else half the device's memory.  zero_copy: kernels read weights in host memory;
+        by default on CPU devices."""
+        self._platforms = platforms
+        self._device = platforms[platform_index].get_devices()[device_index]
+        self._where = (platform_index, device_index)
+        is_cpu = bool(self._device.type & cl.device_type.CPU)
+        if layout is None:
+            layout = "vector" if is_cpu else "grouped"
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        self.layout = layout
+        self._context = cl.Context([self._device])
+        self._queue = cl.CommandQueue(self._context, self._device)
+        self._programs = ProgramCache(self._context, self._device)
+        self._kernels = threading.local()  # a Kernel's arguments are state: one set per thread
+        if weight_cache_bytes is None:
+            weight_cache_bytes = 0 if is_cpu else int(self._device.global_mem_size) // 2
+        self.weights = WeightCache(self._context, weight_cache_bytes)
+        self.zero_copy = is_cpu if zero_copy is None else zero_copy
+        self._deterministic_problem = deterministic_problem(single_fp_config(self._device))
+
+    # ---- facts ------------------------------------------------------------
+
+    @property
+    def device_name(self) -> str:
+        return f"{self._device.name.strip()} ({self._device.platform.name.strip()})"
+
+    def info(self) -> dict[str, str]:
+        listed = []
+        for p, plat in enumerate(self._platforms):
+            for i, dev in enumerate(plat.get_devices()):
+                mark = " (in use)" if (p, i) == self._where else ""
+                listed.append(f"{p}:{i} {dev.name.strip()} ({plat.name.strip()}){mark}")
+        return {
+            "device": self.device_name,
+            "devices": ", ".join(listed),
+            "deterministic mode": self._deterministic_problem or "supported",
+            "choose with": f"{devices.ENV}=platform:device (index or name)",
+            "kernels": f"{self.layout} layout",
+            "weights": self._weights_policy(),
+        }
+
+    def _weights_policy(self) -> str:
+        policy = []
+        if self.weights.budget:
+            policy.append(f"read-only arrays kept on the device (up to {self.weights.budget >> 20} MiB)")
+        policy.append("read in host memory" if self.zero_copy else "uploaded per call (active rows only)")
+        return ", others ".join(policy)
+
+    # ---- device plumbing ------------------------------------------------
+
+    def _program(self, mode: str, weights: np.ndarray, t: int) -> tuple[cl.Program, int]:
+        if mode == "deterministic" and self._deterministic_problem:
+            raise DeterministicUnsupported(
+                f"OpenCL device {self.device_name} cannot run deterministic mode: "
+                f"{self._deterministic_problem}; use mode='fast' or another device/backend"
+            )
+        tokens = _tokens_per_item(t)
+        options = build_options(half=weights.dtype == np.float16, tokens=tokens, rows=ROWS)
+        return self._programs.get(mode, options), tokens
+
+    def _upload(self, a: np.ndarray) -> cl.Buffer:
+        return cl.Buffer(self._context, cl.mem_flags.READ_ONLY | cl.mem_flags.COPY_HOST_PTR, hostbuf=a)
+
+    def _output(self, shape: tuple[int, ...]) -> tuple[np.ndarray, cl.Buffer]:
+        host = np.empty(shape, np.float32)
+        return host, cl.Buffer(self._context, cl.mem_flags.READ_WRITE, host.nbytes)
+
+    def _rows_on_device(self, W: np.ndarray, rows: np.ndarray) -> tuple[cl.Buffer, cl.Buffer]:
+        """W's rows `rows` on the device, and the indices the kernels read them by."""
+        resident = self.weights.get(W)
+        if resident is not None:
+            return resident, self._upload(rows)
+        if self.zero_copy:  # valid while this call runs: the caller cannot write W meanwhile
+            in_place = cl.Buffer(self._context, cl.mem_flags.READ_ONLY | cl.mem_flags.USE_HOST_PTR, hostbuf=W)
+            return in_place, self._upload(rows)
+        if rows.shape[0] == W.shape[0]:  # strictly increasing and in range: every row
+            return self._upload(W), self._upload(rows)
+        return self._upload(W[rows]), self._upload(np.arange(rows.shape[0], dtype=np.int32))
+
+    def _dot_sizes(self, m: int, t: int, tokens: int) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+        """Global and local sizes of the lane_dot kernels for m rows and t tokens."""
+        if self.layout == "grouped":
+            return (LANES, _round_up(m, ROWS), -(-t // tokens)), (LANES, ROWS, 1)
+        return (m, -(-t // tokens)), None
+
+    def _launch(
+        self, program: cl.Program, kernel: str, global_size: tuple[int, ...],
+        local_size: tuple[int, ...] | None, *args: cl.Buffer | np.int32,
+    ) -> None:
+        """Runs `kernel` (in this backend's layout; axpy_fold has one) on the queue."""
+        name = kernel if kernel == "axpy_fold" else f"{kernel}_{self.layout}"
+        # Reusing Kernel objects skips pyopencl's per-Kernel setup (a disk-cache lookup), which
+        # costs more than a small launch; programs are never evicted, so their ids stay valid.
+        kernels: dict[tuple[int, str], cl.Kernel] = self._kernels.__dict__.setdefault("by_name", {})
+        try:
+            knl = kernels.get((id(program), name))
+            if knl is None:
+                knl = kernels[id(program), name] = cl.Kernel(program, name)
+            knl(self._queue, global_size, local_size, *args)
+        except cl.Error as exc:
+            raise OpenCLError(f"OpenCL kernel {name} on {self.device_name} failed: {exc}") from exc
+
+    def _read(self, host: np.ndarray, buffer: cl.Buffer, op: str) -> np.ndarray:
+        try:
+            cl.enqueue_copy(self._queue, host, buffer)
+        except cl.Error as exc:
+            raise OpenCLError(f"OpenCL {op} on {self.device_name} failed: {exc}") from exc
+        return host
+
+    # ---- ops --------------------------------------------------------------
+
+    def _matvec(self, W: np.ndarray, x: np.ndarray, mode: str, threads: int) -> np.ndarray:
+        return self._sparse_matvec(W, x, np.arange(W.shape[0], dtype=np.int32), mode, threads)
+
+    def _sparse_matvec(
+        self, W: np.ndarray, x: np.ndarray, rows: np.ndarray, mode: str, threads: int
+    ) -> np.ndarray:
+        t, d = x.shape
+        m = rows.shape[0]
+        program, tokens = self._program(mode, W, t)
+        if t == 0 or m == 0 or d == 0:  # nothing to launch; an empty dot product is +0.0
+            return np.zeros((t, m), np.float32)
+        _check_size("x", x.size)
+        _check_size("the output", t * m)
+        w_buf, r_buf = self._rows_on_device(W, rows)
+        out, o_buf = self._output((t, m))
+        self._launch(
+            program, "lane_dot", *self._dot_sizes(m, t, tokens),
+            w_buf, np.int32(d), r_buf, np.int32(m), self._upload(x), np.int32(t), o_buf,
+        )
+        return self._read(out, o_buf, "sparse_matvec")
+
+    def _sparse_axpy(
+        self, W: np.ndarray, h: np.ndarray, rows: np.ndarray, mode: str, threads: int
+    ) -> np.ndarray:
+        t, m = h.shape
+        d = W.shape[1]
+        program, tokens = self._program(mode, W, t)
+        if t == 0 or d == 0 or m == 0:  # no terms: y stays +0.0
+            return np.zeros((t, d), np.float32)
+        w_buf, r_buf = self._rows_on_device(W, rows)
+        return self._axpy(program, tokens, mode, w_buf, r_buf, rows, self._upload(h), t, m, d)
+
+    def _axpy(
+        self, program: cl.Program, tokens: int, mode: str, w_buf: cl.Buffer, r_buf: cl.Buffer,
+        rows: np.ndarray, h_buf: cl.Buffer, t: int, m: int, d: int,
+    ) -> np.ndarray:
+        """y (t, d) from weights and h already on the device; rows are the spec's indices."""
+        _check_size("h", t * m)
+        _check_size("the output", t * d)
+        if mode == "deterministic":  # the spec's 256-neuron blocks
+            starts = np.searchsorted(rows, np.unique(rows // BLOCK) * BLOCK)
+        else:  # balanced chunks: any grouping is within the fast-mode bound
+            starts = np.arange(0, m, FAST_CHUNK)
+        starts = np.append(starts, m).astype(np.int32)
+        groups = starts.shape[0] - 1
+        partial = cl.Buffer(self._context, cl.mem_flags.READ_WRITE, groups * t * d * _F32.itemsize)
+        if self.layout == "grouped":
+            sizes: tuple[tuple[int, ...], tuple[int, ...] | None] = (
+                (_round_up(d, COLUMNS), groups, -(-t // tokens)), (COLUMNS, 1, 1)
+            )
+        else:
+            sizes = ((-(-d // VEC), groups, -(-t // tokens)), None)
+        self._launch(
+            program, "axpy_partials", *sizes,
+            w_buf, np.int32(d), r_buf, self._upload(starts), h_buf, np.int32(m), np.int32(t), partial,
+        )
+        y, y_buf = self._output((t, d))
+        self._launch(
+            program, "axpy_fold", (_round_up(t * d, COLUMNS),), (COLUMNS,),
+            partial, np.int32(groups), np.int32(t * d), y_buf,
+        )
+        return self._read(y, y_buf, "sparse_axpy")
+
+    def _sparse_ffn(
+        self, x: np.ndarray, gate: np.ndarray, up: np.ndarray, down_t: np.ndarray,
+        mask: np.ndarray, mode: str, threads: int,
+    ) -> np.ndarray:
+        """g, u and h stay on the device: one kernel for relu(g) * u, then the two axpy kernels."""
+        t, d = x.shape
+        if gate.dtype != down_t.dtype or gate.dtype != up.dtype:  # kernels take one weight type
+            return super()._sparse_ffn(x, gate, up, down_t, mask, mode, threads)
+        program, tokens = self._program(mode, gate, t)
+        rows = np.flatnonzero(mask.any(axis=0)).astype(np.int32)  # as reference.ffn.ffn_rows
+        m = rows.shape[0]
+        out_d = down_t.shape[1]
+        if t == 0 or m == 0 or out_d == 0 or d == 0:  # d == 0: every h is +0.0, every term skipped
+            return np.zeros((t, out_d), np.float32)
+        _check_size("x", x.size)
+        _check_size("h", t * m)
+        g_buf, r_buf = self._rows_on_device(gate, rows)
+        u_buf, _ = self._rows_on_device(up, rows)
+        own = np.ascontiguousarray(mask[:, rows]).view(np.uint8)
+        h_buf = cl.Buffer(self._context, cl.mem_flags.READ_WRITE, t * m * _F32.itemsize)
+        self._launch(
+            program, "gated_lane_dot", *self._dot_sizes(m, t, tokens),
+            g_buf, u_buf, np.int32(d), r_buf, np.int32(m), self._upload(x), np.int32(t),
+            self._upload(own), h_buf,
+        )
+        d_buf, _ = self._rows_on_device(down_t, rows)
+        return self._axpy(program, tokens, mode, d_buf, r_buf, rows, h_buf, t, m, out_d)
+
+
+class OpenCLGpuBackend(OpenCLBackend):
+    """The same backend on a GPU, which REPROSPARSE_BACKEND=auto prefers to CPU backends."""
+
+    priority = 40

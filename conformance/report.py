@@ -1,0 +1,64 @@
+"""Summaries of conformance results: per backend x mode x op x family, then the failures."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .runner import Result
+
+
+@dataclass
+class Row:
+    backend: str
+    mode: str
+    op: str
+    family: str
+    cases: set[str] = field(default_factory=set)
+    failed_cases: set[str] = field(default_factory=set)
+    checks: int = 0
+    worst: float | None = None  # largest fraction of the error bound used (fast mode)
+    free: int = 0
+
+    @property
+    def passed(self) -> int:
+        return len(self.cases) - len(self.failed_cases)
+
+
+def summarise(results: Iterable[Result]) -> list[Row]:
+    rows: dict[tuple[str, str, str, str], Row] = {}
+    for r in results:
+        key = (r.backend, r.mode, r.case.op, r.case.family)
+        row = rows.setdefault(key, Row(*key))
+        row.cases.add(r.case.id)
+        row.checks += 1
+        if not r.passed:
+            row.failed_cases.add(r.case.id)
+        if r.worst is not None:
+            row.worst = max(row.worst or 0.0, r.worst)
+        if r.check == "bound":  # count each case once, not once per thread count
+            row.free += r.free
+    return list(rows.values())
+
+
+def failures(results: Iterable[Result]) -> list[Result]:
+    return [r for r in results if not r.passed]
+
+
+def to_json(results: list[Result], path: str, header: dict[str, object]) -> None:
+    payload = {
+        "header": header,
+        "summary": [
+            {"backend": r.backend, "mode": r.mode, "op": r.op, "family": r.family, "cases": len(r.cases),
+             "passed": r.passed, "checks": r.checks, "worst_fraction_of_bound": r.worst, "unconstrained": r.free}
+            for r in summarise(results)
+        ],
+        "failures": [
+            {"backend": r.backend, "mode": r.mode, "case": r.case.id, "check": r.check, "detail": r.detail,
+             "reproduce": r.reproduction}
+            for r in failures(results)
+        ],
+    }
+    with open(path, "w") as f:
+        json.dump(payload, f, indent=2)

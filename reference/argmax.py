@@ -1,0 +1,20 @@
+"""Greedy token choice   (docs/spec.md §12, "argmax").
+
+The index of the first NaN if a row has one (a broken model shows up as a
+token rather than being hidden); otherwise the lowest index holding the
+maximum, with +0.0 and -0.0 equal.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def argmax(x: np.ndarray) -> np.ndarray:
+    """x (t, n) float32 -> (t,) int64."""
+    x = np.asarray(x, np.float32)
+    nan = np.isnan(x)
+    has_nan = nan.any(axis=1)
+    top = np.where(nan, np.float32(-np.inf), x).max(axis=1, keepdims=True)
+    first_max = np.argmax((x == top) & ~nan, axis=1)
+    return np.where(has_nan, np.argmax(nan, axis=1), first_max).astype(np.int64)

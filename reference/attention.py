@@ -1,0 +1,49 @@
+"""Causal multi-head attention over a KV cache   (docs/spec.md §12, "attention").
+
+Grouped-query attention is supported: query head h reads KV head
+h // (n_head // n_kv_head).  A query row at position p sees cache rows 0..p:
+  s[j] = lane_dot(q, k[j]) * scale,  scale = float32(1) / sqrt(float32(head_dim))
+  a    = softmax(s[0..p])
+  o[i] = +0.0, then o[i] = o[i] + a[j] * v[j, i] for j = 0..p ascending
+Every row is computed by this same per-row sequence of operations, so prefill,
+one token at a time and a batch of other sequences all give the same bits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .lane_dot import lane_dot_rows
+from .softmax import softmax
+
+
+def attention_scale(head_dim: int) -> np.float32:
+    return np.float32(1.0) / np.sqrt(np.float32(head_dim))
+
+
+def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """q (t, n_head, hd); k, v (P, n_kv_head, hd) cache rows 0..P-1; positions (t,) < P.
+
+    Returns (t, n_head, hd) float32.
+    """
+    t, n_head, hd = q.shape
+    p_len, n_kv, _ = k.shape
+    pos = np.asarray(positions, np.int64)
+    if k.shape != v.shape or k.shape[2] != hd or n_head % n_kv:
+        raise ValueError(f"incompatible q {q.shape}, k {k.shape}, v {v.shape}")
+    if pos.shape != (t,) or (t and (pos.min() < 0 or pos.max() >= p_len)):
+        raise ValueError(f"positions must be (t,) = ({t},) values in [0, {p_len})")
+    scale = attention_scale(hd)
+    group = n_head // n_kv
+    out = np.empty((t, n_head, hd), np.float32)
+    for h in range(n_head):
+        kh = np.ascontiguousarray(k[:, h // group, :], np.float32)
+        vh = v[:, h // group, :].astype(np.float32)
+        scores = lane_dot_rows(kh, None, np.ascontiguousarray(q[:, h, :], np.float32)) * scale
+        a = softmax(scores, pos + 1)
+        o = np.zeros((t, hd), np.float32)
+        for j in range(int(pos.max()) + 1 if t else 0):
+            # Rows whose position is below j skip the term, rather than add 0 * v[j].
+            o = np.where((j <= pos)[:, None], o + a[:, j : j + 1] * vh[j][None, :], o)
+        out[:, h, :] = o
+    return out

@@ -1,0 +1,25 @@
+"""RMSNorm   (docs/spec.md §12, "rmsnorm").
+
+Per row of d values: ss = lane_dot(x, x); mean = ss / float32(d);
+v = mean + float32(eps); s = sqrt(v); inv = 1 / s; y[j] = (x[j] * inv) * w[j].
+sqrt and division are IEEE's correctly rounded float32 operations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .lane_dot import lane_dot_rows
+
+
+def rmsnorm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
+    """x (t, d) float32, weight (d,) float32 or float16 -> (t, d) float32."""
+    x = np.asarray(x, np.float32)
+    if x.ndim != 2 or weight.shape != (x.shape[1],):
+        raise ValueError(f"rmsnorm needs x (t, d) and weight (d,), got {x.shape} and {weight.shape}")
+    w = weight.astype(np.float32)  # float16 converts exactly
+    # One lane_dot per row, so a row's sum of squares never depends on the other rows.
+    ss = np.array([lane_dot_rows(row[None, :], None, row[None, :])[0, 0] for row in x], np.float32)
+    mean = ss / np.float32(x.shape[1])
+    inv = np.float32(1.0) / np.sqrt(mean + np.float32(eps))
+    return (x * inv[:, None]) * w[None, :]

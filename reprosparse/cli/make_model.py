@@ -1,0 +1,37 @@
+"""`reprosparse make-model`: write a seeded random sparse ReLU-LLaMA model file."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("make-model", help="write a seeded random sparse ReLU-LLaMA model file (GGUF/PWRI)")
+    p.add_argument("path", help="output file")
+    p.add_argument("--layers", type=int, default=2, help="decoder layers")
+    p.add_argument("--dim", type=int, default=64, help="model width (LLaMA-7B: 4096)")
+    p.add_argument("--ff", type=int, default=512, help="FFN neurons (LLaMA-7B: 11008)")
+    p.add_argument("--vocab", type=int, default=256, help="vocabulary size (LLaMA: 32000)")
+    p.add_argument("--heads", type=int, default=4, help="attention heads (LLaMA-7B: 32)")
+    p.add_argument("--kv-heads", type=int, default=None, help="key/value heads for grouped-query attention; "
+                   "omitted: as many as --heads")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    p.add_argument("--dtype", choices=("f16", "f32"), default="f16", help="tensor type of the weights")
+    p.add_argument("--magic", choices=("PWRI", "GGUF"), default="PWRI", help="file magic: PowerInfer's or plain GGUF")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    from rich.console import Console
+
+    from ..model import make_model, save_model
+
+    console = Console(stderr=True)
+    model = make_model(layers=args.layers, dim=args.dim, ff=args.ff, vocab=args.vocab, heads=args.heads,
+                       kv_heads=args.kv_heads, seed=args.seed, dtype=args.dtype)
+    save_model(model, args.path, args.magic)
+    size = os.path.getsize(args.path) / 2**20
+    console.print(f"wrote {args.path} ({size:.1f} MiB, {args.magic}, {args.dtype})")
+    return 0

@@ -1,0 +1,57 @@
+"""Decoding loops: greedy (temperature 0) or counter-based sampling, for a batch of prompts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from reprosparse.reference.argmax import argmax
+from reprosparse.reference.sample import sample
+
+from .runtime import Runtime
+
+
+@dataclass(frozen=True)
+class Generated:
+    tokens: list[int]  # the new tokens, not the prompt
+    logits: np.ndarray  # (len(tokens), vocab): the logits each new token was chosen from
+
+
+def generate(
+    runtime: Runtime,
+    prompts: Sequence[Sequence[int]],
+    n_new: int,
+    temperature: float = 0.0,
+    seed: int = 0,
+    on_token: Callable[[int], None] | None = None,
+) -> list[Generated]:
+    """Prefill all prompts together, then decode n_new tokens for each, all in one batch per step.
+
+    temperature 0 is greedy (reference argmax); above 0 each token is drawn by the
+    reference `sample` keyed by (seed, position of the token whose logits are used).
+    on_token(step) is called after each decode step (for progress bars).
+    """
+    if n_new < 1:
+        raise ValueError(f"n_new must be >= 1, got {n_new}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    caches = [runtime.new_cache() for _ in prompts]
+    logits = runtime.step(caches, prompts)
+    out: list[list[int]] = [[] for _ in prompts]
+    trace: list[list[np.ndarray]] = [[] for _ in prompts]
+    for step in range(n_new):
+        if temperature == 0:
+            chosen = [int(c) for c in argmax(logits)]
+        else:
+            pairs = zip(logits, caches, strict=True)
+            chosen = [sample(row, temperature, seed, c.length - 1) for row, c in pairs]
+        for i, tok in enumerate(chosen):
+            out[i].append(tok)
+            trace[i].append(logits[i])
+        if on_token is not None:
+            on_token(step)
+        if step + 1 < n_new:
+            logits = runtime.step(caches, [[tok] for tok in chosen])
+    return [Generated(tokens, np.stack(rows)) for tokens, rows in zip(out, trace, strict=True)]

@@ -1,0 +1,143 @@
+"""Seeded random ReLU-LLaMA models whose FFNs are really sparse and whose predictors are imperfect.
+
+Construction (so that sparsity and predictor quality are realistic, not accidental):
+- Residual channel 0 is a constant "bias" unit: every token embedding has
+  BIAS_VALUE there and no layer writes to it (row 0 of attn_output and column 0
+  of ffn_down_t are zero), so after RMSNorm the FFN input x0 is positive.
+- The gate is low rank plus full-rank noise, gate = U V + GATE_NOISE * N, with
+  column 0 holding a per-neuron negative bias beta_j.  beta_j is calibrated,
+  layer by layer on random prompts, so that neuron j fires (relu(g) > 0) for
+  about ACTIVE_FRACTION of tokens.
+- The predictor sees only the low-rank part: fc1 = [V; -V; e0] (so that
+  relu(fc1 x) holds Vx's positive and negative parts and x0), and
+  fc2 = [U~, -U~, beta] with U~ = U plus PREDICTOR_NOISE.  It misses the
+  full-rank gate noise, which is what makes its recall about 0.9.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reprosparse.backends import Backend
+
+from .runtime import Runtime
+from .weights import Hyper, Layer, Model
+
+BIAS_VALUE = 2.0
+ACTIVE_FRACTION = 0.10
+GATE_NOISE = 0.08
+PREDICTOR_NOISE = 0.1
+CALIBRATION_PROMPTS = (8, 16)  # prompts x tokens
+
+
+def vocabulary(size: int) -> tuple[str, ...]:
+    """Specials, printable ASCII, then short words, then numbered fillers."""
+    words = [
+        " the", " a", " of", " and", " to", " in", " is", " it", " that", " was", " for", " on", " with",
+        " as", " be", " at", " by", " this", " from", " or", " sparse", " model", " token", " same",
+        " bits", " every", " time", " run", " again", "ing", "ed", "er", "es", " un", " re", "th", "he",
+    ]
+    base = ["<unk>", "<s>", "</s>", *[chr(c) for c in range(32, 127)], *words]
+    return tuple(base[:size]) + tuple(f"<t{i}>" for i in range(len(base), size))
+
+
+def _normal(rng: np.random.Generator, shape: tuple[int, ...], scale: float) -> np.ndarray:
+    return (rng.standard_normal(shape, np.float32) * np.float32(scale)).astype(np.float32)
+
+
+def make_model(
+    *, layers: int, dim: int, ff: int, vocab: int, heads: int, seed: int, dtype: str = "f16",
+    kv_heads: int | None = None, rank: int | None = None, context_length: int = 512,
+    calibration_backend: Backend | None = None,
+) -> Model:
+    """Build the model; calibration runs the real runtime (numpy backend, fast mode by default)."""
+    if dtype not in ("f16", "f32"):
+        raise ValueError(f"dtype must be f16 or f32, got {dtype!r}")
+    kv_heads = heads if kv_heads is None else kv_heads
+    if dim % heads or (dim // heads) % 2 or heads % kv_heads or vocab < 4:
+        raise ValueError("need dim divisible into even-width heads, heads divisible by kv_heads, vocab >= 4")
+    wdt = np.float16 if dtype == "f16" else np.float32
+    rank = rank if rank is not None else max(4, min(dim // 4, 256))
+    rng = np.random.default_rng(seed)
+    hd = dim // heads
+    hyper = Hyper(dim=dim, n_layer=layers, n_ff=ff, n_head=heads, n_head_kv=kv_heads, vocab=vocab,
+                  eps=float(np.float32(1e-5)),
+                  rope_base=10000.0, context_length=context_length, sparse_threshold=0.0)
+
+    embd = _normal(rng, (vocab, dim), 1.0)
+    embd[:, 0] = BIAS_VALUE
+    built: list[Layer] = []
+    lowrank: list[tuple[np.ndarray, np.ndarray]] = []
+    for _ in range(layers):
+        u = _normal(rng, (ff, rank), 1.0 / np.sqrt(rank))
+        v = _normal(rng, (rank, dim), 1.0 / np.sqrt(dim))
+        v[:, 0] = 0.0
+        noise = _normal(rng, (ff, dim), GATE_NOISE / np.sqrt(dim))
+        noise[:, 0] = 0.0
+        wo = _normal(rng, (dim, dim), 0.5 / np.sqrt(dim))
+        wo[0] = 0.0
+        down_t = _normal(rng, (ff, dim), 0.5 / np.sqrt(ACTIVE_FRACTION * ff))
+        down_t[:, 0] = 0.0
+        norm_w = (1.0 + _normal(rng, (dim,), 0.1)).astype(np.float32)
+        norm_w[0] = 1.0
+        built.append(Layer(
+            attn_norm=(1.0 + _normal(rng, (dim,), 0.1)).astype(np.float32),
+            wq=_normal(rng, (dim, dim), 1.0 / np.sqrt(dim)).astype(wdt),
+            wk=_normal(rng, (kv_heads * hd, dim), 1.0 / np.sqrt(dim)).astype(wdt),
+            wv=_normal(rng, (kv_heads * hd, dim), 1.0 / np.sqrt(dim)).astype(wdt),
+            wo=wo.astype(wdt),
+            ffn_norm=norm_w,
+            gate=(u @ v + noise).astype(wdt),
+            up=_normal(rng, (ff, dim), 1.0 / np.sqrt(dim)).astype(wdt),
+            down_t=down_t.astype(wdt),
+            # Until calibrated, fc2 = 0 scores every neuron 0 >= threshold: a dense FFN.
+            fc1=np.zeros((2 * rank + 1, dim), wdt),
+            fc2=np.zeros((ff, 2 * rank + 1), wdt),
+        ))
+        lowrank.append((u, v))
+    model = Model(hyper, embd.astype(wdt), tuple(built), (1.0 + _normal(rng, (dim,), 0.1)).astype(np.float32),
+                  _normal(rng, (vocab, dim), 1.0 / np.sqrt(dim)).astype(wdt), vocabulary(vocab))
+    return _calibrate(model, lowrank, rng, calibration_backend)
+
+
+def _calibrate(
+    model: Model,
+    lowrank: list[tuple[np.ndarray, np.ndarray]],
+    rng: np.random.Generator,
+    backend: Backend | None,
+) -> Model:
+    """Set each layer's gate bias and predictor from that layer's real FFN inputs."""
+    from reprosparse import get_backend
+
+    hp = model.hyper
+    prompts = [list(rng.integers(3, hp.vocab, CALIBRATION_PROMPTS[1])) for _ in range(CALIBRATION_PROMPTS[0])]
+    layers = list(model.layers)
+    captured: dict[int, np.ndarray] = {}  # layer -> FFN input of the latest run
+
+    def keep(layer: int, x: np.ndarray, mask: np.ndarray | None) -> None:
+        captured[layer] = x
+
+    for li in range(hp.n_layer):
+        current = Model(hp, model.token_embd, tuple(layers), model.output_norm, model.output, model.tokens)
+        runtime = Runtime(current, backend or get_backend("numpy"), mode="fast", observer=keep)
+        runtime.step([runtime.new_cache() for _ in prompts], prompts)
+        x = captured[li].astype(np.float64)
+        u, v = lowrank[li]
+        layer = layers[li]
+        gate = layer.gate.astype(np.float64)
+        gate[:, 0] = 0.0
+        # Neuron j fires when (gate_j . x) + beta_j * x0 > 0; x0 > 0 (the bias unit).
+        ratio = (x @ gate.T) / x[:, :1]
+        beta = -np.quantile(ratio, 1.0 - ACTIVE_FRACTION, axis=0)
+        new_gate = layer.gate.copy()
+        new_gate[:, 0] = beta
+        rank = u.shape[1]
+        e0 = np.zeros((1, hp.dim), np.float32)
+        e0[0, 0] = 1.0
+        u_noisy = u + _normal(rng, u.shape, PREDICTOR_NOISE / np.sqrt(rank))
+        fc1 = np.concatenate([v, -v, e0])
+        fc2 = np.concatenate([u_noisy, -u_noisy, beta[:, None].astype(np.float32)], axis=1)
+        wdt = layer.gate.dtype
+        layers[li] = Layer(**{**layer.__dict__, "gate": new_gate.astype(wdt), "fc1": fc1.astype(wdt),
+                              "fc2": fc2.astype(wdt)})
+    return Model(hp, model.token_embd, tuple(layers), model.output_norm, model.output, model.tokens)

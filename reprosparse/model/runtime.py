@@ -1,0 +1,135 @@
+"""The ReLU-LLaMA decoder: weight-heavy operators on a backend, the rest on the reference.
+
+Per step and layer: rmsnorm -> Q/K/V `matvec` -> rope -> attention over the
+sequence's KV cache -> O `matvec` -> residual -> rmsnorm -> `predict` mask ->
+`sparse_ffn` (or `dense_ffn`) -> residual; then the final rmsnorm and the LM
+head `matvec` for each sequence's last token.  The `matvec`, `predict`,
+`sparse_ffn` and `dense_ffn` calls go to the chosen backend in the chosen
+mode and thread count; rmsnorm, rope, attention, residual adds, argmax and
+sampling are `reprosparse.reference` (docs/spec.md §12 lists both sides).
+
+A step stacks the new tokens of every sequence into one activation matrix,
+so the backend sees a real batch; every operator is per row in
+deterministic mode, so each token's result is independent of the batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from reprosparse.backends import Backend
+from reprosparse.reference.attention import attention
+from reprosparse.reference.rmsnorm import rmsnorm
+from reprosparse.reference.rope import rope
+
+from .weights import Model
+
+FFN_KINDS = ("sparse", "dense")
+#: observer(layer index, FFN input rows, predicted mask or None for a dense FFN)
+Observer = Callable[[int, np.ndarray, np.ndarray | None], None]
+
+
+@dataclass
+class KVCache:
+    """One sequence's rotated keys and values, per layer (capacity, n_head_kv, head_dim)."""
+
+    k: list[np.ndarray]
+    v: list[np.ndarray]
+    length: int = 0
+
+    def reserve(self, length: int) -> None:
+        if length <= self.k[0].shape[0]:
+            return
+        capacity = max(length, 2 * self.k[0].shape[0])
+        for arrays in (self.k, self.v):
+            for i, a in enumerate(arrays):
+                grown = np.zeros((capacity, *a.shape[1:]), np.float32)
+                grown[: self.length] = a[: self.length]
+                arrays[i] = grown
+
+
+@dataclass
+class Runtime:
+    model: Model
+    backend: Backend
+    mode: str = "deterministic"
+    threads: int | None = None
+    ffn: str = "sparse"
+    observer: Observer | None = None
+    #: seconds spent in the decoder layers and in the head (final norm + LM head), for decode_speed
+    timings: dict[str, float] = field(default_factory=lambda: {"layers": 0.0, "head": 0.0})
+
+    def __post_init__(self) -> None:
+        if self.ffn not in FFN_KINDS:
+            raise ValueError(f"ffn must be one of {FFN_KINDS}, got {self.ffn!r}")
+
+    def new_cache(self) -> KVCache:
+        hp = self.model.hyper
+        shape = (16, hp.n_head_kv, hp.head_dim)
+        return KVCache(
+            [np.zeros(shape, np.float32) for _ in range(hp.n_layer)],
+            [np.zeros(shape, np.float32) for _ in range(hp.n_layer)],
+        )
+
+    def step(self, caches: Sequence[KVCache], tokens: Sequence[Sequence[int]]) -> np.ndarray:
+        """Feed tokens[i] to sequence i (a prompt or one token); logits of each one's last token.
+
+        Returns (len(caches), vocab) float32.
+        """
+        hp = self.model.hyper
+        counts = [len(t) for t in tokens]
+        if len(caches) != len(tokens) or min(counts, default=0) < 1:
+            raise ValueError("need one non-empty token list per sequence")
+        ids = np.concatenate([np.asarray(t, np.int64) for t in tokens])
+        if ids.min() < 0 or ids.max() >= hp.vocab:
+            raise ValueError(f"token ids must lie in [0, {hp.vocab})")
+        for cache, n in zip(caches, counts, strict=True):
+            if cache.length + n > hp.context_length:
+                raise ValueError(f"a sequence would exceed the context length {hp.context_length}")
+            cache.reserve(cache.length + n)
+        starts = np.cumsum([0, *counts])
+        positions = np.concatenate([c.length + np.arange(n) for c, n in zip(caches, counts, strict=True)])
+        be = self.backend
+        run: dict[str, Any] = {"mode": self.mode, "threads": self.threads}
+
+        began = time.perf_counter()
+        x = self.model.token_embd[ids].astype(np.float32)  # float16 converts exactly
+        t = x.shape[0]
+        for li, layer in enumerate(self.model.layers):
+            h = rmsnorm(x, layer.attn_norm, hp.eps)
+            q = be.matvec(layer.wq, h, **run).reshape(t, hp.n_head, hp.head_dim)
+            k = be.matvec(layer.wk, h, **run).reshape(t, hp.n_head_kv, hp.head_dim)
+            v = be.matvec(layer.wv, h, **run).reshape(t, hp.n_head_kv, hp.head_dim)
+            q = rope(q, positions, hp.rope_base)
+            k = rope(k, positions, hp.rope_base)
+            att = np.empty((t, hp.n_head, hp.head_dim), np.float32)
+            for si, cache in enumerate(caches):
+                rows = slice(starts[si], starts[si + 1])
+                end = cache.length + counts[si]
+                cache.k[li][cache.length : end] = k[rows]
+                cache.v[li][cache.length : end] = v[rows]
+                att[rows] = attention(q[rows], cache.k[li][:end], cache.v[li][:end], positions[rows])
+            x = x + be.matvec(layer.wo, att.reshape(t, hp.dim), **run)
+            h = rmsnorm(x, layer.ffn_norm, hp.eps)
+            if self.ffn == "sparse":
+                mask = be.predict(h, layer.fc1, layer.fc2, hp.sparse_threshold, **run)
+                y = be.sparse_ffn(h, layer.gate, layer.up, layer.down_t, mask, **run)
+            else:
+                mask = None
+                y = be.dense_ffn(h, layer.gate, layer.up, layer.down_t, **run)
+            if self.observer is not None:
+                self.observer(li, h, mask)
+            x = x + y
+        for cache, n in zip(caches, counts, strict=True):
+            cache.length += n
+        mid = time.perf_counter()
+        last = x[starts[1:] - 1]
+        logits = be.matvec(self.model.output, rmsnorm(last, self.model.output_norm, hp.eps), **run)
+        self.timings["layers"] += mid - began
+        self.timings["head"] += time.perf_counter() - mid
+        return logits

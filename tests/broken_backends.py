@@ -1,0 +1,174 @@
+"""Deliberately wrong backends: the conformance suite must catch every one of them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reprosparse.backends.numpy_backend import NumpyBackend
+from reprosparse.reference.lane_dot import fold
+from reprosparse.reference.sparse_axpy import sparse_axpy
+
+
+def _rows(W, rows):
+    return (W if rows is None else W[rows]).astype(np.float32)
+
+
+def sequential_dot(W, rows, x):
+    """One accumulator instead of sixteen lanes: a different, equally plausible order."""
+    Wr = _rows(W, rows)
+    out = np.zeros((x.shape[0], Wr.shape[0]), np.float32)
+    with np.errstate(all="ignore"):
+        for ti in range(x.shape[0]):
+            for k in range(x.shape[1]):
+                out[ti] = out[ti] + Wr[:, k] * x[ti, k]
+    return out
+
+
+def fma_dot(W, rows, x):
+    """The spec's lanes, but each step fused: acc + w*x rounded once (via exact float64 products)."""
+    Wr = _rows(W, rows).astype(np.float64)
+    out = np.empty((x.shape[0], Wr.shape[0]), np.float32)
+    with np.errstate(all="ignore"):
+        for ti in range(x.shape[0]):
+            acc = np.zeros((Wr.shape[0], 16), np.float32)
+            for k in range(x.shape[1]):
+                acc[:, k % 16] = (acc[:, k % 16] + Wr[:, k] * np.float64(x[ti, k])).astype(np.float32)
+            out[ti] = fold(acc)
+    return out
+
+
+class Sequential(NumpyBackend):
+    name = "broken-sequential"
+
+    def _matvec(self, W, x, mode, threads):
+        return sequential_dot(W, None, x) if mode == "deterministic" else super()._matvec(W, x, mode, threads)
+
+    def _sparse_matvec(self, W, x, rows, mode, threads):
+        if mode == "deterministic":
+            return sequential_dot(W, rows, x)
+        return super()._sparse_matvec(W, x, rows, mode, threads)
+
+
+class Fused(NumpyBackend):
+    name = "broken-fma"
+
+    def _matvec(self, W, x, mode, threads):
+        return fma_dot(W, None, x)
+
+    def _sparse_matvec(self, W, x, rows, mode, threads):
+        return fma_dot(W, rows, x)
+
+
+class BlockOrder(NumpyBackend):
+    """sparse_axpy adding blocks in descending order: only the order of partials differs."""
+
+    name = "broken-block-order"
+
+    def _sparse_axpy(self, W, h, rows, mode, threads):
+        if mode != "deterministic":
+            return super()._sparse_axpy(W, h, rows, mode, threads)
+        y = np.zeros((h.shape[0], W.shape[1]), np.float32)
+        blocks = rows // 256
+        with np.errstate(all="ignore"):
+            for b in np.unique(blocks)[::-1]:
+                sel = blocks == b
+                y = y + sparse_axpy(W, np.ascontiguousarray(h[:, sel]), np.ascontiguousarray(rows[sel]))
+        return y
+
+
+class OneUlp(NumpyBackend):
+    """Right everywhere except one element of each result, one ulp up."""
+
+    name = "broken-one-ulp"
+
+    @staticmethod
+    def _nudge(y):
+        flat = y.reshape(-1)
+        finite = np.flatnonzero(np.isfinite(flat))
+        if finite.size:
+            i = finite[finite.size // 2]
+            flat[i] = np.nextafter(flat[i], np.float32(np.inf))
+        return y
+
+    def _matvec(self, W, x, mode, threads):
+        return self._nudge(super()._matvec(W, x, mode, threads))
+
+    def _sparse_matvec(self, W, x, rows, mode, threads):
+        return self._nudge(super()._sparse_matvec(W, x, rows, mode, threads))
+
+    def _sparse_axpy(self, W, h, rows, mode, threads):
+        return self._nudge(super()._sparse_axpy(W, h, rows, mode, threads))
+
+
+class FarOff(NumpyBackend):
+    """Fast mode off by a relative 2^-10: far outside any float32 bound."""
+
+    name = "broken-far-off"
+
+    def _matvec(self, W, x, mode, threads):
+        return super()._matvec(W, x, mode, threads) * np.float32(1 + 2.0**-10)
+
+    def _sparse_matvec(self, W, x, rows, mode, threads):
+        return super()._sparse_matvec(W, x, rows, mode, threads) * np.float32(1 + 2.0**-10)
+
+    def _sparse_axpy(self, W, h, rows, mode, threads):
+        return super()._sparse_axpy(W, h, rows, mode, threads) * np.float32(1 + 2.0**-10)
+
+    def _predict(self, x, fc1, fc2, thr, mode, threads):
+        """Flips, per token, the neuron whose logit is farthest from the threshold."""
+        mask = super()._predict(x, fc1, fc2, thr, mode, threads)
+        with np.errstate(all="ignore"):
+            hidden = np.maximum(super()._matvec(fc1, x, mode, threads), 0)
+            z = np.nan_to_num(super()._matvec(fc2, hidden, mode, threads))
+        far = np.argmax(np.abs(z - thr), axis=1)
+        mask[np.arange(mask.shape[0]), far] ^= True
+        return mask
+
+
+class NoZeroSkip(NumpyBackend):
+    """Fast sparse_axpy as plain BLAS: 0 * Inf turns skipped terms into NaN."""
+
+    name = "broken-no-zero-skip"
+
+    def _sparse_axpy(self, W, h, rows, mode, threads):
+        with np.errstate(all="ignore"):
+            return h @ W[rows].astype(np.float32)
+
+
+class ThreadDependent(NumpyBackend):
+    """Right on one thread, a different order on three: the thread sweep must notice."""
+
+    name = "broken-threads"
+    has_threads = True
+
+    def _matvec(self, W, x, mode, threads):
+        if threads == 3:
+            return sequential_dot(W, None, x)
+        return super()._matvec(W, x, mode, threads)
+
+
+class BatchDependent(NumpyBackend):
+    """sparse_ffn that forgets each token's own mask and uses the batch's union."""
+
+    name = "broken-batch"
+
+    def _sparse_ffn(self, x, gate, up, down_t, mask, mode, threads):
+        union = np.broadcast_to(mask.any(axis=0), mask.shape)
+        return super()._sparse_ffn(x, gate, up, down_t, np.ascontiguousarray(union), mode, threads)
+
+
+class FlushesSubnormals(NumpyBackend):
+    """Results with subnormals flushed to zero, as FTZ hardware would give."""
+
+    name = "broken-ftz"
+
+    @staticmethod
+    def _ftz(y):
+        y[np.abs(y) < np.float32(2.0**-126)] = 0.0
+        return y
+
+    def _matvec(self, W, x, mode, threads):
+        return self._ftz(super()._matvec(W, x, mode, threads))
+
+    def _sparse_matvec(self, W, x, rows, mode, threads):
+        return self._ftz(super()._sparse_matvec(W, x, rows, mode, threads))

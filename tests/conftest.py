@@ -1,0 +1,1 @@
+pytest_plugins = ["reprosparse.conformance.pytest_plugin"]

@@ -1,0 +1,92 @@
+"""A literal, scalar transcription of docs/spec.md, independent of reference/.
+
+Written from the spec's words with one np.float32 operation per step and plain
+Python loops, so that it shares no code and no vectorisation trick with the
+reference it is used to check.  Slow by design; for small cases only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+F = np.float32
+ZERO = F(0.0)
+
+
+def lane_dot(w, x):
+    acc = [ZERO] * 16
+    for k in range(len(x)):
+        acc[k % 16] = F(acc[k % 16] + F(F(w[k]) * x[k]))
+    for s in (8, 4, 2, 1):
+        for q in range(s):
+            acc[q] = F(acc[q] + acc[q + s])
+    return acc[0]
+
+
+def _tokens(x):
+    return [x] if x.ndim == 1 else list(x)
+
+
+def _shape_like(x, per_token):
+    out = np.array(per_token, dtype=per_token[0].dtype if per_token else np.float32)
+    return out[0] if x.ndim == 1 else out
+
+
+def matvec(W, x):
+    out = [np.array([lane_dot(W[i], xt) for i in range(W.shape[0])], F) for xt in _tokens(x)]
+    return _shape_like(x, out) if out else np.zeros((0, W.shape[0]), F)
+
+
+def sparse_matvec(W, x, rows):
+    out = [np.array([lane_dot(W[r], xt) for r in rows], F) for xt in _tokens(x)]
+    return _shape_like(x, out) if out else np.zeros((0, len(rows)), F)
+
+
+def sparse_axpy(W, h, rows):
+    d = W.shape[1]
+    out = []
+    for ht in _tokens(h):
+        y = [ZERO] * d
+        blocks = sorted({int(r) // 256 for r in rows})
+        for b in blocks:
+            p = [ZERO] * d
+            for a, r in enumerate(rows):
+                if int(r) // 256 != b or ht[a] == 0:
+                    continue
+                for j in range(d):
+                    p[j] = F(p[j] + F(ht[a] * F(W[r, j])))
+            for j in range(d):
+                y[j] = F(y[j] + p[j])
+        out.append(np.array(y, F))
+    return _shape_like(h, out) if out else np.zeros((0, d), F)
+
+
+def relu(v):
+    return v if (v > 0 or np.isnan(v)) else ZERO
+
+
+def predict(x, fc1, fc2, threshold=0.0):
+    thr = F(threshold)
+    out = []
+    for xt in _tokens(x):
+        hidden = np.array([relu(lane_dot(fc1[k], xt)) for k in range(fc1.shape[0])], F)
+        z = [lane_dot(fc2[i], hidden) for i in range(fc2.shape[0])]
+        out.append(np.array([bool(zi >= thr or np.isnan(zi)) for zi in z]))
+    return _shape_like(x, out) if out else np.zeros((0, fc2.shape[0]), bool)
+
+
+def sparse_ffn(x, gate, up, down_t, mask):
+    masks = [mask] if mask.ndim == 1 else list(mask)
+    rows = [i for i in range(gate.shape[0]) if any(m[i] for m in masks)]
+    out = []
+    for xt, m in zip(_tokens(x), masks, strict=True):
+        h = []
+        for r in rows:
+            hr = F(relu(lane_dot(gate[r], xt)) * lane_dot(up[r], xt))
+            h.append(hr if m[r] else ZERO)
+        out.append(sparse_axpy(down_t, np.array(h, F), rows))
+    return _shape_like(x, out) if out else np.zeros((0, down_t.shape[1]), F)
+
+
+def dense_ffn(x, gate, up, down_t):
+    return sparse_ffn(x, gate, up, down_t, np.ones((*x.shape[:-1], gate.shape[0]), bool))

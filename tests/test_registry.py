@@ -1,0 +1,124 @@
+"""Backend selection: environment, rs.use, auto, and clear errors instead of fallbacks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import reprosparse as rs
+from reprosparse import _config, _registry
+from reprosparse.backends import Backend, BackendUnavailable
+from reprosparse.backends.numpy_backend import NumpyBackend
+
+
+class _EntryPoint:
+    def __init__(self, name, factory):
+        self.name, self.value, self._factory = name, f"tests:{name}", factory
+
+    def load(self):
+        return self._factory
+
+
+def _unavailable():
+    raise BackendUnavailable("needs a quantum annealer")
+
+
+def _broken_import():
+    raise ImportError("libfoo.so: cannot open shared object file")
+
+
+class Faster(NumpyBackend):
+    name = "faster"
+    priority = 99
+
+
+@pytest.fixture
+def fake_registry(monkeypatch):
+    eps = {
+        "numpy": _EntryPoint("numpy", NumpyBackend),
+        "faster": _EntryPoint("faster", Faster),
+        "annealer": _EntryPoint("annealer", _unavailable),
+        "foo": _EntryPoint("foo", _broken_import),
+        "notabackend": _EntryPoint("notabackend", dict),
+    }
+    monkeypatch.setattr(_registry, "_entry_points", lambda: eps)
+    monkeypatch.setattr(_registry, "_loaded", {})
+    return eps
+
+
+def test_available_backends_says_why(fake_registry):
+    st = rs.available_backends()
+    assert st["numpy"].available and st["faster"].available
+    assert not st["annealer"].available and st["annealer"].reason == "needs a quantum annealer"
+    assert "libfoo.so" in st["foo"].reason
+    assert "did not return a reprosparse Backend" in st["notabackend"].reason
+
+
+def test_unknown_backend_lists_the_others(fake_registry):
+    with pytest.raises(rs.BackendError) as info:
+        rs.get_backend("cuda")
+    msg = str(info.value)
+    assert "unknown reprosparse backend 'cuda'" in msg
+    assert "numpy: available" in msg and "annealer: unavailable (needs a quantum annealer)" in msg
+
+
+def test_unavailable_backend_is_an_error_not_a_fallback(fake_registry):
+    with pytest.raises(rs.BackendError, match="'annealer' is unavailable: needs a quantum annealer"):
+        rs.get_backend("annealer")
+    with pytest.raises(rs.BackendError):
+        with rs.use(backend="annealer"):
+            pass
+
+
+def test_auto_picks_the_highest_priority(fake_registry):
+    assert rs.get_backend("auto").name == "faster"
+
+
+def test_use_scopes_backend_mode_threads(fake_registry):
+    outer = rs.current_settings()
+    with rs.use(backend="numpy", mode="fast", threads=3) as s:
+        assert (s.backend, s.mode, s.threads) == ("numpy", "fast", 3)
+        assert rs.get_backend().name == "numpy"
+        with rs.use(mode="deterministic"):
+            assert rs.current_settings().backend == "numpy"
+            assert rs.current_settings().mode == "deterministic"
+        assert rs.current_settings().mode == "fast"
+    assert rs.current_settings() == outer
+
+
+def test_use_changes_the_arithmetic():
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((64, 4095)).astype(np.float32)
+    x = rng.standard_normal(4095).astype(np.float32)
+    with rs.use(backend="numpy", mode="deterministic"):
+        det = rs.matvec(W, x)
+    with rs.use(backend="numpy", mode="fast"):
+        fast = rs.matvec(W, x)
+    assert np.array_equal(det, rs.reference.matvec(W, x))
+    assert not np.array_equal(det, fast)  # BLAS order differs somewhere in 64 rows of 4095 terms
+
+
+@pytest.mark.parametrize(
+    ("env", "error"),
+    [
+        ({"REPROSPARSE_MODE": "quick"}, "REPROSPARSE_MODE must be one of deterministic, fast"),
+        ({"REPROSPARSE_THREADS": "two"}, "REPROSPARSE_THREADS must be a positive integer"),
+        ({"REPROSPARSE_THREADS": "0"}, "REPROSPARSE_THREADS must be a positive integer"),
+    ],
+)
+def test_environment_errors_name_the_variable(env, error):
+    with pytest.raises(ValueError, match=error):
+        _config.from_environment(env)
+
+
+def test_environment_defaults_and_values():
+    assert _config.from_environment({}) == _config.Settings("auto", "deterministic", None)
+    got = _config.from_environment({"REPROSPARSE_BACKEND": "numpy", "REPROSPARSE_MODE": "fast",
+                                    "REPROSPARSE_THREADS": "4"})
+    assert got == _config.Settings("numpy", "fast", 4)
+
+
+def test_builtin_backends_register_through_entry_points():
+    names = {ep.name for ep in _registry.entry_points(group=_registry.GROUP)}
+    assert "numpy" in names
+    assert isinstance(rs.get_backend("numpy"), Backend)

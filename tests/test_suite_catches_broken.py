@@ -1,0 +1,67 @@
+"""The conformance suite fails every deliberately broken backend, on the check that matters."""
+
+from __future__ import annotations
+
+import pytest
+
+from reprosparse import conformance
+from reprosparse.backends.numpy_backend import NumpyBackend
+
+import broken_backends as broken
+
+QUICK = conformance.all_cases(quick=True)
+
+
+def _failures(backend, mode, ops, family=None):
+    cases = [c for c in QUICK if c.op in ops and (family is None or c.family == family)]
+    return conformance.failures(conformance.run([backend], [mode], cases))
+
+
+@pytest.mark.parametrize(
+    ("backend", "mode", "ops", "family"),
+    [
+        (broken.Sequential(), "deterministic", ("matvec", "sparse_matvec", "predict", "sparse_ffn"), None),
+        (broken.Fused(), "deterministic", ("matvec", "sparse_matvec", "sparse_ffn"), "values"),
+        (broken.BlockOrder(), "deterministic", ("sparse_axpy", "sparse_ffn"), "masks"),
+        (broken.OneUlp(), "deterministic", ("matvec", "sparse_matvec", "sparse_axpy", "sparse_ffn"), None),
+        (broken.FarOff(), "fast", ("matvec", "sparse_matvec", "sparse_axpy", "sparse_ffn", "predict"), None),
+        (broken.NoZeroSkip(), "fast", ("sparse_axpy",), "values"),
+        (broken.FlushesSubnormals(), "deterministic", ("matvec", "sparse_matvec"), "values"),
+    ],
+    ids=lambda v: getattr(v, "name", None) if hasattr(v, "name") else None,
+)
+def test_broken_backend_fails_every_op(backend, mode, ops, family):
+    failed = _failures(backend, mode, ops, family)
+    assert {r.case.op for r in failed} == set(ops), f"{backend.name} slipped through on some ops"
+    for r in failed:
+        assert r.reproduction.endswith(f"--case {r.case.id}")
+
+
+def test_thread_sweep_catches_thread_dependence():
+    failed = _failures(broken.ThreadDependent(), "deterministic", ("matvec",), "shapes")
+    assert failed and {r.check for r in failed} == {"threads=3"}
+
+
+def test_batch_dependence_is_caught():
+    failed = _failures(broken.BatchDependent(), "deterministic", ("sparse_ffn",), "masks")
+    assert failed
+    # Single tokens cannot show it; every failure is a batch of several.
+    assert all(r.case.inputs()["x"].shape[0] >= 2 for r in failed)
+
+
+def test_numpy_backend_passes_what_the_broken_ones_fail():
+    """The same selections, run against the honest backend, pass: the failures above are real."""
+    honest = NumpyBackend()
+    for mode in ("deterministic", "fast"):
+        assert not _failures(honest, mode, ("matvec", "sparse_matvec", "sparse_axpy", "sparse_ffn", "predict"))
+
+
+def test_a_crashing_backend_fails_instead_of_stopping_the_suite():
+    class Raises(NumpyBackend):
+        name = "broken-raises"
+
+        def _matvec(self, W, x, mode, threads):
+            raise RuntimeError("kernel exploded")
+
+    failed = _failures(Raises(), "deterministic", ("matvec",), "shapes")
+    assert failed and all("kernel exploded" in r.detail for r in failed)
