@@ -40,7 +40,7 @@ cdef extern from "rs_kernels.h" nogil:
     int rs_dot(int isa, const rs_dot_args *A, int64_t nrows, int64_t n, int threads)
     int rs_axpy(int isa, const void *W, int f16, int64_t n, int64_t d, const int32_t *rows, int64_t nrows,
                 const float *h, int64_t t, float *y, int fast, int threads)
-    int rs_ffn(int isa, const float *x, int64_t t, int64_t d, int64_t n,
+    int rs_ffn(int isa, const float *x, int64_t t, int64_t d, int64_t n, int64_t d_out,
                const void *gate, int gate_f16, const void *up, int up_f16, const void *down_t, int down_f16,
                const uint8_t *mask, float *y, int fast, int threads)
     int rs_evict(const void *p, int64_t bytes)
@@ -198,12 +198,12 @@ def sparse_ffn(cnp.ndarray x not None, cnp.ndarray gate not None, cnp.ndarray up
     _positive(threads)
     _array("x", x, np.float32, 2)
     _array("mask", mask, np.bool_, 2)
-    cdef int64_t t = x.shape[0], d = x.shape[1], n = gate.shape[0]
-    if gate.shape[1] != d or up.shape[0] != n or up.shape[1] != d or down_t.shape[0] != n or down_t.shape[1] != d:
-        raise ValueError("gate and up must be (n, d) and down_t (n, d) for x of shape (t, d)")
+    cdef int64_t t = x.shape[0], d = x.shape[1], n = gate.shape[0], d_out = down_t.shape[1]
+    if gate.shape[1] != d or up.shape[0] != n or up.shape[1] != d or down_t.shape[0] != n:
+        raise ValueError("gate and up must be (n, d) and down_t (n, d_out) for x of shape (t, d)")
     if mask.shape[0] != t or mask.shape[1] != n:
         raise ValueError(f"mask must have shape ({t}, {n}), got {np.shape(mask)}")
-    y = np.empty((t, d), np.float32)
+    y = np.empty((t, d_out), np.float32)
     cdef const float *xp = <const float *>cnp.PyArray_DATA(x)
     cdef const void *gp = cnp.PyArray_DATA(gate)
     cdef const void *upp = cnp.PyArray_DATA(up)
@@ -211,7 +211,7 @@ def sparse_ffn(cnp.ndarray x not None, cnp.ndarray gate not None, cnp.ndarray up
     cdef const uint8_t *mp = <const uint8_t *>cnp.PyArray_DATA(mask)
     cdef float *yp = <float *>cnp.PyArray_DATA(y)
     with nogil:
-        rc = rs_ffn(code, xp, t, d, n, gp, gf, upp, uf, dp, df, mp, yp, fast, threads)
+        rc = rs_ffn(code, xp, t, d, n, d_out, gp, gf, upp, uf, dp, df, mp, yp, fast, threads)
     _check(rc)
     return y
 

@@ -6,31 +6,25 @@ import argparse
 import dataclasses
 import json
 
-
-def _csv(kind: type) -> object:
-    def parse(text: str) -> tuple[object, ...]:
-        try:
-            return tuple(kind(v) for v in text.split(",") if v.strip())
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected comma-separated {kind.__name__}s, got {text!r}"
-            ) from None
-
-    return parse
+from ._model_args import int_list
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "bench",
         help="benchmark sparse_matvec, sparse_axpy and sparse_ffn at d=4096, n=11008 (cold weights)",
     )
     p.add_argument(
-        "--backend", type=_csv(str),
+        "--backend", type=_names,
         help="backends to time (default: every available one, numpy in fast mode only)",
     )
-    p.add_argument("--mode", type=_csv(str), default=("deterministic", "fast"), help="modes (default: both)")
+    p.add_argument("--mode", type=_names, default=("deterministic", "fast"), help="modes to time")
     p.add_argument(
-        "--threads", type=_csv(int), help="thread counts for threaded backends (default: 1 and all cores)"
+        "--threads", type=int_list, help="thread counts for threaded backends (default: 1 and all cores)"
     )
     p.add_argument("--quick", action="store_true", help="batch 1, 10%% and 100%% active, 3 repeats")
     p.add_argument("--repeats", type=int, help="timed calls per case, median reported (default 7)")
@@ -40,13 +34,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
 
     from .. import _config, _platform, _registry, bench
+    from . import cli_console
 
-    console = Console()
+    console = cli_console()
     names = args.backend or tuple(s.name for s in _registry.available_backends().values() if s.available)
     for name in names:
         _registry.get_backend(name)  # an unknown or unavailable backend fails now, with its reason

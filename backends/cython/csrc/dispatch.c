@@ -163,7 +163,7 @@ int rs_axpy(int isa, const void *W, int f16, int64_t n, int64_t d, const int32_t
 /* relu(v) = v if v > 0 or NaN, else +0.0 (spec) */
 static inline float relu(float v) { return (v > 0.0f || v != v) ? v : 0.0f; }
 
-int rs_ffn(int isa, const float *x, int64_t t, int64_t d, int64_t n,
+int rs_ffn(int isa, const float *x, int64_t t, int64_t d, int64_t n, int64_t d_out,
            const void *gate, int gate_f16, const void *up, int up_f16, const void *down_t, int down_f16,
            const uint8_t *mask, float *y, int fast, int threads) {
     const rs_isa_table *K = usable(isa);
@@ -206,7 +206,7 @@ int rs_ffn(int isa, const float *x, int64_t t, int64_t d, int64_t n,
             const int64_t k = ti * nrows + a;
             g[k] = mask[ti * n + rows[a]] ? relu(g[k]) * u[k] : 0.0f;
         }
-    const int rc = axpy_parallel(K, down_t, down_f16, n, d, rows, nrows, g, t, y, fast, threads);
+    const int rc = axpy_parallel(K, down_t, down_f16, n, d_out, rows, nrows, g, t, y, fast, threads);
     free(gu);
     free(rows);
     return rc;

@@ -83,7 +83,8 @@ int rs_team_size(int threads);   /* threads a parallel region really got */
 int rs_dot(int isa, const rs_dot_args *A, int64_t nrows, int64_t n, int threads);
 int rs_axpy(int isa, const void *W, int f16, int64_t n, int64_t d, const int32_t *rows, int64_t nrows,
             const float *h, int64_t t, float *y, int fast, int threads);
-int rs_ffn(int isa, const float *x, int64_t t, int64_t d, int64_t n,
+/* x (t, d), gate and up (n, d), down_t (n, d_out), mask (t, n) -> y (t, d_out) */
+int rs_ffn(int isa, const float *x, int64_t t, int64_t d, int64_t n, int64_t d_out,
            const void *gate, int gate_f16, const void *up, int up_f16, const void *down_t, int down_f16,
            const uint8_t *mask, float *y, int fast, int threads);
 /* Writes the cache lines of [p, p + bytes) back to memory and drops them from
