@@ -9,7 +9,7 @@ from typing import Any
 
 # Each module defines register(subparsers), which adds its parser and sets func(args) -> int.
 # Modules are imported only to build the parser; heavy imports stay inside func.
-SUBCOMMANDS = ("info", "conformance", "make_model", "generate", "audit", "bench_decode", "bench")
+SUBCOMMANDS = ("info", "conformance", "bench", "make_model", "generate", "audit")
 
 
 def cli_console() -> Any:

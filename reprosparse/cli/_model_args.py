@@ -1,4 +1,4 @@
-"""Options shared by the subcommands that run a model (generate, audit, bench-decode)."""
+"""Options shared by the subcommands that run a model (generate, audit, bench --decode)."""
 
 from __future__ import annotations
 

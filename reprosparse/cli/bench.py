@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from typing import Any
 
 from ._model_args import int_list
 
@@ -30,6 +31,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--repeats", type=int, help="timed calls per case, median reported (default 7)")
     p.add_argument("--json", metavar="PATH", help="write every result and the machine facts as JSON")
     p.add_argument("--plot", metavar="PNG", help="plot time against fraction active (needs matplotlib)")
+    p.add_argument(
+        "--decode", metavar="MODEL",
+        help="instead of the operator cases, time greedy decoding with this model file (e.g. from "
+             "`make-model --layers 2 --dim 4096 --ff 11008 --heads 32 --vocab 32000`): tokens/s per backend, "
+             "mode and dense vs sparse FFN, extrapolated to --depth layers",
+    )
+    p.add_argument("--tokens", type=int, default=4, help="with --decode: timed decode steps per configuration")
+    p.add_argument("--depth", type=int, default=32, help="with --decode: layer count to extrapolate to")
     p.set_defaults(func=run)
 
 
@@ -48,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     threads = args.threads or tuple(sorted({1, _platform.cpu_count()}))
     for t in threads:
         _config.check_threads(t)
+    if args.decode:
+        return _decode(args, console, names, modes)
     # numpy's deterministic mode is the executable spec: timed only when asked for by name
     skip = () if args.backend else (("numpy", "deterministic"),)
     plan = bench.Plan(backends=tuple(names), modes=modes, threads=tuple(threads), skip=skip)
@@ -101,4 +112,31 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         bench.plot(report, args.plot)
         console.print(f"wrote {args.plot}")
+    return 0
+
+
+def _decode(args: argparse.Namespace, console: Any, backends: tuple[str, ...], modes: tuple[str, ...]) -> int:
+    from rich.table import Table
+
+    from ..model import load_model
+    from ..model.bench import decode_speed
+
+    model = load_model(args.decode)
+    hp = model.hyper
+    rows = []
+    for name in backends:
+        with console.status(f"decoding with {name}"):
+            rows += decode_speed(model, name, modes, ("dense", "sparse"), None, args.tokens, depths=[args.depth])
+    table = Table(title=f"decode: dim {hp.dim}, ff {hp.n_ff}, {hp.n_layer} layers, vocab {hp.vocab}, "
+                        f"{model.layers[0].gate.dtype}; {args.tokens} tokens after a 4-token prompt")
+    for col in ("backend", "mode", "ffn", "tokens/s", "s/layer", "s head", f"tokens/s @{args.depth} layers"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r.backend, r.mode, r.ffn, f"{r.tokens_per_s:.3g}", f"{r.layer_s:.3g}", f"{r.head_s:.3g}",
+                      f"{r.tokens_per_s_at[args.depth]:.3g}")
+    console.print(table)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([dataclasses.asdict(r) for r in rows], f, indent=1)
+        console.print(f"wrote {args.json}")
     return 0

@@ -12,7 +12,7 @@
 - `generate(...)`: greedy or counter-based sampled decoding of a batch of prompts.
 - `audit.run_audit(...)`: the same greedy generation across backends, thread
   counts, modes and batch compositions (`reprosparse audit`).
-- `bench.decode_speed(...)`: decode tokens/s (`reprosparse bench-decode`).
+- `bench.decode_speed(...)`: decode tokens/s (`reprosparse bench --decode MODEL`).
 """
 
 from .generate import Generated, generate
