@@ -53,7 +53,7 @@ class Result:
     fraction: float
     backend: str
     mode: str
-    threads: int | None  # None: the backend's own threading (BLAS)
+    threads: int | None  # None: the backend's own threading (BLAS, an OpenCL device)
     median_s: float
     min_s: float
     weight_bytes: int

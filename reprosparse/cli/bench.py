@@ -14,6 +14,13 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
+def _threads(r: Any) -> str:
+    """The threads column: a count, BLAS's own threading, or a device that schedules itself."""
+    if r.threads is not None:
+        return str(r.threads)
+    return "BLAS" if r.backend in ("numpy", "openblas") else "device"
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "bench",
@@ -91,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         table.add_column(col, justify="right" if col in numeric else "left")
     for r in report.results:
         table.add_row(r.op, r.dtype, r.backend, r.mode, str(r.batch), f"{r.fraction:.0%}",
-                      "BLAS" if r.threads is None else str(r.threads), f"{r.median_s * 1e3:.3f}",
+                      _threads(r), f"{r.median_s * 1e3:.3f}",
                       f"{r.gbps:.1f}", f"{r.of_stream:.0%}")
     console.print(table)
 
