@@ -18,7 +18,9 @@ def _threads(r: Any) -> str:
     """The threads column: a count, BLAS's own threading, or a device that schedules itself."""
     if r.threads is not None:
         return str(r.threads)
-    return "BLAS" if r.backend in ("numpy", "openblas") else "device"
+    if r.backend == "openblas" or (r.backend == "numpy" and r.mode == "fast"):
+        return "BLAS"
+    return "1" if r.backend == "numpy" else "device"  # the reference is single-threaded numpy
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
