@@ -484,6 +484,19 @@ def test_resident_weights_give_the_same_bits(cached, dtype):
     assert len(cached.weights) == 4
 
 
+@pytest.mark.parametrize("which", ["gate", "up", "down_t"])
+def test_sparse_ffn_with_some_weights_resident(cached, which):
+    """gate, up and down_t are read through one index buffer, so a resident matrix (all rows)
+    next to gathered ones (active rows only) must not mix the two indexings."""
+    rng = np.random.default_rng(9)
+    mats = {k: normal(rng, (300, 33)) for k in ("gate", "up", "down_t")}
+    mats[which] = frozen(mats[which])
+    x = normal(rng, (3, 33))
+    mask = rng.random((3, 300)) < 0.2
+    assert_bits(cached.sparse_ffn(x, **mats, mask=mask, mode="deterministic"), ref.sparse_ffn(x, **mats, mask=mask))
+    assert len(cached.weights) == 1
+
+
 def test_resident_weights_follow_their_arrays(cached):
     rng = np.random.default_rng(6)
     W = frozen(normal(rng, (300, 16)))

@@ -24,6 +24,7 @@ import threading
 import numpy as np
 import pyopencl as cl
 
+from reprosparse.reference.ffn import ffn_rows
 from reprosparse.reference.sparse_axpy import BLOCK
 
 from .._base import Backend
@@ -155,17 +156,21 @@ class OpenCLBackend(Backend):
         host = np.empty(shape, np.float32)
         return host, cl.Buffer(self._context, cl.mem_flags.READ_WRITE, host.nbytes)
 
-    def _rows_on_device(self, W: np.ndarray, rows: np.ndarray) -> tuple[cl.Buffer, cl.Buffer]:
-        """W's rows `rows` on the device, and the indices the kernels read them by."""
-        resident = self.weights.get(W)
-        if resident is not None:
-            return resident, self._upload(rows)
-        if self.zero_copy:  # valid while this call runs: the caller cannot write W meanwhile
-            in_place = cl.Buffer(self._context, cl.mem_flags.READ_ONLY | cl.mem_flags.USE_HOST_PTR, hostbuf=W)
-            return in_place, self._upload(rows)
-        if rows.shape[0] == W.shape[0]:  # strictly increasing and in range: every row
-            return self._upload(W), self._upload(rows)
-        return self._upload(W[rows]), self._upload(np.arange(rows.shape[0], dtype=np.int32))
+    def _rows_on_device(self, Ws: list[np.ndarray], rows: np.ndarray) -> tuple[list[cl.Buffer], cl.Buffer]:
+        """The rows `rows` of each matrix on the device, and the one index buffer the kernels
+        read all of them by (the fused sparse_ffn reads gate, up and down_t through one)."""
+        resident = [self.weights.get(W) for W in Ws]
+        gather = not self.zero_copy and all(r is None for r in resident) and rows.shape[0] < Ws[0].shape[0]
+        if gather:  # only the active rows travel; the kernels then index 0..m-1
+            return [self._upload(W[rows]) for W in Ws], self._upload(np.arange(rows.shape[0], dtype=np.int32))
+        # Whole matrices, indexed by rows: resident ones, others read in place (valid while this
+        # call runs: the caller cannot write W meanwhile) or uploaded whole beside a resident one.
+        flags = cl.mem_flags.READ_ONLY | cl.mem_flags.USE_HOST_PTR
+        whole = [
+            r if r is not None else cl.Buffer(self._context, flags, hostbuf=W) if self.zero_copy else self._upload(W)
+            for W, r in zip(Ws, resident, strict=True)
+        ]
+        return whole, self._upload(rows)
 
     def _dot_sizes(self, m: int, t: int, tokens: int) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
         """Global and local sizes of the lane_dot kernels for m rows and t tokens."""
@@ -212,7 +217,7 @@ class OpenCLBackend(Backend):
             return np.zeros((t, m), np.float32)
         _check_size("x", x.size)
         _check_size("the output", t * m)
-        w_buf, r_buf = self._rows_on_device(W, rows)
+        (w_buf,), r_buf = self._rows_on_device([W], rows)
         out, o_buf = self._output((t, m))
         self._launch(
             program, "lane_dot", *self._dot_sizes(m, t, tokens),
@@ -228,7 +233,7 @@ class OpenCLBackend(Backend):
         program, tokens = self._program(mode, W, t)
         if t == 0 or d == 0 or m == 0:  # no terms: y stays +0.0
             return np.zeros((t, d), np.float32)
-        w_buf, r_buf = self._rows_on_device(W, rows)
+        (w_buf,), r_buf = self._rows_on_device([W], rows)
         return self._axpy(program, tokens, mode, w_buf, r_buf, rows, self._upload(h), t, m, d)
 
     def _axpy(
@@ -271,15 +276,14 @@ class OpenCLBackend(Backend):
         if gate.dtype != down_t.dtype or gate.dtype != up.dtype:  # kernels take one weight type
             return super()._sparse_ffn(x, gate, up, down_t, mask, mode, threads)
         program, tokens = self._program(mode, gate, t)
-        rows = np.flatnonzero(mask.any(axis=0)).astype(np.int32)  # as reference.ffn.ffn_rows
+        rows = ffn_rows(mask)
         m = rows.shape[0]
         out_d = down_t.shape[1]
         if t == 0 or m == 0 or out_d == 0 or d == 0:  # d == 0: every h is +0.0, every term skipped
             return np.zeros((t, out_d), np.float32)
         _check_size("x", x.size)
         _check_size("h", t * m)
-        g_buf, r_buf = self._rows_on_device(gate, rows)
-        u_buf, _ = self._rows_on_device(up, rows)
+        (g_buf, u_buf, d_buf), r_buf = self._rows_on_device([gate, up, down_t], rows)
         own = np.ascontiguousarray(mask[:, rows]).view(np.uint8)
         h_buf = cl.Buffer(self._context, cl.mem_flags.READ_WRITE, t * m * _F32.itemsize)
         self._launch(
@@ -287,7 +291,6 @@ class OpenCLBackend(Backend):
             g_buf, u_buf, np.int32(d), r_buf, np.int32(m), self._upload(x), np.int32(t),
             self._upload(own), h_buf,
         )
-        d_buf, _ = self._rows_on_device(down_t, rows)
         return self._axpy(program, tokens, mode, d_buf, r_buf, rows, h_buf, t, m, out_d)
 
 
