@@ -15,7 +15,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, astuple, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -45,8 +45,8 @@ class Plan:
     skip: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass
-class Result:
+@dataclass(frozen=True)
+class Case:
     op: str
     dtype: str
     batch: int
@@ -54,11 +54,15 @@ class Result:
     backend: str
     mode: str
     threads: int | None  # None: the backend's own threading (BLAS, an OpenCL device)
+
+
+@dataclass(frozen=True)
+class Result(Case):
     median_s: float
     min_s: float
     weight_bytes: int
-    gbps: float = 0.0
-    of_stream: float = 0.0
+    gbps: float
+    of_stream: float
 
 
 @dataclass
@@ -283,16 +287,6 @@ def time_call(fn: Callable[[], Any], cold: Callable[[], None], repeats: int) -> 
 
 # ---- the plan -------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Case:
-    op: str
-    dtype: str
-    batch: int
-    fraction: float
-    backend: str
-    mode: str
-    threads: int | None
-
 
 def cases(plan: Plan) -> Iterator[Case]:
     for dtype in plan.dtypes:
@@ -343,10 +337,7 @@ def run(plan: Plan, progress: Callable[[Case], None] | None = None) -> Report:
         med, best = time_call(fn, functools.partial(evict, touched), plan.repeats)
         nbytes = weight_bytes(case.op, layer, inp, case.backend)
         gbps = nbytes / med / 1e9
-        report.results.append(Result(
-            case.op, case.dtype, case.batch, case.fraction, case.backend, case.mode, case.threads,
-            med, best, nbytes, gbps, gbps / stream_all,
-        ))
+        report.results.append(Result(*astuple(case), med, best, nbytes, gbps, gbps / stream_all))
     report.machine["load average at end"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
     return report
 
