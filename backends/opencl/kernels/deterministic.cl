@@ -146,6 +146,35 @@ void gated_lane_dot_grouped(__global const WTYPE *gate, __global const WTYPE *up
     }
 }
 
+/* One column j of a block's partial for tokens t0 .. t0+nt-1: p = p + h[t, a] * W[rows[a], j]
+ * over rows a = begin .. end-1 in ascending order, from +0.0, skipping terms whose h is +0.0
+ * or -0.0 (NaN is kept); written to block_partial[(t0 + i) * d + j]. */
+static void column_partial(__global const WTYPE *W, const int d, __global const int *rows,
+                           const int begin, const int end, __global const float *h, const int m,
+                           const int t0, const int nt, const int j,
+                           __global float *block_partial)
+{
+    float p[TOKENS];
+    for (int i = 0; i < TOKENS; ++i) {
+        p[i] = 0.0f;
+    }
+    for (int a = begin; a < end; ++a) {
+        const float w = LOAD_W(W, (size_t)rows[a] * d + j);
+        for (int i = 0; i < TOKENS; ++i) {
+            if (i < nt) {
+                const float hv = h[(size_t)(t0 + i) * m + a];
+                if (hv != 0.0f) {
+                    const float q = hv * w;
+                    p[i] = p[i] + q;
+                }
+            }
+        }
+    }
+    for (int i = 0; i < nt; ++i) {
+        block_partial[(size_t)(t0 + i) * d + j] = p[i];
+    }
+}
+
 /* sparse_axpy, step 1: the partial of block b for columns j, tokens t0..:
  * p = p + h[t, a] * W[rows[a], j] over the block's rows a in ascending order,
  * from +0.0, skipping terms whose h is +0.0 or -0.0 (NaN is kept).
@@ -159,28 +188,8 @@ __kernel void axpy_partials_grouped(__global const WTYPE *W, const int d, __glob
     const int b = get_global_id(1);
     const int t0 = get_global_id(2) * TOKENS;
     const int nt = min(TOKENS, t - t0);
-    if (j >= d) {
-        return;
-    }
-    float p[TOKENS];
-    for (int i = 0; i < TOKENS; ++i) {
-        p[i] = 0.0f;
-    }
-    const int end = starts[b + 1];
-    for (int a = starts[b]; a < end; ++a) {
-        const float w = LOAD_W(W, (size_t)rows[a] * d + j);
-        for (int i = 0; i < TOKENS; ++i) {
-            if (i < nt) {
-                const float hv = h[(size_t)(t0 + i) * m + a];
-                if (hv != 0.0f) {
-                    const float q = hv * w;
-                    p[i] = p[i] + q;
-                }
-            }
-        }
-    }
-    for (int i = 0; i < nt; ++i) {
-        partial[((size_t)b * t + t0 + i) * d + j] = p[i];
+    if (j < d) {
+        column_partial(W, d, rows, starts[b], starts[b + 1], h, m, t0, nt, j, partial + (size_t)b * t * d);
     }
 }
 
@@ -308,25 +317,7 @@ __kernel void axpy_partials_vector(__global const WTYPE *W, const int d, __globa
         return;
     }
     for (int j = j0; j < d; ++j) {  /* the last, narrower group of columns */
-        float p[TOKENS];
-        for (int i = 0; i < TOKENS; ++i) {
-            p[i] = 0.0f;
-        }
-        for (int a = starts[b]; a < end; ++a) {
-            const float w = LOAD_W(W, (size_t)rows[a] * d + j);
-            for (int i = 0; i < TOKENS; ++i) {
-                if (i < nt) {
-                    const float hv = h[(size_t)(t0 + i) * m + a];
-                    if (hv != 0.0f) {
-                        const float q = hv * w;
-                        p[i] = p[i] + q;
-                    }
-                }
-            }
-        }
-        for (int i = 0; i < nt; ++i) {
-            partial[((size_t)b * t + t0 + i) * d + j] = p[i];
-        }
+        column_partial(W, d, rows, starts[b], end, h, m, t0, nt, j, partial + (size_t)b * t * d);
     }
 }
 

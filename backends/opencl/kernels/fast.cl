@@ -155,26 +155,17 @@ void gated_lane_dot_grouped(__global const WTYPE *gate, __global const WTYPE *up
     }
 }
 
-/* sparse_axpy, step 1: the partial of chunk b (rows[starts[b] .. starts[b+1]))
- * for columns j and tokens t0..; terms whose h is +0.0 or -0.0 are skipped so
- * that 0 * Inf never becomes NaN.  partial is (chunks, t, d). */
-__kernel void axpy_partials_grouped(__global const WTYPE *W, const int d, __global const int *rows,
-                            __global const int *starts, __global const float *h, const int m,
-                            const int t, __global float *partial)
+/* One column j of a chunk's partial for tokens t0 .. t0+nt-1, with fma, terms whose h is
+ * +0.0 or -0.0 skipped; written to chunk_partial[(t0 + i) * d + j]. */
+static void column_partial(__global const WTYPE *W, const int d, __global const int *rows,
+                           const int begin, const int end, __global const float *h, const int m,
+                           const int t0, const int nt, const int j, __global float *chunk_partial)
 {
-    const int j = get_global_id(0);
-    const int b = get_global_id(1);
-    const int t0 = get_global_id(2) * TOKENS;
-    const int nt = min(TOKENS, t - t0);
-    if (j >= d) {
-        return;
-    }
     float p[TOKENS];
     for (int i = 0; i < TOKENS; ++i) {
         p[i] = 0.0f;
     }
-    const int end = starts[b + 1];
-    for (int a = starts[b]; a < end; ++a) {
+    for (int a = begin; a < end; ++a) {
         const float w = LOAD_W(W, (size_t)rows[a] * d + j);
         for (int i = 0; i < TOKENS; ++i) {
             if (i < nt) {
@@ -186,7 +177,23 @@ __kernel void axpy_partials_grouped(__global const WTYPE *W, const int d, __glob
         }
     }
     for (int i = 0; i < nt; ++i) {
-        partial[((size_t)b * t + t0 + i) * d + j] = p[i];
+        chunk_partial[(size_t)(t0 + i) * d + j] = p[i];
+    }
+}
+
+/* sparse_axpy, step 1: the partial of chunk b (rows[starts[b] .. starts[b+1]))
+ * for columns j and tokens t0..; terms whose h is +0.0 or -0.0 are skipped so
+ * that 0 * Inf never becomes NaN.  partial is (chunks, t, d). */
+__kernel void axpy_partials_grouped(__global const WTYPE *W, const int d, __global const int *rows,
+                            __global const int *starts, __global const float *h, const int m,
+                            const int t, __global float *partial)
+{
+    const int j = get_global_id(0);
+    const int b = get_global_id(1);
+    const int t0 = get_global_id(2) * TOKENS;
+    const int nt = min(TOKENS, t - t0);
+    if (j < d) {
+        column_partial(W, d, rows, starts[b], starts[b + 1], h, m, t0, nt, j, partial + (size_t)b * t * d);
     }
 }
 
@@ -293,25 +300,8 @@ __kernel void axpy_partials_vector(__global const WTYPE *W, const int d, __globa
         }
         return;
     }
-    for (int j = j0; j < d; ++j) {
-        float p[TOKENS];
-        for (int i = 0; i < TOKENS; ++i) {
-            p[i] = 0.0f;
-        }
-        for (int a = starts[b]; a < end; ++a) {
-            const float w = LOAD_W(W, (size_t)rows[a] * d + j);
-            for (int i = 0; i < TOKENS; ++i) {
-                if (i < nt) {
-                    const float hv = h[(size_t)(t0 + i) * m + a];
-                    if (hv != 0.0f) {
-                        p[i] = fma(hv, w, p[i]);
-                    }
-                }
-            }
-        }
-        for (int i = 0; i < nt; ++i) {
-            partial[((size_t)b * t + t0 + i) * d + j] = p[i];
-        }
+    for (int j = j0; j < d; ++j) {  /* the last, narrower group of columns */
+        column_partial(W, d, rows, starts[b], end, h, m, t0, nt, j, partial + (size_t)b * t * d);
     }
 }
 
