@@ -15,7 +15,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, astuple, dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -337,7 +337,9 @@ def run(plan: Plan, progress: Callable[[Case], None] | None = None) -> Report:
         med, best = time_call(fn, functools.partial(evict, touched), plan.repeats)
         nbytes = weight_bytes(case.op, layer, inp, case.backend)
         gbps = nbytes / med / 1e9
-        report.results.append(Result(*astuple(case), med, best, nbytes, gbps, gbps / stream_all))
+        report.results.append(Result(
+            **asdict(case), median_s=med, min_s=best, weight_bytes=nbytes, gbps=gbps, of_stream=gbps / stream_all,
+        ))
     report.machine["load average at end"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
     return report
 
