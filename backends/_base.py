@@ -43,6 +43,11 @@ class Backend:
         """Facts for `reprosparse info` (build, devices, features)."""
         return {}
 
+    def refuses(self, mode: str) -> str | None:
+        """Why this backend cannot give `mode`'s guarantee here (e.g. it failed a self-test),
+        or None.  REPROSPARSE_BACKEND=auto skips a backend that refuses the current mode."""
+        return None
+
     def _resolve(self, mode: str | None, threads: int | None) -> tuple[str, int]:
         mode = _config.check_mode(mode if mode is not None else _config.current().mode)
         if threads is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
@@ -33,6 +33,7 @@ class BackendStatus:
     available: bool
     reason: str | None  # why it is unavailable, None when it loaded
     priority: int
+    refused: dict[str, str] = field(default_factory=dict)  # mode -> why the loaded backend refuses it
 
 
 _lock = threading.Lock()
@@ -72,14 +73,17 @@ def available_backends() -> dict[str, BackendStatus]:
         if isinstance(got, str):
             out[name] = BackendStatus(name, False, got, 0)
         else:
-            out[name] = BackendStatus(name, True, None, got.priority)
+            refused = {mode: why for mode in _config.MODES if (why := got.refuses(mode)) is not None}
+            out[name] = BackendStatus(name, True, None, got.priority, refused)
     return out
 
 
 def _summary() -> str:
     lines = []
     for s in available_backends().values():
-        lines.append(f"  {s.name}: " + ("available" if s.available else f"unavailable ({s.reason})"))
+        state = "available" if s.available else f"unavailable ({s.reason})"
+        state += "".join(f"; refuses {mode} mode ({why})" for mode, why in s.refused.items())
+        lines.append(f"  {s.name}: {state}")
     return "\n".join(lines) or "  (no backends registered: is reprosparse installed?)"
 
 
@@ -88,9 +92,10 @@ def get_backend(name: str | None = None) -> Backend:
     if name is None:
         name = _config.current().backend
     if name == "auto":
-        ready = [s for s in available_backends().values() if s.available]
+        mode = _config.current().mode
+        ready = [s for s in available_backends().values() if s.available and mode not in s.refused]
         if not ready:
-            raise BackendError("no reprosparse backend is available:\n" + _summary())
+            raise BackendError(f"no reprosparse backend is available in {mode} mode:\n" + _summary())
         name = max(ready, key=lambda s: s.priority).name
         log.info("REPROSPARSE_BACKEND=auto chose %r", name)
     got = _loaded.get(name)

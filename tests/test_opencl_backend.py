@@ -20,23 +20,28 @@ cl = pytest.importorskip("pyopencl", reason="pyopencl is not installed (pip inst
 
 from reprosparse.backends import opencl  # noqa: E402
 from reprosparse.backends.opencl import backend as ocl  # noqa: E402
-from reprosparse.backends.opencl import devices, programs, weights  # noqa: E402
+from reprosparse.backends.opencl import devices, programs, verify, weights  # noqa: E402
 
 MODES = ("deterministic", "fast")
 TINY = np.finfo(np.float32).tiny  # below it, nonzero float32 values are subnormal
 DTYPES = (np.float32, np.float16)
 
 
-@pytest.fixture(scope="module", params=ocl.LAYOUTS)
+@pytest.fixture(scope="module", params=tuple(programs.LAYOUTS))
 def backend(request) -> ocl.OpenCLBackend:
-    """The backend on the selected device, once per kernel layout (both must give the same bits)."""
+    """The backend on the selected device, once per kernel layout (all must give the same bits)."""
     try:
         got = opencl.load(layout=request.param)
     except BackendUnavailable as exc:
         pytest.skip(f"no usable OpenCL device: {exc}")
     assert isinstance(got, ocl.OpenCLBackend)
-    assert got.layout == request.param
+    assert set(got.plan.layouts.values()) == {request.param}, got.plan
     return got
+
+
+def layout_of(b: ocl.OpenCLBackend) -> str:
+    (layout,) = set(b.plan.layouts.values())
+    return layout
 
 
 def assert_bits(got: np.ndarray, want: np.ndarray) -> None:
@@ -370,18 +375,20 @@ def test_device_without_denormals_refuses_deterministic_mode(backend, monkeypatc
         flushing.matvec(W, x, mode="deterministic")
     with pytest.raises(ocl.DeterministicUnsupported, match=r"cannot run deterministic mode.*CL_FP_DENORM"):
         flushing.sparse_ffn(x, W, W, W, np.ones((1, 4), bool), mode="deterministic")
+    assert "CL_FP_DENORM" in flushing.refuses("deterministic") and flushing.refuses("fast") is None
     assert_bits(flushing.matvec(W, x, mode="fast"), ref.matvec(W, x))
-    assert backend.info()["deterministic mode"] == "supported"
+    assert "REFUSED" not in backend.info()["deterministic mode"]
 
 
-def test_default_layout_follows_device_type():
+def test_default_layouts_follow_device_type():
     try:
         default = opencl.load()
     except BackendUnavailable as exc:
         pytest.skip(f"no usable OpenCL device: {exc}")
     assert isinstance(default, ocl.OpenCLBackend)
     is_cpu = bool(default._device.type & cl.device_type.CPU)
-    assert default.layout == ("vector" if is_cpu else "grouped")
+    preferred = (opencl.CPU_LAYOUTS if is_cpu else opencl.GPU_LAYOUTS)[0]
+    assert set(default.plan.layouts.values()) == {preferred}, default.plan
     assert (default.weights.budget == 0) == is_cpu, "resident weights only where memory is separate"
     assert default.zero_copy == is_cpu
     with pytest.raises(ValueError, match="layout must be one of"):
@@ -396,29 +403,38 @@ def test_info_lists_devices(backend):
     assert ocl.OpenCLGpuBackend.priority > ocl.OpenCLBackend.priority
 
 
-def test_deterministic_source_and_options():
-    assert programs.source("deterministic").startswith("#pragma OPENCL FP_CONTRACT OFF\n")
-    deterministic = programs.source("deterministic")
-    assert not re.search(r"\batom(?:ic)?_\w+\s*\(|\bfma\s*\(|\bmad\s*\(", deterministic)
-    for half in (False, True):
-        options = programs.build_options(half=half, tokens=8, rows=4)
-        assert not set(options) & set(programs.FORBIDDEN_OPTIONS)
+def test_one_source_fma_only_in_fast_mode():
+    """Deterministic programs cannot fuse: the source's one fma() is fast mode's MAC."""
+    text = programs.source()
+    assert text.startswith("#pragma OPENCL FP_CONTRACT OFF\n")
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)  # the code, not the comments
+    assert not re.search(r"\batom(?:ic)?_\w+\s*\(|\bmad\s*\(|float16|half16", text)
+    assert len(re.findall(r"\bfma\s*\(", text)) == 1
+    fast_branch = re.search(r"#if RS_FAST\n(.*?)\n#else", text, re.S)
+    assert fast_branch and "fma(" in fast_branch.group(1)
+    for mode in MODES:
+        for layout in programs.LAYOUTS:
+            options = programs.Variant(mode, layout, True, 8).options()
+            assert not set(options) & set(programs.FORBIDDEN_OPTIONS)
+            assert f"-DRS_FAST={int(mode == 'fast')}" in options
 
 
 def test_build_errors_name_the_file_and_device(backend, monkeypatch):
-    cache = programs.ProgramCache(backend._context, backend._device)
-    monkeypatch.setattr(programs, "source", lambda name: "__kernel void broken( {")
-    with pytest.raises(programs.OpenCLError, match=r"building deterministic\.cl .*for OpenCL device"):
-        cache.get("deterministic", ("-DTOKENS=1",))
-    with pytest.raises(ValueError, match="flush subnormals"):
-        cache.get("deterministic", ("-cl-denorms-are-zero",))
+    variant = programs.Variant("deterministic", "grouped", False, 1)
+    monkeypatch.setattr(programs, "source", lambda: "__kernel void broken( {")
+    with pytest.raises(programs.OpenCLError, match=r"building ops\.cl with -DRS_FAST=0 .*for OpenCL device"):
+        programs.build(backend._context, backend._device, variant)
+    # A build that succeeds without the kernels (what a broken PoCL kernel cache gave) is an error too.
+    monkeypatch.setattr(programs, "source", lambda: "__kernel void lane_dot(__global float *o) { o[0] = 1.0f; }")
+    with pytest.raises(programs.OpenCLError, match=r"reported success but the program lacks \['axpy_fold'"):
+        programs.build(backend._context, backend._device, variant)
 
 
 def test_programs_are_cached(backend):
     cache = programs.ProgramCache(backend._context, backend._device)
-    options = programs.build_options(half=False, tokens=1, rows=4)
-    assert cache.get("fast", options) is cache.get("fast", options)
-    assert cache.get("fast", options) is not cache.get("deterministic", options)
+    fast = programs.Variant("fast", "vector4", False, 1)
+    assert cache.get(fast) is cache.get(fast)
+    assert cache.get(fast) is not cache.get(programs.Variant("deterministic", "vector4", False, 1))
 
 
 # ---- resident weights -------------------------------------------------------------
@@ -447,7 +463,7 @@ def test_is_frozen(tmp_path):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_uploaded_weights_give_the_same_bits(backend, dtype):
     """The path of devices with their own memory: active rows gathered and uploaded per call."""
-    uploads = opencl.load(layout=backend.layout, weight_cache_bytes=0, zero_copy=False)
+    uploads = opencl.load(layout=layout_of(backend), weight_cache_bytes=0, zero_copy=False)
     assert isinstance(uploads, ocl.OpenCLBackend)
     rng = np.random.default_rng(4)
     W = normal(rng, (513, 33), dtype)
@@ -463,7 +479,7 @@ def test_uploaded_weights_give_the_same_bits(backend, dtype):
 
 @pytest.fixture
 def cached(backend) -> ocl.OpenCLBackend:
-    got = opencl.load(layout=backend.layout, weight_cache_bytes=1 << 20, zero_copy=False)
+    got = opencl.load(layout=layout_of(backend), weight_cache_bytes=1 << 20, zero_copy=False)
     assert isinstance(got, ocl.OpenCLBackend)
     return got
 
@@ -551,3 +567,66 @@ def test_threads_share_a_backend(backend):
         got = list(pool.map(lambda x: backend.sparse_matvec(W, x, rows, mode="deterministic"), xs * 4))
     for x, y in zip(xs * 4, got, strict=True):
         assert_bits(y, ref.sparse_matvec(W, x, rows))
+
+
+def test_loaded_model_weights_stay_on_the_device(tmp_path):
+    """A GGUF model's tensors are read-only views of the file, so a device keeps them between calls."""
+    pytest.importorskip("gguf")
+    from reprosparse.model import load_model, make_model, save_model
+
+    path = tmp_path / "m.gguf"
+    save_model(make_model(layers=1, dim=32, ff=256, vocab=64, heads=4, seed=3), path)
+    model = load_model(path)
+    tensors = [model.token_embd, model.output, model.output_norm]
+    tensors += [getattr(layer, f) for layer in model.layers for f in layer.__dataclass_fields__]
+    assert all(weights.is_frozen(a) for a in tensors)
+    try:
+        gpu_like = opencl.load(weight_cache_bytes=1 << 24, zero_copy=False)
+    except BackendUnavailable as exc:
+        pytest.skip(f"no usable OpenCL device: {exc}")
+    assert isinstance(gpu_like, ocl.OpenCLBackend)
+    uploaded: list[int] = []
+    upload = gpu_like._upload
+    gpu_like._upload = lambda a: uploaded.append(a.nbytes) or upload(a)  # type: ignore[method-assign]
+    x = np.ones((1, 32), np.float32)
+    first = gpu_like.matvec(model.output, x)
+    resident = gpu_like.weights.get(model.output)
+    assert resident is not None and len(gpu_like.weights) == 1
+    assert_bits(gpu_like.matvec(model.output, x), first)
+    assert gpu_like.weights.get(model.output) is resident
+    assert model.output.nbytes not in uploaded, "the head was uploaded per call"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_axpy_tiles_tokens_within_the_scratch_budget(backend, mode):
+    """Partials for one token at a time (scratch of one byte): the same bits, one launch per token."""
+    tiny = opencl.load(layout=layout_of(backend), scratch_bytes=1)
+    assert isinstance(tiny, ocl.OpenCLBackend)
+    launches: list[str] = []
+    launch = tiny._launch
+    tiny._launch = lambda v, k, *a: launches.append(k) or launch(v, k, *a)  # type: ignore[method-assign]
+    rng = np.random.default_rng(12)
+    t, n, d = 9, 600, 40
+    gate, up, down_t = (normal(rng, (n, d)) for _ in range(3))
+    x = normal(rng, (t, d))
+    mask = rng.random((t, n)) < 0.3
+    h = normal(rng, (t, n))
+    rows = np.arange(n, dtype=np.int32)
+    got_axpy = tiny.sparse_axpy(down_t, h, rows, mode=mode)
+    got_ffn = tiny.sparse_ffn(x, gate, up, down_t, mask, mode=mode)
+    assert launches.count("axpy_partials") == 2 * t and launches.count("axpy_fold") == 2 * t
+    if mode == "deterministic":
+        assert_bits(got_axpy, ref.sparse_axpy(down_t, h, rows))
+        assert_bits(got_ffn, ref.sparse_ffn(x, gate, up, down_t, mask))
+    else:
+        assert_within(got_axpy, bounds.sparse_axpy(down_t, h, rows))
+        assert_within(got_ffn, bounds.sparse_ffn(x, gate, up, down_t, mask))
+
+
+def test_scratch_beyond_the_device_limit_is_an_error(backend, monkeypatch):
+    monkeypatch.setattr(backend, "_max_alloc", 1024)
+    W = np.ones((600, 300), np.float32)
+    h = np.ones((1, 600), np.float32)
+    with pytest.raises(programs.OpenCLError, match=r"needs \d+ bytes, more than one allocation may take on "
+                                                   r"OpenCL device .*\(1024 bytes\)"):
+        backend.sparse_axpy(W, h, np.arange(600, dtype=np.int32))

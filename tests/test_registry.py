@@ -74,6 +74,31 @@ def test_auto_picks_the_highest_priority(fake_registry):
     assert rs.get_backend("auto").name == "faster"
 
 
+class Refusing(NumpyBackend):
+    """Loads, but failed its self-test in deterministic mode."""
+
+    name = "refusing"
+    priority = 100
+
+    def refuses(self, mode):
+        return "self-test failed: matvec differs" if mode == "deterministic" else None
+
+
+def test_auto_skips_a_backend_that_refuses_the_mode(fake_registry):
+    fake_registry["refusing"] = _EntryPoint("refusing", Refusing)
+    status = rs.available_backends()["refusing"]
+    assert status.available and status.refused == {"deterministic": "self-test failed: matvec differs"}
+    with rs.use(mode="deterministic"):
+        assert rs.get_backend("auto").name == "faster"
+    with rs.use(mode="fast"):
+        assert rs.get_backend("auto").name == "refusing"
+    fake_registry.pop("faster")
+    fake_registry.pop("numpy")
+    with rs.use(mode="deterministic"), pytest.raises(rs.BackendError, match=r"(?s)in deterministic mode.*"
+                                                     r"refusing: available; refuses deterministic mode"):
+        rs.get_backend("auto")
+
+
 def test_use_scopes_backend_mode_threads(fake_registry):
     outer = rs.current_settings()
     with rs.use(backend="numpy", mode="fast", threads=3) as s:

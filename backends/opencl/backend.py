@@ -1,13 +1,15 @@
 """The OpenCL backend: the spec's operation order on any OpenCL 1.2 device.
 
-Deterministic kernels (kernels/deterministic.cl) give the reference's bits:
-16 lanes per row for the dot products, and for sparse_axpy one partial per
-256-neuron block and column, folded in ascending block order by a second
-kernel.  Fast kernels (kernels/fast.cl) use fma(), vector loads and balanced
-row chunks instead.  Each kernel comes in two layouts with the same
-arithmetic: "grouped" (a work-group of 16 lanes per row, one column per
-work-item: coalesced loads for GPUs) and "vector" (a float16 of lanes or
-columns per work-item: SIMD code on CPU devices, about 20x faster on PoCL).
+All kernels come from one source, kernels/ops.cl, built per (mode, layout,
+weight type, tokens per work-item).  Deterministic programs give the
+reference's bits: 16 lanes per row for the dot products, and for
+sparse_axpy one partial per 256-neuron block and column, folded in
+ascending block order by a second kernel.  Fast programs fuse each product
+into its sum (fma) and fold sparse_axpy over balanced chunks.
+
+Which layout runs a (mode, weight type) is the `Plan` that `load` made by
+self-testing the device (verify.py): a backend never runs a combination that
+did not pass, and refuses, with the reason, one for which nothing passed.
 
 Weights: a CPU device reads them where they are (CL_MEM_USE_HOST_PTR, no
 copy).  Elsewhere a read-only array stays on the device between calls
@@ -29,21 +31,26 @@ from reprosparse.reference.sparse_axpy import BLOCK
 
 from .._base import Backend
 from . import devices
-from .programs import OpenCLError, ProgramCache, build_options
-from .weights import WeightCache
+from .programs import LAYOUTS, ROWS, OpenCLError, ProgramCache, Variant
+from .verify import Plan
 
-LANES = 16  # the spec's lane count; the kernels' work-group width
-ROWS = 4  # rows per work-group of the dot kernels
-COLUMNS = 64  # columns per work-group of the grouped axpy kernels
-VEC = 16  # columns per work-item of the vector axpy kernels
-LAYOUTS = ("grouped", "vector")
+LANES = 16  # the spec's lane count; the grouped kernels' work-group width
+COLUMNS = 64  # columns per work-group of the grouped axpy kernel
+COLS = 16  # columns per work-item of the vector axpy kernel
 FAST_CHUNK = 64  # rows per partial of fast-mode sparse_axpy
+#: sparse_axpy's partials (groups x tokens x d floats) are made this many bytes at a time at most,
+#: by tiling the tokens: a 2048-token prefill of a LLaMA-7B FFN would otherwise need gigabytes.
+SCRATCH_BYTES = 64 << 20
 _INT_MAX = 2**31 - 1
 _F32 = np.dtype(np.float32)
 
 
-class DeterministicUnsupported(RuntimeError):
-    """The device cannot give the spec's bits (e.g. it flushes subnormals)."""
+class ModeUnsupported(RuntimeError):
+    """The device cannot run this mode with these weights; the message says why."""
+
+
+class DeterministicUnsupported(ModeUnsupported):
+    """The device cannot give the spec's bits (it flushes subnormals, or failed its self-test)."""
 
 
 def single_fp_config(device: cl.Device) -> int:
@@ -64,7 +71,7 @@ def deterministic_problem(fp_config: int) -> str | None:
     return "the device does not report that it " + " or ".join(missing)
 
 
-def _tokens_per_item(t: int) -> int:
+def tokens_per_item(t: int) -> int:
     """Tokens one work-item handles: each weight read then serves that many tokens."""
     return 1 if t == 1 else 4 if t <= 4 else 8
 
@@ -83,22 +90,20 @@ class OpenCLBackend(Backend):
     priority = 20
 
     def __init__(
-        self, platforms: list[cl.Platform], platform_index: int, device_index: int,
-        layout: str | None = None, weight_cache_bytes: int | None = None, zero_copy: bool | None = None,
+        self, platforms: list[cl.Platform], platform_index: int, device_index: int, plan: Plan, *,
+        weight_cache_bytes: int | None = None, zero_copy: bool | None = None, scratch_bytes: int = SCRATCH_BYTES,
     ) -> None:
-        """layout: "grouped" or "vector" kernels; by default vector on CPU devices, else grouped.
+        """plan: the layout that runs each (mode, weight type), or why none may.
         weight_cache_bytes: device memory for read-only weights; by default 0 on CPU devices,
         else half the device's memory.  zero_copy: kernels read weights in host memory;
-        by default on CPU devices."""
+        by default on CPU devices.  scratch_bytes: the most sparse_axpy's partials take at once."""
+        from .weights import WeightCache
+
         self._platforms = platforms
         self._device = platforms[platform_index].get_devices()[device_index]
         self._where = (platform_index, device_index)
+        self.plan = plan
         is_cpu = bool(self._device.type & cl.device_type.CPU)
-        if layout is None:
-            layout = "vector" if is_cpu else "grouped"
-        if layout not in LAYOUTS:
-            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-        self.layout = layout
         self._context = cl.Context([self._device])
         self._queue = cl.CommandQueue(self._context, self._device)
         self._programs = ProgramCache(self._context, self._device)
@@ -107,13 +112,17 @@ class OpenCLBackend(Backend):
             weight_cache_bytes = 0 if is_cpu else int(self._device.global_mem_size) // 2
         self.weights = WeightCache(self._context, weight_cache_bytes)
         self.zero_copy = is_cpu if zero_copy is None else zero_copy
-        self._deterministic_problem = deterministic_problem(single_fp_config(self._device))
+        self.scratch_bytes = scratch_bytes
+        self._max_alloc = int(self._device.max_mem_alloc_size)
 
     # ---- facts ------------------------------------------------------------
 
     @property
     def device_name(self) -> str:
         return f"{self._device.name.strip()} ({self._device.platform.name.strip()})"
+
+    def refuses(self, mode: str) -> str | None:
+        return self.plan.refuses(mode)
 
     def info(self) -> dict[str, str]:
         listed = []
@@ -123,10 +132,11 @@ class OpenCLBackend(Backend):
                 listed.append(f"{p}:{i} {dev.name.strip()} ({plat.name.strip()}){mark}")
         return {
             "device": self.device_name,
+            "driver": f"{self._device.driver_version.strip()} ({self._device.version.strip()})",
             "devices": ", ".join(listed),
-            "deterministic mode": self._deterministic_problem or "supported",
+            **{f"{mode} mode": self.plan.describe(mode) for mode in ("deterministic", "fast")},
+            "self-test": self.plan.provenance,
             "choose with": f"{devices.ENV}=platform:device (index or name)",
-            "kernels": f"{self.layout} layout",
             "weights": self._weights_policy(),
         }
 
@@ -139,22 +149,35 @@ class OpenCLBackend(Backend):
 
     # ---- device plumbing ------------------------------------------------
 
-    def _program(self, mode: str, weights: np.ndarray, t: int) -> tuple[cl.Program, int]:
-        if mode == "deterministic" and self._deterministic_problem:
-            raise DeterministicUnsupported(
-                f"OpenCL device {self.device_name} cannot run deterministic mode: "
-                f"{self._deterministic_problem}; use mode='fast' or another device/backend"
+    def _variant(self, mode: str, weights: np.ndarray, t: int) -> Variant:
+        """The program that runs `mode` on these weights for t tokens, or ModeUnsupported."""
+        layout = self.plan.layout(mode, weights.dtype)
+        if layout is None:
+            error = DeterministicUnsupported if mode == "deterministic" else ModeUnsupported
+            raise error(
+                f"OpenCL device {self.device_name} cannot run {mode} mode with {weights.dtype} weights: "
+                f"{self.plan.why(mode, weights.dtype)}; use another mode, device or backend"
             )
-        tokens = _tokens_per_item(t)
-        options = build_options(half=weights.dtype == np.float16, tokens=tokens, rows=ROWS)
-        return self._programs.get(mode, options), tokens
+        return Variant(mode, layout, weights.dtype == np.float16, tokens_per_item(t))
+
+    def _buffer(self, what: str, nbytes: int, flags: int, hostbuf: np.ndarray | None = None) -> cl.Buffer:
+        """A device buffer, or OpenCLError naming the device and the size when it cannot be had."""
+        if nbytes > self._max_alloc:
+            raise OpenCLError(
+                f"{what} needs {nbytes} bytes, more than one allocation may take on OpenCL device "
+                f"{self.device_name} ({self._max_alloc} bytes)"
+            )
+        try:
+            return cl.Buffer(self._context, flags, nbytes if hostbuf is None else 0, hostbuf=hostbuf)
+        except cl.Error as exc:
+            raise OpenCLError(f"allocating {nbytes} bytes for {what} on OpenCL device {self.device_name} "
+                              f"failed: {exc}") from exc
 
     def _upload(self, a: np.ndarray) -> cl.Buffer:
-        return cl.Buffer(self._context, cl.mem_flags.READ_ONLY | cl.mem_flags.COPY_HOST_PTR, hostbuf=a)
+        return self._buffer("an input", a.nbytes, cl.mem_flags.READ_ONLY | cl.mem_flags.COPY_HOST_PTR, a)
 
-    def _output(self, shape: tuple[int, ...]) -> tuple[np.ndarray, cl.Buffer]:
-        host = np.empty(shape, np.float32)
-        return host, cl.Buffer(self._context, cl.mem_flags.READ_WRITE, host.nbytes)
+    def _scratch(self, what: str, nbytes: int) -> cl.Buffer:
+        return self._buffer(what, nbytes, cl.mem_flags.READ_WRITE)
 
     def _rows_on_device(self, Ws: list[np.ndarray], rows: np.ndarray) -> tuple[list[cl.Buffer], cl.Buffer]:
         """The rows `rows` of each matrix on the device, and the one index buffer the kernels
@@ -165,35 +188,38 @@ class OpenCLBackend(Backend):
             return [self._upload(W[rows]) for W in Ws], self._upload(np.arange(rows.shape[0], dtype=np.int32))
         # Whole matrices, indexed by rows: resident ones, others read in place (valid while this
         # call runs: the caller cannot write W meanwhile) or uploaded whole beside a resident one.
-        flags = cl.mem_flags.READ_ONLY | cl.mem_flags.USE_HOST_PTR
+        in_place = cl.mem_flags.READ_ONLY | cl.mem_flags.USE_HOST_PTR
         whole = [
-            r if r is not None else cl.Buffer(self._context, flags, hostbuf=W) if self.zero_copy else self._upload(W)
+            r if r is not None
+            else self._buffer("a weight matrix", W.nbytes, in_place, W) if self.zero_copy
+            else self._upload(W)
             for W, r in zip(Ws, resident, strict=True)
         ]
         return whole, self._upload(rows)
 
-    def _dot_sizes(self, m: int, t: int, tokens: int) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+    @staticmethod
+    def _dot_sizes(layout: str, m: int, t: int, tokens: int) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
         """Global and local sizes of the lane_dot kernels for m rows and t tokens."""
-        if self.layout == "grouped":
+        if LAYOUTS[layout] == 0:
             return (LANES, _round_up(m, ROWS), -(-t // tokens)), (LANES, ROWS, 1)
         return (m, -(-t // tokens)), None
 
     def _launch(
-        self, program: cl.Program, kernel: str, global_size: tuple[int, ...],
+        self, variant: Variant, kernel: str, global_size: tuple[int, ...],
         local_size: tuple[int, ...] | None, *args: cl.Buffer | np.int32,
     ) -> None:
-        """Runs `kernel` (in this backend's layout; axpy_fold has one) on the queue."""
-        name = kernel if kernel == "axpy_fold" else f"{kernel}_{self.layout}"
+        program = self._programs.get(variant)
         # Reusing Kernel objects skips pyopencl's per-Kernel setup (a disk-cache lookup), which
         # costs more than a small launch; programs are never evicted, so their ids stay valid.
         kernels: dict[tuple[int, str], cl.Kernel] = self._kernels.__dict__.setdefault("by_name", {})
         try:
-            knl = kernels.get((id(program), name))
+            knl = kernels.get((id(program), kernel))
             if knl is None:
-                knl = kernels[id(program), name] = cl.Kernel(program, name)
+                knl = kernels[id(program), kernel] = cl.Kernel(program, kernel)
             knl(self._queue, global_size, local_size, *args)
         except cl.Error as exc:
-            raise OpenCLError(f"OpenCL kernel {name} on {self.device_name} failed: {exc}") from exc
+            raise OpenCLError(f"OpenCL kernel {kernel} ({variant.layout} layout) on {self.device_name} "
+                              f"failed: {exc}") from exc
 
     def _read(self, host: np.ndarray, buffer: cl.Buffer, op: str) -> np.ndarray:
         try:
@@ -212,15 +238,16 @@ class OpenCLBackend(Backend):
     ) -> np.ndarray:
         t, d = x.shape
         m = rows.shape[0]
-        program, tokens = self._program(mode, W, t)
+        variant = self._variant(mode, W, t)
         if t == 0 or m == 0 or d == 0:  # nothing to launch; an empty dot product is +0.0
             return np.zeros((t, m), np.float32)
         _check_size("x", x.size)
         _check_size("the output", t * m)
         (w_buf,), r_buf = self._rows_on_device([W], rows)
-        out, o_buf = self._output((t, m))
+        out = np.empty((t, m), np.float32)
+        o_buf = self._scratch("the output", out.nbytes)
         self._launch(
-            program, "lane_dot", *self._dot_sizes(m, t, tokens),
+            variant, "lane_dot", *self._dot_sizes(variant.layout, m, t, variant.tokens),
             w_buf, np.int32(d), r_buf, np.int32(m), self._upload(x), np.int32(t), o_buf,
         )
         return self._read(out, o_buf, "sparse_matvec")
@@ -230,41 +257,48 @@ class OpenCLBackend(Backend):
     ) -> np.ndarray:
         t, m = h.shape
         d = W.shape[1]
-        program, tokens = self._program(mode, W, t)
+        variant = self._variant(mode, W, t)
         if t == 0 or d == 0 or m == 0:  # no terms: y stays +0.0
             return np.zeros((t, d), np.float32)
         (w_buf,), r_buf = self._rows_on_device([W], rows)
-        return self._axpy(program, tokens, mode, w_buf, r_buf, rows, self._upload(h), t, m, d)
+        return self._axpy(variant, w_buf, r_buf, rows, self._upload(h), t, m, d)
 
     def _axpy(
-        self, program: cl.Program, tokens: int, mode: str, w_buf: cl.Buffer, r_buf: cl.Buffer,
+        self, variant: Variant, w_buf: cl.Buffer, r_buf: cl.Buffer,
         rows: np.ndarray, h_buf: cl.Buffer, t: int, m: int, d: int,
     ) -> np.ndarray:
-        """y (t, d) from weights and h already on the device; rows are the spec's indices."""
+        """y (t, d) from weights and h already on the device; rows are the spec's indices.
+
+        The partials of a tile of tokens are made and folded before the next tile's: each
+        token's bits are its own, so tiling changes nothing but the scratch size."""
         _check_size("h", t * m)
         _check_size("the output", t * d)
-        if mode == "deterministic":  # the spec's 256-neuron blocks
+        if variant.mode == "deterministic":  # the spec's 256-neuron blocks
             starts = np.searchsorted(rows, np.unique(rows // BLOCK) * BLOCK)
         else:  # balanced chunks: any grouping is within the fast-mode bound
             starts = np.arange(0, m, FAST_CHUNK)
         starts = np.append(starts, m).astype(np.int32)
         groups = starts.shape[0] - 1
-        partial = cl.Buffer(self._context, cl.mem_flags.READ_WRITE, groups * t * d * _F32.itemsize)
-        if self.layout == "grouped":
-            sizes: tuple[tuple[int, ...], tuple[int, ...] | None] = (
-                (_round_up(d, COLUMNS), groups, -(-t // tokens)), (COLUMNS, 1, 1)
-            )
+        per_token = groups * d * _F32.itemsize
+        tile = max(1, min(t, self.scratch_bytes // per_token))
+        partial = self._scratch("sparse_axpy's partials", tile * per_token)
+        y = np.empty((t, d), np.float32)
+        y_buf = self._scratch("the output", y.nbytes)
+        s_buf = self._upload(starts)
+        if LAYOUTS[variant.layout] == 0:
+            columns, local = _round_up(d, COLUMNS), (COLUMNS, 1, 1)
         else:
-            sizes = ((-(-d // VEC), groups, -(-t // tokens)), None)
-        self._launch(
-            program, "axpy_partials", *sizes,
-            w_buf, np.int32(d), r_buf, self._upload(starts), h_buf, np.int32(m), np.int32(t), partial,
-        )
-        y, y_buf = self._output((t, d))
-        self._launch(
-            program, "axpy_fold", (_round_up(t * d, COLUMNS),), (COLUMNS,),
-            partial, np.int32(groups), np.int32(t * d), y_buf,
-        )
+            columns, local = -(-d // COLS), None
+        for first in range(0, t, tile):
+            count = min(tile, t - first)
+            self._launch(
+                variant, "axpy_partials", (columns, groups, -(-count // variant.tokens)), local,
+                w_buf, np.int32(d), r_buf, s_buf, h_buf, np.int32(m), np.int32(first), np.int32(count), partial,
+            )
+            self._launch(
+                variant, "axpy_fold", (_round_up(count * d, COLUMNS),), (COLUMNS,),
+                partial, np.int32(groups), np.int32(count * d), y_buf, np.int32(first * d),
+            )
         return self._read(y, y_buf, "sparse_axpy")
 
     def _sparse_ffn(
@@ -275,7 +309,7 @@ class OpenCLBackend(Backend):
         t, d = x.shape
         if gate.dtype != down_t.dtype or gate.dtype != up.dtype:  # kernels take one weight type
             return super()._sparse_ffn(x, gate, up, down_t, mask, mode, threads)
-        program, tokens = self._program(mode, gate, t)
+        variant = self._variant(mode, gate, t)
         rows = ffn_rows(mask)
         m = rows.shape[0]
         out_d = down_t.shape[1]
@@ -285,13 +319,13 @@ class OpenCLBackend(Backend):
         _check_size("h", t * m)
         (g_buf, u_buf, d_buf), r_buf = self._rows_on_device([gate, up, down_t], rows)
         own = np.ascontiguousarray(mask[:, rows]).view(np.uint8)
-        h_buf = cl.Buffer(self._context, cl.mem_flags.READ_WRITE, t * m * _F32.itemsize)
+        h_buf = self._scratch("h", t * m * _F32.itemsize)
         self._launch(
-            program, "gated_lane_dot", *self._dot_sizes(m, t, tokens),
+            variant, "gated_lane_dot", *self._dot_sizes(variant.layout, m, t, variant.tokens),
             g_buf, u_buf, np.int32(d), r_buf, np.int32(m), self._upload(x), np.int32(t),
             self._upload(own), h_buf,
         )
-        return self._axpy(program, tokens, mode, d_buf, r_buf, rows, h_buf, t, m, out_d)
+        return self._axpy(variant, d_buf, r_buf, rows, h_buf, t, m, out_d)
 
 
 class OpenCLGpuBackend(OpenCLBackend):

@@ -1,21 +1,28 @@
-"""The .cl sources of this package, built once per (device, source, options).
+"""kernels/ops.cl built as one program per variant: (mode, layout, weight type, tokens).
 
-pyopencl keeps its own on-disk cache of binaries; this in-memory cache also
-skips pyopencl's hashing and lookup, which costs more than a small kernel.
+pyopencl keeps its own on-disk cache of binaries; the in-memory cache here
+also skips pyopencl's hashing and lookup, which costs more than a small kernel.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
 import pyopencl as cl
 
+#: The layouts of kernels/ops.cl, by the width of their vectors (0: none).
+LAYOUTS = {"grouped": 0, "vector8": 8, "vector4": 4}
+#: Tokens per work-item the host may ask for (backend.tokens_per_item).
+TOKEN_TILES = (1, 4, 8)
+ROWS = 4  # rows per work-group of the grouped dot kernels
+#: Every program must hold these; a build that "succeeds" without them is a driver fault.
+KERNELS = frozenset({"lane_dot", "gated_lane_dot", "axpy_partials", "axpy_fold"})
 #: Options that would allow flushing subnormals or fusing/approximating
-#: arithmetic; deterministic builds never pass them (and fast ones neither,
-#: since they may flush subnormals).
+#: arithmetic; no build passes them (fast mode neither: they may flush subnormals).
 FORBIDDEN_OPTIONS = (
     "-cl-fast-relaxed-math", "-cl-mad-enable", "-cl-unsafe-math-optimizations",
     "-cl-denorms-are-zero", "-cl-finite-math-only", "-cl-no-signed-zeros",
@@ -23,48 +30,70 @@ FORBIDDEN_OPTIONS = (
 
 
 class OpenCLError(RuntimeError):
-    """An OpenCL build or run failed; the message names the kernel and the device."""
+    """An OpenCL build, allocation or run failed; the message names the device."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One build of kernels/ops.cl."""
+
+    mode: str
+    layout: str
+    half: bool
+    tokens: int
+
+    def options(self) -> tuple[str, ...]:
+        options = [
+            f"-DRS_FAST={int(self.mode == 'fast')}", f"-DRS_VW={LAYOUTS[self.layout]}",
+            f"-DTOKENS={self.tokens}", f"-DROWS={ROWS}",
+        ]
+        if self.half:
+            options.append("-DRS_HALF")
+        return tuple(options)
 
 
 @cache
-def source(name: str) -> str:
-    """The text of kernels/<name>.cl."""
-    return resources.files(__package__).joinpath("kernels", f"{name}.cl").read_text()
+def source() -> str:
+    """The text of kernels/ops.cl."""
+    return resources.files(__package__).joinpath("kernels", "ops.cl").read_text()
 
 
-def build_options(*, half: bool, tokens: int, rows: int) -> tuple[str, ...]:
-    options = [f"-DTOKENS={tokens}", f"-DROWS={rows}"]
-    if half:
-        options.append("-DWEIGHT_HALF")
-    return tuple(options)
+@cache
+def source_hash() -> str:
+    return hashlib.sha256(source().encode()).hexdigest()
+
+
+def build(context: cl.Context, device: cl.Device, variant: Variant) -> cl.Program:
+    """ops.cl built for `variant`; OpenCLError if the build fails or lacks a kernel."""
+    options = variant.options()
+    bad = [o for o in options if o in FORBIDDEN_OPTIONS]
+    if bad:
+        raise ValueError(f"build options {bad} may flush subnormals or change rounding")
+    where = f"ops.cl with {' '.join(options)} for OpenCL device {device.name.strip()!r}"
+    try:
+        program = cl.Program(context, source()).build(
+            options=list(options), devices=[device]
+        )
+    except cl.Error as exc:
+        raise OpenCLError(f"building {where} failed: {exc}") from exc
+    missing = KERNELS - set(filter(None, program.kernel_names.split(";")))
+    if missing:
+        raise OpenCLError(f"building {where} reported success but the program lacks {sorted(missing)}")
+    return program
 
 
 class ProgramCache:
-    """Built programs of one context, keyed on device, source hash and options."""
+    """Built programs of one context, one per variant."""
 
     def __init__(self, context: cl.Context, device: cl.Device) -> None:
         self._context = context
         self._device = device
-        self._programs: dict[tuple[int, str, tuple[str, ...]], cl.Program] = {}
+        self._programs: dict[Variant, cl.Program] = {}
         self._lock = threading.Lock()
 
-    def get(self, name: str, options: tuple[str, ...]) -> cl.Program:
-        bad = [o for o in options if o in FORBIDDEN_OPTIONS]
-        if bad:
-            raise ValueError(f"build options {bad} may flush subnormals or change rounding")
-        text = source(name)
-        key = (self._device.int_ptr, hashlib.sha256(text.encode()).hexdigest(), options)
+    def get(self, variant: Variant) -> cl.Program:
         with self._lock:
-            program = self._programs.get(key)
+            program = self._programs.get(variant)
             if program is None:
-                try:
-                    program = cl.Program(self._context, text).build(
-                        options=list(options), devices=[self._device]
-                    )
-                except cl.Error as exc:
-                    raise OpenCLError(
-                        f"building {name}.cl with {' '.join(options)} for OpenCL device "
-                        f"{self._device.name!r} failed: {exc}"
-                    ) from exc
-                self._programs[key] = program
+                program = self._programs[variant] = build(self._context, self._device, variant)
             return program

@@ -2,8 +2,12 @@
 
 PowerInfer writes its sparse models as GGUF files whose first four bytes are
 "PWRI" instead of "GGUF"; the rest of the format is GGUF.  gguf-py's reader
-insists on the GGUF magic, so the file is mapped copy-on-write and the magic
-is patched in memory before the reader parses it (the file is not modified).
+insists on the GGUF magic, so the reader's own mapping is copy-on-write and
+the magic is patched in memory before the reader parses it (the file is not
+modified).  The weights themselves are views of a second, read-only mapping:
+nothing can write them, so a backend may keep its copy on a device between
+calls (reprosparse.backends.opencl.weights.is_frozen), and their pages stay
+shared with the page cache.
 
 Dimension order: a GGUF tensor's ne[0] is its fastest (contiguous) axis, so a
 tensor with ne = [a, b] is the numpy array of shape (b, a).  A PyTorch-style
@@ -135,7 +139,8 @@ def read_hyper(reader: Any, vocab: int) -> Hyper:
     )
 
 
-def _tensor_getter(reader: Any) -> Callable[[str, tuple[int, ...]], np.ndarray]:
+def _tensor_getter(reader: Any, pages: np.memmap) -> Callable[[str, tuple[int, ...]], np.ndarray]:
+    """get(name, shape): the tensor as a read-only view of `pages`, the file mapped read-only."""
     gguf = _gguf()
     by_name = {t.name: t for t in reader.tensors}
     allowed = {gguf.GGMLQuantizationType.F32: np.float32, gguf.GGMLQuantizationType.F16: np.float16}
@@ -154,9 +159,8 @@ def _tensor_getter(reader: Any) -> Callable[[str, tuple[int, ...]], np.ndarray]:
                 f"tensor {name!r} has numpy shape {got} (GGUF ne {[int(n) for n in t.shape]}); "
                 f"expected {shape} (ne {ne})"
             )
-        arr = np.asarray(t.data).view(allowed[kind]).reshape(shape)
-        arr.flags.writeable = False
-        return arr
+        start = int(t.data_offset)
+        return pages[start:start + int(t.n_bytes)].view(allowed[kind]).reshape(shape)
 
     return get
 
@@ -164,7 +168,7 @@ def _tensor_getter(reader: Any) -> Callable[[str, tuple[int, ...]], np.ndarray]:
 def load_model(path: str | os.PathLike[str]) -> Model:
     """Load a ReLU-LLaMA model with PowerInfer predictors from a GGUF or PWRI file."""
     reader = open_reader(path)
-    get = _tensor_getter(reader)
+    get = _tensor_getter(reader, np.memmap(path, mode="r"))
     embd_info = next((t for t in reader.tensors if t.name == "token_embd.weight"), None)
     if embd_info is None:
         raise ModelFormatError("the model has no tensor 'token_embd.weight'")

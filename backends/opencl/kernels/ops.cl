@@ -1,0 +1,364 @@
+#pragma OPENCL FP_CONTRACT OFF
+/* Every kernel of the opencl backend, written once.  The host builds one
+ * program per variant (programs.py), choosing with these definitions:
+ *
+ *   RS_FAST   0: deterministic mode, the exact operation sequence of
+ *                docs/spec.md: every product and every sum is its own float32
+ *                rounding (FP_CONTRACT OFF forbids fusing a*b+c, and the
+ *                product is also named, so no expression holds both);
+ *             1: fast mode: the same loops with each product fused into its
+ *                sum by fma() (never -cl-mad-enable, whose accuracy is
+ *                unbounded); the host also folds sparse_axpy over balanced
+ *                chunks instead of the 256-neuron blocks.
+ *   RS_HALF   weights are float16, read with vload_half (exact, subnormals
+ *             included); otherwise float32.
+ *   RS_VW     the layout.  0, "grouped": one row is spread over 16 work-items
+ *             (the spec's lanes) and one column per work-item, so neighbouring
+ *             work-items read neighbouring addresses, as GPUs need.  4 or 8,
+ *             "vector4"/"vector8": one work-item holds the 16 lanes (or 16
+ *             columns) as 16/RS_VW float vectors, which CPU compilers turn
+ *             into SIMD code (PoCL does not vectorise the grouped loops).
+ *             No float16 vectors: LLVM 14 (PoCL 3.0) miscompiles or aborts on
+ *             them for CPUs without AVX-512 in its target list (Zen 4 is
+ *             "znver3" there), and a function returning one changes the ABI.
+ *   TOKENS    tokens per work-item (1, 4 or 8): each weight read serves them all.
+ *   ROWS      rows per work-group of the grouped dot kernels.
+ *
+ * No atomics in either mode: each output element is written by one work-item.
+ */
+
+#define LANES 16
+#define COLS 16 /* columns per work-item in the vector layout's axpy_partials */
+
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+
+#if RS_FAST
+#define MAC(T, acc, a, b) (acc) = fma((T)(a), (b), (acc))
+#else
+#define MAC(T, acc, a, b) do { const T p_ = (a) * (b); (acc) = (acc) + p_; } while (0)
+#endif
+
+#ifdef RS_HALF
+#define WTYPE half
+#define LOAD_W(p, i) vload_half((i), (p))
+#else
+#define WTYPE float
+#define LOAD_W(p, i) ((p)[i])
+#endif
+
+/* relu(g) * u, and +0.0 where the token's own mask is 0;
+ * relu(v) = v if v > 0 or v is NaN, else +0.0. */
+static float gated(const float g, const float u, const uchar own)
+{
+    const float r = (g > 0.0f || isnan(g)) ? g : 0.0f;
+    const float prod = r * u;
+    return own ? prod : 0.0f;
+}
+
+/* One column j of a group's partial for tokens t0 .. t0+nt-1: p = p + h[t, a] * W[rows[a], j]
+ * over rows a = begin .. end-1 in ascending order, from +0.0, skipping terms whose h is
+ * +0.0 or -0.0 (NaN is kept); written to partial[(t0 + i) * d + j]. */
+static void column_partial(__global const WTYPE *W, const int d, __global const int *rows,
+                           const int begin, const int end, __global const float *h, const int m,
+                           const int t0, const int nt, const int j, __global float *partial)
+{
+    float p[TOKENS];
+    for (int i = 0; i < TOKENS; ++i) {
+        p[i] = 0.0f;
+    }
+    for (int a = begin; a < end; ++a) {
+        const float w = LOAD_W(W, (size_t)rows[a] * d + j);
+        for (int i = 0; i < TOKENS; ++i) {
+            if (i < nt) {
+                const float hv = h[(size_t)(t0 + i) * m + a];
+                if (hv != 0.0f) {
+                    MAC(float, p[i], hv, w);
+                }
+            }
+        }
+    }
+    for (int i = 0; i < nt; ++i) {
+        partial[(size_t)i * d + j] = p[i];
+    }
+}
+
+#if RS_VW == 0 /* ---- grouped layout -------------------------------------- */
+
+/* Lane `lane`'s terms k = lane (mod 16), ascending, of w . x[j], added into
+ * acc[j] for the nt tokens at x. */
+static void accumulate(__global const WTYPE *w, const int d, __global const float *x,
+                       const int nt, const int lane, float acc[TOKENS])
+{
+    for (int k = lane; k < d; k += LANES) {
+        const float wk = LOAD_W(w, k);
+        for (int j = 0; j < TOKENS; ++j) {
+            if (j < nt) {
+                MAC(float, acc[j], wk, x[(size_t)j * d + k]);
+            }
+        }
+    }
+}
+
+/* The spec's fold of the 16 lanes, 8, 4, 2, 1, through local memory; red is
+ * this row's [TOKENS][LANES] slice.  Every work-item of the group must call
+ * it (it holds barriers). */
+static void fold_lanes(__local float *red, const int lane)
+{
+    for (int s = LANES / 2; s > 0; s >>= 1) {
+        if (lane < s) {
+            for (int j = 0; j < TOKENS; ++j) {
+                red[j * LANES + lane] = red[j * LANES + lane] + red[j * LANES + lane + s];
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+}
+
+/* lane_dot of row a with tokens t0.. into out[j] (valid on lane 0 only).
+ * Work-group (LANES, ROWS, 1). */
+static void dot_rows(__global const WTYPE *w, const int d, __global const float *x,
+                     const int nt, const bool live, __local float *red, float out[TOKENS])
+{
+    const int lane = get_local_id(0);
+    __local float *mine = red + get_local_id(1) * TOKENS * LANES;
+    float acc[TOKENS];
+    for (int j = 0; j < TOKENS; ++j) {
+        acc[j] = 0.0f;
+    }
+    if (live) {
+        accumulate(w, d, x, nt, lane, acc);
+    }
+    for (int j = 0; j < TOKENS; ++j) {
+        mine[j * LANES + lane] = acc[j];
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    fold_lanes(mine, lane);
+    for (int j = 0; j < TOKENS; ++j) {
+        out[j] = mine[j * LANES];
+    }
+}
+
+#define DOT_KERNEL __kernel __attribute__((reqd_work_group_size(LANES, ROWS, 1)))
+#define DOT_ROW() get_global_id(1)
+#define DOT_TOKEN0() (get_global_id(2) * TOKENS)
+#define WRITER() (get_local_id(0) == 0)
+
+#else /* ---- vector layouts ----------------------------------------------- */
+
+#define VT CAT(float, RS_VW)
+#define NV (16 / RS_VW) /* vectors per 16 lanes or columns */
+#define VLOAD(i, p) CAT(vload, RS_VW)((i), (p))
+#define VSTORE(v, i, p) CAT(vstore, RS_VW)((v), (i), (p))
+#ifdef RS_HALF
+#define VLOAD_W(i, p) CAT(vload_half, RS_VW)((i), (p))
+#else
+#define VLOAD_W(i, p) VLOAD((i), (p))
+#endif
+
+/* The spec's fold 8, 4, 2, 1 of 16 lanes held as NV vectors (vector v holds
+ * lanes v*RS_VW ..). */
+static float fold(const VT acc[NV])
+{
+#if RS_VW == 4
+    const float4 s4 = (acc[0] + acc[2]) + (acc[1] + acc[3]);
+#else
+    const float8 s8 = acc[0] + acc[1];
+    const float4 s4 = s8.lo + s8.hi;
+#endif
+    const float2 s2 = s4.lo + s4.hi;
+    return s2.x + s2.y;
+}
+
+/* lane_dot of one row for nt tokens: the full chunks of 16 terms, then the
+ * tail padded with 0 * 0 = +0.0 terms, which change no lane (a lane that
+ * starts at +0.0 is never -0.0), then the fold. */
+static void dot_vector(__global const WTYPE *w, const int d, __global const float *x,
+                       const int nt, float out[TOKENS])
+{
+    VT acc[TOKENS][NV];
+    for (int j = 0; j < TOKENS; ++j) {
+        for (int v = 0; v < NV; ++v) {
+            acc[j][v] = (VT)(0.0f);
+        }
+    }
+    const int full = d / LANES;
+    for (int c = 0; c < full; ++c) {
+        VT wc[NV];
+        for (int v = 0; v < NV; ++v) {
+            wc[v] = VLOAD_W(c * NV + v, w);
+        }
+        for (int j = 0; j < TOKENS; ++j) {
+            if (j < nt) {
+                for (int v = 0; v < NV; ++v) {
+                    MAC(VT, acc[j][v], wc[v], VLOAD(c * NV + v, x + (size_t)j * d));
+                }
+            }
+        }
+    }
+    const int rest = d - full * LANES;
+    if (rest) {
+        float tw[LANES];
+        float tx[LANES];
+        for (int l = 0; l < LANES; ++l) {
+            tw[l] = l < rest ? LOAD_W(w, full * LANES + l) : 0.0f;
+        }
+        for (int j = 0; j < TOKENS; ++j) {
+            if (j < nt) {
+                for (int l = 0; l < LANES; ++l) {
+                    tx[l] = l < rest ? x[(size_t)j * d + full * LANES + l] : 0.0f;
+                }
+                for (int v = 0; v < NV; ++v) {
+                    MAC(VT, acc[j][v], VLOAD(v, tw), VLOAD(v, tx));
+                }
+            }
+        }
+    }
+    for (int j = 0; j < TOKENS; ++j) {
+        out[j] = fold(acc[j]);
+    }
+}
+
+#define DOT_KERNEL __kernel
+#define DOT_ROW() get_global_id(0)
+#define DOT_TOKEN0() (get_global_id(1) * TOKENS)
+#define WRITER() true
+
+#endif
+
+/* ---- the kernels ------------------------------------------------------------ */
+
+/* out[t, a] = lane_dot(W[rows[a]], x[t]).  Grouped: global (LANES, rows
+ * rounded up to ROWS, ceil(t / TOKENS)); vector: global (rows, ceil(t / TOKENS)). */
+DOT_KERNEL void lane_dot(__global const WTYPE *W, const int d, __global const int *rows, const int m,
+                         __global const float *x, const int t, __global float *out)
+{
+    const int a = DOT_ROW();
+    const int t0 = DOT_TOKEN0();
+    const int nt = min(TOKENS, t - t0);
+    float res[TOKENS];
+#if RS_VW == 0
+    __local float red[ROWS * TOKENS * LANES];
+    dot_rows(W + (size_t)rows[min(a, m - 1)] * d, d, x + (size_t)t0 * d, nt, a < m, red, res);
+#else
+    if (a >= m) {
+        return;
+    }
+    dot_vector(W + (size_t)rows[a] * d, d, x + (size_t)t0 * d, nt, res);
+#endif
+    if (WRITER() && a < m) {
+        for (int j = 0; j < nt; ++j) {
+            out[(size_t)(t0 + j) * m + a] = res[j];
+        }
+    }
+}
+
+/* The gate/up half of sparse_ffn: g and u as lane_dot, then
+ * h[t, a] = gated(g, u, own[t, a]).  Sizes as lane_dot's. */
+DOT_KERNEL void gated_lane_dot(__global const WTYPE *gate, __global const WTYPE *up, const int d,
+                               __global const int *rows, const int m, __global const float *x, const int t,
+                               __global const uchar *own, __global float *h)
+{
+    const int a = DOT_ROW();
+    const int t0 = DOT_TOKEN0();
+    const int nt = min(TOKENS, t - t0);
+    float g[TOKENS];
+    float u[TOKENS];
+#if RS_VW == 0
+    __local float red_g[ROWS * TOKENS * LANES];
+    __local float red_u[ROWS * TOKENS * LANES];
+    const size_t row = (size_t)rows[min(a, m - 1)] * d;
+    dot_rows(gate + row, d, x + (size_t)t0 * d, nt, a < m, red_g, g);
+    dot_rows(up + row, d, x + (size_t)t0 * d, nt, a < m, red_u, u);
+#else
+    if (a >= m) {
+        return;
+    }
+    const size_t row = (size_t)rows[a] * d;
+    dot_vector(gate + row, d, x + (size_t)t0 * d, nt, g);
+    dot_vector(up + row, d, x + (size_t)t0 * d, nt, u);
+#endif
+    if (WRITER() && a < m) {
+        for (int j = 0; j < nt; ++j) {
+            const size_t at = (size_t)(t0 + j) * m + a;
+            h[at] = gated(g[j], u[j], own[at]);
+        }
+    }
+}
+
+/* sparse_axpy, step 1, for the tokens t_first .. t_first+t_count-1 of h:
+ * the partial of group b (rows[starts[b] .. starts[b+1]): a 256-neuron block
+ * in deterministic mode) for each column, written to partial, which is
+ * (groups, t_count, d).  Grouped: one column per work-item, global (d rounded
+ * up, groups, ceil(t_count / TOKENS)); vector: COLS columns per work-item,
+ * global (ceil(d / COLS), groups, ceil(t_count / TOKENS)). */
+__kernel void axpy_partials(__global const WTYPE *W, const int d, __global const int *rows,
+                            __global const int *starts, __global const float *h, const int m,
+                            const int t_first, const int t_count, __global float *partial)
+{
+    const int b = get_global_id(1);
+    const int t0 = get_global_id(2) * TOKENS;
+    const int nt = min(TOKENS, t_count - t0);
+    const int begin = starts[b];
+    const int end = starts[b + 1];
+    __global const float *hs = h + (size_t)t_first * m;
+    __global float *out = partial + ((size_t)b * t_count + t0) * d;
+#if RS_VW == 0
+    const int j = get_global_id(0);
+    if (j < d) {
+        column_partial(W, d, rows, begin, end, hs, m, t0, nt, j, out);
+    }
+#else
+    const int j0 = get_global_id(0) * COLS;
+    if (j0 + COLS > d) { /* the last, narrower group of columns */
+        for (int j = j0; j < d; ++j) {
+            column_partial(W, d, rows, begin, end, hs, m, t0, nt, j, out);
+        }
+        return;
+    }
+    VT p[TOKENS][NV];
+    for (int i = 0; i < TOKENS; ++i) {
+        for (int v = 0; v < NV; ++v) {
+            p[i][v] = (VT)(0.0f);
+        }
+    }
+    for (int a = begin; a < end; ++a) {
+        __global const WTYPE *wrow = W + (size_t)rows[a] * d + j0;
+        VT w[NV];
+        for (int v = 0; v < NV; ++v) {
+            w[v] = VLOAD_W(v, wrow);
+        }
+        for (int i = 0; i < TOKENS; ++i) {
+            if (i < nt) {
+                const float hv = hs[(size_t)(t0 + i) * m + a];
+                if (hv != 0.0f) {
+                    for (int v = 0; v < NV; ++v) {
+                        MAC(VT, p[i][v], (VT)(hv), w[v]);
+                    }
+                }
+            }
+        }
+    }
+    for (int i = 0; i < nt; ++i) {
+        for (int v = 0; v < NV; ++v) {
+            VSTORE(p[i][v], v, out + (size_t)i * d + j0);
+        }
+    }
+#endif
+}
+
+/* sparse_axpy, step 2: y[first + i] = +0.0 + p_0[i] + p_1[i] + ... over the
+ * groups in ascending order; each group's partial holds n elements. */
+__kernel void axpy_fold(__global const float *partial, const int groups, const int n,
+                        __global float *y, const int first)
+{
+    const int i = get_global_id(0);
+    if (i >= n) {
+        return;
+    }
+    float s = 0.0f;
+    for (int b = 0; b < groups; ++b) {
+        s = s + partial[(size_t)b * n + i];
+    }
+    y[(size_t)first + i] = s;
+}

@@ -1,0 +1,147 @@
+"""The opencl backend's self-test: refusals, fallbacks, crash isolation and the verdict cache.
+
+The faults are injected (REPROSPARSE_OPENCL_FAULT), so these paths run on
+every machine, whatever its CPU and driver.  Each test has its own verdict
+cache, so the self-test really runs in a child process.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from reprosparse import reference as ref
+from reprosparse.backends import BackendUnavailable
+from reprosparse.conformance.compare import mismatch
+
+cl = pytest.importorskip("pyopencl", reason="pyopencl is not installed (pip install '.[opencl]')")
+
+from reprosparse.backends import opencl  # noqa: E402
+from reprosparse.backends.opencl import backend as ocl  # noqa: E402
+from reprosparse.backends.opencl import verify  # noqa: E402
+
+LAYOUT = "vector4"  # one layout keeps each child short
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv(verify.CACHE_ENV, str(tmp_path))
+    monkeypatch.delenv(verify.FAULT_ENV, raising=False)
+    return tmp_path / "opencl-selftest"
+
+
+def load(**kwargs) -> ocl.OpenCLBackend:
+    try:
+        got = opencl.load(**kwargs)
+    except BackendUnavailable as exc:
+        if "self-test" in str(exc) or "injected" in str(exc):
+            raise
+        pytest.skip(f"no usable OpenCL device: {exc}")
+    assert isinstance(got, ocl.OpenCLBackend)
+    return got
+
+
+def small_case() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1)
+    return rng.standard_normal((40, 33)).astype(np.float32), rng.standard_normal((3, 33)).astype(np.float32)
+
+
+def test_verdicts_are_cached_and_keyed(own_cache):
+    first = load(layout=LAYOUT)
+    assert "4 combination(s) self-tested in a child process" in first.plan.provenance
+    files = sorted(own_cache.glob("*.json"))
+    assert len(files) == 4
+    stored = json.loads(files[0].read_text())
+    assert stored["ok"] is True and stored["key"]["source"] and stored["key"]["driver"]
+    again = load(layout=LAYOUT)
+    assert again.plan.provenance.startswith("verdicts read from") and again.plan.layouts == first.plan.layouts
+    files[0].write_text("{ torn")  # a damaged entry is tested again, not trusted
+    assert "1 combination(s) self-tested" in load(layout=LAYOUT).plan.provenance
+
+
+def test_wrong_bit_refuses_deterministic_mode(monkeypatch):
+    monkeypatch.setenv(verify.FAULT_ENV, "wrong-bit:deterministic")
+    b = load(layout=LAYOUT)
+    why = b.refuses("deterministic")
+    assert why and "self-test failed" in why and f"{LAYOUT} layout" in why and "matvec" in why
+    assert b.refuses("fast") is None
+    assert "REFUSED" in b.info()["deterministic mode"] and "REFUSED" not in b.info()["fast mode"]
+    W, x = small_case()
+    with pytest.raises(ocl.DeterministicUnsupported, match="cannot run deterministic mode.*self-test failed"):
+        b.matvec(W, x, mode="deterministic")
+    got = b.matvec(W, x, mode="fast")
+    assert np.abs(got - ref.matvec(W, x)).max() < 1e-4
+
+
+def test_wrong_bit_falls_back_to_the_next_layout(monkeypatch):
+    candidates = opencl.CPU_LAYOUTS
+    monkeypatch.setenv(verify.FAULT_ENV, ",".join(f"wrong-bit:{c}" for c in candidates[:-1]))
+    b = load()
+    if b.plan.layouts and isinstance(b, ocl.OpenCLGpuBackend):
+        pytest.skip("the fallback order tested here is the CPU devices'")
+    assert set(b.plan.layouts.values()) == {candidates[-1]}, b.plan
+    assert "REFUSED" not in b.info()["deterministic mode"]
+    W, x = small_case()
+    assert mismatch(b.matvec(W, x, mode="deterministic"), ref.matvec(W, x)) is None
+
+
+def test_wrong_bit_everywhere_makes_the_backend_unavailable(monkeypatch):
+    monkeypatch.setenv(verify.FAULT_ENV, "wrong-bit")
+    with pytest.raises(BackendUnavailable, match=r"failed its self-test in every mode: deterministic: .*fast: "):
+        opencl.load(layout=LAYOUT)
+
+
+def test_driver_crash_refuses_only_what_crashed(own_cache, monkeypatch):
+    """The child aborts (as LLVM did on Zen 4) while testing float16 weights; this process lives on,
+    float16 is refused with the signal and the driver's last words, float32 runs."""
+    monkeypatch.setenv(verify.FAULT_ENV, "crash:float16")
+    b = load(layout=LAYOUT)
+    for mode in ("deterministic", "fast"):
+        why = b.refuses(mode)
+        assert why and why.startswith("float16 weights: self-test failed") and "SIGABRT" in why
+        assert "injected fault: the driver aborts" in why
+        assert b.plan.layout(mode, np.dtype(np.float32)) == LAYOUT
+    W, x = small_case()
+    with pytest.raises(ocl.DeterministicUnsupported, match="float16 weights.*SIGABRT"):
+        b.matvec(W.astype(np.float16), x)
+    assert mismatch(b.matvec(W, x), ref.matvec(W, x)) is None
+    assert len(list(own_cache.glob("*.json"))) == 4, "a crash is a verdict on the driver: cached"
+    assert load(layout=LAYOUT).plan.refused == b.plan.refused
+
+
+def test_a_child_that_never_finishes_is_refused_but_not_cached(own_cache, monkeypatch):
+    monkeypatch.setattr(verify, "CHILD_TIMEOUT_S", 0.01)
+    with pytest.raises(BackendUnavailable, match="did not finish within 0.01 s"):
+        opencl.load(layout=LAYOUT)
+    assert not list(own_cache.glob("*.json"))
+
+
+def test_bad_fault_setting_names_the_variable(monkeypatch):
+    monkeypatch.setenv(verify.FAULT_ENV, "wrong-bit,explode")
+    with pytest.raises(BackendUnavailable, match=r"REPROSPARSE_OPENCL_FAULT=.*'explode' is not one of"):
+        opencl.load(layout=LAYOUT)
+
+
+@pytest.mark.parametrize(("spec", "job", "want"), [
+    ("", ("fast", "vector8", "float32"), None),
+    ("crash", ("fast", "vector8", "float32"), "crash"),
+    ("wrong-bit:vector8", ("fast", "vector8", "float32"), "wrong-bit"),
+    ("wrong-bit:vector8", ("fast", "vector4", "float32"), None),
+    ("crash:fast:float16, wrong-bit", ("fast", "grouped", "float16"), "crash"),
+    ("crash:fast:float16, wrong-bit", ("deterministic", "grouped", "float16"), "wrong-bit"),
+])
+def test_fault_filters(spec, job, want):
+    assert verify.fault_for(job, verify.parse_faults(spec)) == want
+
+
+def test_the_registry_reports_a_refused_mode(monkeypatch):
+    from reprosparse import _registry
+
+    monkeypatch.setenv(verify.FAULT_ENV, "wrong-bit:deterministic")
+    monkeypatch.setattr(_registry, "_loaded", {})
+    status = _registry.available_backends()["opencl"]
+    if not status.available:
+        pytest.skip(f"no usable OpenCL device: {status.reason}")
+    assert "self-test failed" in status.refused["deterministic"] and "fast" not in status.refused
