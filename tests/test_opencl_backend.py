@@ -20,7 +20,7 @@ cl = pytest.importorskip("pyopencl", reason="pyopencl is not installed (pip inst
 
 from reprosparse.backends import opencl  # noqa: E402
 from reprosparse.backends.opencl import backend as ocl  # noqa: E402
-from reprosparse.backends.opencl import devices, programs, verify, weights  # noqa: E402
+from reprosparse.backends.opencl import devices, programs, weights  # noqa: E402
 
 MODES = ("deterministic", "fast")
 TINY = np.finfo(np.float32).tiny  # below it, nonzero float32 values are subnormal

@@ -64,10 +64,12 @@ def load(
     candidates = (layout,) if layout else GPU_LAYOUTS if is_gpu else CPU_LAYOUTS
     plan = verify.make_plan(device, where, candidates, deterministic_problem(single_fp_config(device)))
     if not plan.layouts:
-        raise BackendUnavailable(
-            f"OpenCL device {device.name.strip()} failed its self-test in every mode: "
-            + "; ".join(f"{mode}: {plan.refuses(mode)}" for mode in verify.MODES)
-        )
+        reasons = {mode: plan.refuses(mode) for mode in verify.MODES}
+        if len(set(reasons.values())) == 1:
+            why = str(reasons[verify.MODES[0]])
+        else:
+            why = "; ".join(f"{mode} mode: {reason}" for mode, reason in reasons.items())
+        raise BackendUnavailable(f"OpenCL device {device.name.strip()} failed its self-test in every mode: {why}")
     options = {"weight_cache_bytes": weight_cache_bytes, "zero_copy": zero_copy}
     if scratch_bytes is not None:
         options["scratch_bytes"] = scratch_bytes

@@ -81,9 +81,8 @@ class Plan:
 
     def refuses(self, mode: str) -> str | None:
         """Why `mode` cannot run with some weight type, or None when it runs with all."""
-        reasons = [f"{dt} weights: {self.why(mode, np.dtype(dt))}" for dt in WEIGHT_DTYPES
-                   if (mode, dt) not in self.layouts]
-        return "; ".join(reasons) or None
+        reasons = [(dt, self.why(mode, np.dtype(dt))) for dt in WEIGHT_DTYPES if (mode, dt) not in self.layouts]
+        return _by_reason(reasons, "weights") or None
 
     def describe(self, mode: str) -> str:
         """One line for `reprosparse info`: verified (and with which layout), or the refusal."""
@@ -205,8 +204,8 @@ def run_children(where: tuple[int, int], device_name: str, jobs: Sequence[Job]) 
                               "jobs": remaining})
         started: list[Job] = []
         try:
-            proc = subprocess.run(
-                [sys.executable, "-m", "reprosparse.backends.opencl.selftest"], input=request,
+            proc = subprocess.run(  # -P: a folder named reprosparse in the cwd must not shadow the package
+                [sys.executable, "-P", "-m", "reprosparse.backends.opencl.selftest"], input=request,
                 capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, check=False,
             )
             stdout, stderr, returncode = proc.stdout, proc.stderr, proc.returncode
@@ -237,6 +236,14 @@ def run_children(where: tuple[int, int], device_name: str, jobs: Sequence[Job]) 
             verdicts[job] = Verdict(False, why, cache)
         remaining = [j for j in unfinished if j not in verdicts]
     return verdicts
+
+
+def _by_reason(failures: Sequence[tuple[str, str]], noun: str) -> str:
+    """'a, b layout: why; c layout: other' -- each distinct reason once, after what gave it."""
+    grouped: dict[str, list[str]] = {}
+    for what, why in failures:
+        grouped.setdefault(why, []).append(what)
+    return "; ".join(f"{', '.join(whats)} {noun}: {why}" for why, whats in grouped.items())
 
 
 def make_plan(
@@ -277,10 +284,10 @@ def make_plan(
                 chosen[mode, dt] = layout
                 del todo[mode, dt]
                 continue
-            failures.setdefault((mode, dt), []).append(f"{layout} layout: {verdict.reason}")
+            failures.setdefault((mode, dt), []).append((layout, verdict.reason))
             todo[mode, dt].pop(0)
             if not todo[mode, dt]:
-                refused[mode, dt] = "self-test failed: " + "; ".join(failures[mode, dt])
+                refused[mode, dt] = "self-test failed: " + _by_reason(failures[mode, dt], "layout")
                 del todo[mode, dt]
     if tested:
         provenance = (f"{tested} combination(s) self-tested in a child process in "

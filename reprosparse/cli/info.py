@@ -36,7 +36,10 @@ def run(args: argparse.Namespace) -> int:
         b = _registry.get_backend(s.name)
         threads = f"default {b.default_threads()}" if b.has_threads else "single"
         details = "\n".join(f"{k}: {v}" for k, v in b.info().items())
-        table.add_row(s.name, "[green]available[/green]", str(s.priority), threads, details)
+        status = "[green]available[/green]"
+        if s.refused:
+            status += "".join(f"\n[red]refuses {mode} mode[/red]" for mode in s.refused)
+        table.add_row(s.name, status, str(s.priority), threads, details)
     console.print(table)
     try:
         console.print(f"auto selects: [bold]{_registry.get_backend('auto').name}[/bold]")
