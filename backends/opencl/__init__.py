@@ -32,7 +32,7 @@ def load(
         ) from exc
 
     from . import devices, verify
-    from .backend import OpenCLBackend, OpenCLGpuBackend, deterministic_problem, single_fp_config
+    from .backend import SCRATCH_BYTES, OpenCLBackend, OpenCLGpuBackend, deterministic_problem, single_fp_config
     from .programs import LAYOUTS
 
     if layout is not None and layout not in LAYOUTS:
@@ -70,7 +70,7 @@ def load(
         else:
             why = "; ".join(f"{mode} mode: {reason}" for mode, reason in reasons.items())
         raise BackendUnavailable(f"OpenCL device {device.name.strip()} failed its self-test in every mode: {why}")
-    options = {"weight_cache_bytes": weight_cache_bytes, "zero_copy": zero_copy}
-    if scratch_bytes is not None:
-        options["scratch_bytes"] = scratch_bytes
-    return (OpenCLGpuBackend if is_gpu else OpenCLBackend)(platforms, *where, plan, **options)
+    return (OpenCLGpuBackend if is_gpu else OpenCLBackend)(
+        platforms, *where, plan, weight_cache_bytes=weight_cache_bytes, zero_copy=zero_copy,
+        scratch_bytes=SCRATCH_BYTES if scratch_bytes is None else scratch_bytes,
+    )

@@ -107,10 +107,10 @@ def main() -> int:
         print(f"device {where} is {device.name.strip()!r}, not {request['device_name']!r}", file=sys.stderr)
         return 2
     faults = parse_faults(os.environ.get(FAULT_ENV))
-    for job in map(tuple, request["jobs"]):
-        mode, layout, dtype = job
+    for mode, layout, dtype in request["jobs"]:
+        job = (mode, layout, dtype)
         print(MARK + json.dumps({"job": job}), flush=True)
-        fault = fault_for(job, faults)  # type: ignore[arg-type]
+        fault = fault_for(job, faults)
         if fault == "crash":
             print("reprosparse: injected fault: the driver aborts", file=sys.stderr, flush=True)
             os.abort()

@@ -216,11 +216,12 @@ def run_children(where: tuple[int, int], device_name: str, jobs: Sequence[Job]) 
             if not line.startswith(MARK):
                 continue
             event = json.loads(line[len(MARK):])
-            job = tuple(event["job"])
+            mode, layout, dtype = event["job"]
+            job = (str(mode), str(layout), str(dtype))
             if "ok" in event:
-                verdicts[job] = Verdict(event["ok"], event["reason"])  # type: ignore[index]
+                verdicts[job] = Verdict(bool(event["ok"]), str(event["reason"]))
             else:
-                started.append(job)  # type: ignore[arg-type]
+                started.append(job)
         unfinished = [j for j in remaining if j not in verdicts]
         if not unfinished:
             break
@@ -263,14 +264,15 @@ def make_plan(
             refused["deterministic", dt] = deterministic_problem
             del todo["deterministic", dt]
     chosen: dict[tuple[str, str], str] = {}
-    failures: dict[tuple[str, str], list[str]] = {}
+    failures: dict[tuple[str, str], list[tuple[str, str]]] = {}
     started = time.perf_counter()
     tested = 0
     while todo:
         jobs = [(mode, candidates[0], dt) for (mode, dt), candidates in todo.items()]
         keys = {job: _key(identity, job, fault_spec) for job in jobs}
-        verdicts = {job: _cached(key) for job, key in keys.items()}
-        missing = [job for job, v in verdicts.items() if v is None]
+        cached = {job: _cached(key) for job, key in keys.items()}
+        verdicts = {job: v for job, v in cached.items() if v is not None}
+        missing = [job for job in jobs if job not in verdicts]
         if missing:
             fresh = run_children(where, identity["device"], missing)
             tested += len(missing)
@@ -279,7 +281,6 @@ def make_plan(
                     _store(keys[job], verdict)
             verdicts.update(fresh)
         for (mode, layout, dt), verdict in verdicts.items():
-            assert verdict is not None
             if verdict.ok:
                 chosen[mode, dt] = layout
                 del todo[mode, dt]
