@@ -26,9 +26,9 @@ def test_one_case_by_id(capsys):
 
 def test_unknown_case_and_backend_are_errors(capsys):
     assert main(["conformance", "--case", "nope/none/none"]) == 2
-    assert "no conformance case 'nope/none/none'" in capsys.readouterr().out
+    assert "no conformance case 'nope/none/none'" in capsys.readouterr().err
     assert main(["conformance", "--backend", "cuda", "--quick"]) == 2
-    assert "unknown reprosparse backend 'cuda'" in capsys.readouterr().out
+    assert "unknown backend 'cuda'" in capsys.readouterr().err
 
 
 def test_list_names_every_case(capsys):

@@ -1,31 +1,117 @@
-"""Options shared by the subcommands that run a model (generate, audit, bench --decode)."""
+"""Options and checks shared by the subcommands that run a model (generate, audit, bench --decode).
+
+Everything here runs before the first decode step, so that a bad prompt, backend or length is refused
+before any work, not after it.
+"""
 
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+from . import CommandFailed, UsageError, _first_line
+from ._types import model_file, names, positive_int
+
+if TYPE_CHECKING:
+    from ..backends import Backend
+    from ..model import Model
+
+
+def add_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", type=model_file, help="model file (GGUF or PowerInfer PWRI)")
 
 
 def add_prompt(p: argparse.ArgumentParser, n_default: int) -> None:
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--tokens", help="prompt as comma-separated token ids, e.g. 1,2,3")
+    group.add_argument("--tokens", type=token_ids, help="prompt as comma-separated token ids, e.g. 1,2,3")
     group.add_argument("--prompt", help="prompt text (needs a vocabulary in the model file)")
-    p.add_argument("-n", type=int, default=n_default, help="tokens to generate")
+    p.add_argument("-n", type=positive_int, default=n_default, help="tokens to generate")
 
 
-def int_list(text: str) -> list[int]:
+def token_ids(text: str) -> list[int]:
+    ids = []
+    for item in names(text):
+        try:
+            ids.append(int(item))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {item!r}") from None
+    return ids
+
+
+def load(path: str) -> Model:
+    from ..model import ModelFormatError, load_model
+
     try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        return load_model(path)
+    except ModelFormatError as exc:  # its message names the tensor or key, not the file
+        raise CommandFailed(f"{path}: {_first_line(exc)}") from exc
 
 
-def prompt_ids(args: argparse.Namespace, tokens: tuple[str, ...] | None, default: list[int]) -> list[int]:
+def prompt_ids(args: argparse.Namespace, model: Model, default: list[int]) -> list[int]:
+    """The prompt from --tokens or --prompt (or `default`), every id checked against the model's vocabulary."""
     from ..model.tokenizer import encode
 
-    if args.tokens:
-        return int_list(args.tokens)
-    if args.prompt:
-        if tokens is None:
-            raise SystemExit("error: the model has no vocabulary; give --tokens instead of --prompt")
-        return encode(args.prompt, tokens)
-    return default
+    if args.tokens is not None:
+        ids, source = args.tokens, "--tokens"
+    elif args.prompt is not None:
+        if model.tokens is None:
+            raise UsageError("--prompt: the model has no vocabulary; give --tokens instead")
+        if not args.prompt:
+            raise UsageError("--prompt: the prompt is empty")
+        try:
+            ids, source = encode(args.prompt, model.tokens), "--prompt"
+        except ValueError as exc:
+            raise UsageError(f"--prompt: {exc}") from None
+    else:
+        ids, source = default, "the default prompt (give --tokens)"
+    vocab = model.hyper.vocab
+    bad = next((t for t in ids if not 0 <= t < vocab), None)
+    if bad is not None:
+        raise UsageError(f"{source}: token ids must lie in [0, {vocab}) for this model, got {bad}")
+    if len(ids) > model.hyper.context_length:
+        raise UsageError(f"{source}: {len(ids)} tokens exceed the model's context length {model.hyper.context_length}")
+    return ids
+
+
+def check_room(model: Model, need: int, what: str) -> None:
+    """Refuse a run that would reach the context length part way: its results would be lost."""
+    if need > model.hyper.context_length:
+        raise UsageError(f"{what}: needs {need} positions, more than the model's context length "
+                         f"{model.hyper.context_length}")
+
+
+def check_known(name: str, option: str) -> None:
+    from .. import available_backends
+
+    known = available_backends()
+    if name != "auto" and name not in known:
+        raise UsageError(f"{option}: unknown backend {name!r}; choose from auto, {', '.join(known)}")
+
+
+def backend(name: str, mode: str, option: str) -> Backend:
+    """The backend `name` ("auto": the best one that gives `mode`), refused now if it cannot run `mode`."""
+    from .. import _config, _registry
+
+    check_known(name, option)
+    with _config.use(mode=mode):
+        got = _registry.get_backend(name)
+    why = got.refuses(mode)
+    if why is not None:
+        raise CommandFailed(f"{option}: backend {got.name!r} refuses {mode} mode: {_first_line(why)}")
+    return got
+
+
+def named_backends(wanted: tuple[str, ...], modes: tuple[str, ...], option: str) -> list[str]:
+    """Backends named to be compared in every mode: each must run each mode (auto names none of them)."""
+    if "auto" in wanted:
+        raise UsageError(f"{option}: name the backends to compare; auto is not one")
+    for name, mode in ((n, m) for n in wanted for m in modes):
+        backend(name, mode, option)
+    return list(wanted)
+
+
+def refused_pairs() -> set[tuple[str, str]]:
+    """(backend, mode) for every available backend that refuses a mode here; left out when none was named."""
+    from .. import available_backends
+
+    return {(s.name, mode) for s in available_backends().values() if s.available for mode in s.refused}

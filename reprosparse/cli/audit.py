@@ -6,7 +6,9 @@ import argparse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ._model_args import add_prompt, int_list, prompt_ids
+from . import CommandFailed
+from ._model_args import add_model, add_prompt, check_room, load, named_backends, prompt_ids, refused_pairs
+from ._types import modes, names, output_file, png_file, positive_int, positive_ints
 
 if TYPE_CHECKING:
     from ..model.audit import Run
@@ -18,14 +20,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="generate one prompt across backends x threads x modes x batches x repeats; "
              "fail if deterministic mode ever differs",
     )
-    p.add_argument("model", help="model file")
+    add_model(p)
     add_prompt(p, n_default=16)
-    p.add_argument("--backends", help="comma-separated (default: every available backend)")
-    p.add_argument("--threads", type=int_list, default=[1, 2], help="comma-separated thread counts")
-    p.add_argument("--modes", default="deterministic,fast", help="comma-separated modes")
-    p.add_argument("--repeats", type=int, default=2, help="runs of each configuration")
-    p.add_argument("--json", help="write the report here")
-    p.add_argument("--plot", help="write a PNG of the logit differences here (needs matplotlib)")
+    p.add_argument("--backends", type=names,
+                   help="comma-separated (default: every available backend that gives every mode)")
+    p.add_argument("--threads", type=positive_ints, default=(1, 2), help="comma-separated thread counts")
+    p.add_argument("--modes", type=modes, default=("deterministic", "fast"), help="comma-separated modes")
+    p.add_argument("--repeats", type=positive_int, default=2, help="runs of each configuration")
+    # Output paths are checked while parsing: a run must not be lost to a path it cannot write.
+    p.add_argument("--json", type=output_file, help="write the report here")
+    p.add_argument("--plot", type=png_file, help="write a PNG of the logit differences here (needs matplotlib)")
     p.set_defaults(func=run)
 
 
@@ -36,25 +40,30 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import Progress
     from rich.table import Table
 
-    from .. import _config, available_backends
-    from ..model import load_model
-    from ..model.audit import COMPOSITIONS, report_json, run_audit
+    from .. import available_backends
+    from ..model.audit import COMPOSITIONS, others_for, report_json, run_audit
     from . import cli_console
 
     console = cli_console()
-    model = load_model(args.model)
-    prompt = prompt_ids(args, model.tokens, default=[1, 2, 3, 4, 5])
-    modes = [_config.check_mode(m.strip(), "--modes") for m in args.modes.split(",")]
+    modes = list(args.modes)
     if args.backends:
-        backends = [b.strip() for b in args.backends.split(",")]
+        backends = named_backends(args.backends, args.modes, "--backends")
     else:
-        backends = [s.name for s in available_backends().values() if s.available]
-    for n in args.threads:
-        _config.check_threads(n, "--threads")
+        refused = {name for name, mode in refused_pairs() if mode in modes}
+        backends = [s.name for s in available_backends().values() if s.available and s.name not in refused]
+        if not backends:
+            raise CommandFailed(f"no available backend gives every mode of --modes {','.join(modes)}")
+    model = load(args.model)
+    prompt = prompt_ids(args, model, default=[1, 2, 3, 4, 5])
+    longest = max(len(p) for p in [prompt, *others_for(prompt, model.hyper.vocab)])  # the batched runs
+    # The last new token is never fed back: a sequence holds its prompt and n - 1 new tokens.
+    check_room(model, longest + args.n - 1, f"-n {args.n} (after the batched runs' {longest}-token prompt)")
     total = len(modes) * len(backends) * len(args.threads) * len(COMPOSITIONS) * args.repeats
-    with Progress(console=Console(stderr=True), transient=True) as progress:
+    err = Console(stderr=True)
+    # A progress bar is for a terminal: in a log, rich would leave a blank line where it stood.
+    with Progress(console=err, transient=True, disable=not err.is_terminal) as progress:
         task = progress.add_task("audit", total=total)
-        runs, summaries = run_audit(model, prompt, args.n, backends, args.threads, modes, args.repeats,
+        runs, summaries = run_audit(model, prompt, args.n, backends, list(args.threads), modes, args.repeats,
                                     on_run=lambda _: progress.advance(task))
 
     table = Table(title=f"audit: {args.n} greedy tokens, backends {', '.join(backends)}")

@@ -7,11 +7,11 @@ import dataclasses
 import json
 from typing import Any
 
-from ._model_args import int_list
+from . import UsageError
+from ._model_args import check_room, load, named_backends, refused_pairs
+from ._types import model_file, modes, names, output_file, png_file, positive_int, positive_ints
 
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
+DEFAULT_TOKENS, DEFAULT_DEPTH = 4, 32
 
 
 def _threads(r: Any) -> str:
@@ -29,54 +29,73 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="benchmark sparse_matvec, sparse_axpy and sparse_ffn at d=4096, n=11008 (cold weights)",
     )
     p.add_argument(
-        "--backend", type=_names,
+        "--backend", type=names,
         help="backends to time (default: every available one, numpy in fast mode only)",
     )
-    p.add_argument("--mode", type=_names, default=("deterministic", "fast"), help="modes to time")
+    p.add_argument("--mode", type=modes, default=("deterministic", "fast"), help="modes to time")
     p.add_argument(
-        "--threads", type=int_list, help="thread counts for threaded backends (default: 1 and all cores)"
+        "--threads", type=positive_ints,
+        help="thread counts for threaded backends (default: 1 and all cores; with --decode: the backend's default)",
     )
     p.add_argument("--quick", action="store_true", help="batch 1, 10%% and 100%% active, 3 repeats")
-    p.add_argument("--repeats", type=int, help="timed calls per case, median reported (default 7)")
-    p.add_argument("--json", metavar="PATH", help="write every result and the machine facts as JSON")
-    p.add_argument("--plot", metavar="PNG", help="plot time against fraction active (needs matplotlib)")
+    p.add_argument("--repeats", type=positive_int, help="timed calls per case, median reported (default 7)")
+    # Output paths are checked while parsing: a run must not be lost to a path it cannot write.
+    p.add_argument("--json", metavar="PATH", type=output_file,
+                   help="write every result and the machine facts as JSON")
+    p.add_argument("--plot", metavar="PNG", type=png_file,
+                   help="plot time against fraction active (needs matplotlib)")
     p.add_argument(
-        "--decode", metavar="MODEL",
+        "--decode", metavar="MODEL", type=model_file,
         help="instead of the operator cases, time greedy decoding with this model file (e.g. from "
              "`make-model --layers 2 --dim 4096 --ff 11008 --heads 32 --vocab 32000`): tokens/s per backend, "
              "mode and dense vs sparse FFN, extrapolated to --depth layers",
     )
-    p.add_argument("--tokens", type=int, default=4, help="with --decode: timed decode steps per configuration")
-    p.add_argument("--depth", type=int, default=32, help="with --decode: layer count to extrapolate to")
+    p.add_argument("--tokens", type=positive_int,
+                   help=f"with --decode: timed decode steps per configuration (default {DEFAULT_TOKENS})")
+    p.add_argument("--depth", type=positive_int,
+                   help=f"with --decode: layer count to extrapolate to (default {DEFAULT_DEPTH})")
     p.set_defaults(func=run)
+
+
+def _check_combination(args: argparse.Namespace) -> None:
+    """Options of the other kind of run would be ignored silently: refuse them."""
+    if args.decode:
+        given = [o for o, v in (("--quick", args.quick), ("--repeats", args.repeats), ("--plot", args.plot)) if v]
+        if given:
+            raise UsageError(f"{given[0]} times the operator cases, not --decode (use --tokens)")
+    else:
+        given = [o for o, v in (("--tokens", args.tokens), ("--depth", args.depth)) if v is not None]
+        if given:
+            raise UsageError(f"{given[0]} applies only with --decode MODEL")
 
 
 def run(args: argparse.Namespace) -> int:
     from rich.progress import Progress
     from rich.table import Table
 
-    from .. import _config, _platform, _registry, bench
+    from .. import _platform, _registry, bench
     from . import cli_console
 
+    _check_combination(args)
     console = cli_console()
-    names = args.backend or tuple(s.name for s in _registry.available_backends().values() if s.available)
-    for name in names:
-        _registry.get_backend(name)  # an unknown or unavailable backend fails now, with its reason
-    modes = tuple(_config.check_mode(m) for m in args.mode)
-    threads = args.threads or tuple(sorted({1, _platform.cpu_count()}))
-    for t in threads:
-        _config.check_threads(t)
+    if args.backend:
+        names = tuple(named_backends(args.backend, args.mode, "--backend"))
+        refused: tuple[tuple[str, str], ...] = ()
+    else:
+        names = tuple(s.name for s in _registry.available_backends().values() if s.available)
+        refused = tuple(sorted(refused_pairs()))  # a backend that refuses a mode here is not timed in it
     if args.decode:
-        return _decode(args, console, names, modes)
+        return _decode(args, console, names, refused)
+    threads = args.threads or tuple(sorted({1, _platform.cpu_count()}))
     # numpy's deterministic mode is the executable spec: timed only when asked for by name
-    skip = () if args.backend else (("numpy", "deterministic"),)
-    plan = bench.Plan(backends=tuple(names), modes=modes, threads=tuple(threads), skip=skip)
+    skip = refused if args.backend else (("numpy", "deterministic"), *refused)
+    plan = bench.Plan(backends=names, modes=args.mode, threads=threads, skip=skip)
     if args.quick:
         plan = dataclasses.replace(plan, fractions=(0.10, 1.0), batches=(1,), repeats=3)
     if args.repeats:
         plan = dataclasses.replace(plan, repeats=args.repeats)
     total = sum(1 for _ in bench.cases(plan))
-    with Progress(console=console, transient=True) as progress:
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("bench", total=total)
 
         def step(case: bench.Case) -> None:
@@ -124,25 +143,37 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _decode(args: argparse.Namespace, console: Any, backends: tuple[str, ...], modes: tuple[str, ...]) -> int:
+def _decode(
+    args: argparse.Namespace, console: Any, backends: tuple[str, ...], skip: tuple[tuple[str, str], ...]
+) -> int:
     from rich.table import Table
 
-    from ..model import load_model
-    from ..model.bench import decode_speed
+    from .. import _registry
+    from ..model.bench import PROMPT, decode_speed
 
-    model = load_model(args.decode)
+    tokens = args.tokens or DEFAULT_TOKENS
+    depth = args.depth or DEFAULT_DEPTH
+    model = load(args.decode)
     hp = model.hyper
+    if max(PROMPT) >= hp.vocab:
+        raise UsageError(f"--decode: the timing prompt {PROMPT} needs a vocabulary of {max(PROMPT) + 1} or more; "
+                         f"{args.decode} has {hp.vocab}")
+    check_room(model, len(PROMPT) + tokens, f"--tokens {tokens} (after the {len(PROMPT)}-token prompt)")
     rows = []
     for name in backends:
-        with console.status(f"decoding with {name}"):
-            rows += decode_speed(model, name, modes, ("dense", "sparse"), None, args.tokens, depths=[args.depth])
+        modes = [m for m in args.mode if (name, m) not in skip]
+        # None: the backend's default (REPROSPARSE_THREADS, else all cores); a backend without threads runs once
+        threads = args.threads if args.threads and _registry.get_backend(name).has_threads else (None,)
+        for n_threads in threads:
+            with console.status(f"decoding with {name}"):
+                rows += decode_speed(model, name, modes, ("dense", "sparse"), n_threads, tokens, depths=[depth])
     table = Table(title=f"decode: dim {hp.dim}, ff {hp.n_ff}, {hp.n_layer} layers, vocab {hp.vocab}, "
-                        f"{model.layers[0].gate.dtype}; {args.tokens} tokens after a 4-token prompt")
-    for col in ("backend", "mode", "ffn", "tokens/s", "s/layer", "s head", f"tokens/s @{args.depth} layers"):
+                        f"{model.layers[0].gate.dtype}; {tokens} tokens after a {len(PROMPT)}-token prompt")
+    for col in ("backend", "mode", "ffn", "threads", "tokens/s", "s/layer", "s head", f"tokens/s @{depth} layers"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r.backend, r.mode, r.ffn, f"{r.tokens_per_s:.3g}", f"{r.layer_s:.3g}", f"{r.head_s:.3g}",
-                      f"{r.tokens_per_s_at[args.depth]:.3g}")
+        table.add_row(r.backend, r.mode, r.ffn, "default" if r.threads is None else str(r.threads),
+                      f"{r.tokens_per_s:.3g}", f"{r.layer_s:.3g}", f"{r.head_s:.3g}", f"{r.tokens_per_s_at[depth]:.3g}")
     console.print(table)
     if args.json:
         with open(args.json, "w") as f:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 
+from . import CommandFailed, UsageError
+from ._model_args import check_known
+from ._types import output_file
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -16,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="skip the LLaMA-sized cases")
     p.add_argument("--case", action="append", metavar="ID", help="run only this case id (repeatable)")
     p.add_argument("--list", action="store_true", help="list the case ids and exit")
-    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    p.add_argument("--json", metavar="PATH", type=output_file, help="also write the results as JSON")
     p.set_defaults(func=run)
 
 
@@ -32,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from .. import _registry, conformance
-    from . import cli_console
+    from . import _first_line, cli_console
 
     console = cli_console()
     if args.list:
@@ -42,8 +46,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         cases = [conformance.find(c) for c in args.case] if args.case else conformance.all_cases(quick=args.quick)
     except KeyError as exc:
-        console.print(f"[red]{exc.args[0]}[/red]")
-        return 2
+        raise UsageError(f"--case: {exc.args[0]}") from None
 
     statuses = _registry.available_backends()
     if args.backend == "all":
@@ -52,12 +55,12 @@ def run(args: argparse.Namespace) -> int:
             if not s.available:
                 console.print(f"[yellow]skipping backend {s.name}: unavailable ({s.reason})[/yellow]")
     else:
+        check_known(args.backend, "--backend")
         names = [args.backend]
     try:
         backends = [_registry.get_backend(n) for n in names]
     except _registry.BackendError as exc:
-        console.print(f"[red]{exc}[/red]")
-        return 2
+        raise CommandFailed(f"--backend: {_first_line(exc)}") from None
     modes = ["deterministic", "fast"] if args.mode == "both" else [args.mode]
 
     for key, value in _header().items():
@@ -65,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"backends: {', '.join(names)}; modes: {', '.join(modes)}; {len(cases)} cases")
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("conformance", total=len(cases))
 
         def advance(case: conformance.Case) -> None:

@@ -3,48 +3,74 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from ._model_args import add_prompt, prompt_ids
+from ._model_args import add_model, add_prompt, backend, load, prompt_ids
+from ._types import positive_int, seed, temperature
+
+if TYPE_CHECKING:
+    from ..model import Generated, Model
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("generate", help="generate tokens from a GGUF/PWRI model")
-    p.add_argument("model", help="model file")
+    add_model(p)
     add_prompt(p, n_default=16)
-    p.add_argument("--backend", default="auto")
-    p.add_argument("--mode", choices=("deterministic", "fast"), default="deterministic")
-    p.add_argument("--threads", type=int, default=None)
+    # Omitted, these come from REPROSPARSE_BACKEND / _MODE / _THREADS, like every reprosparse op.
+    p.add_argument("--backend", help="backend name or auto (default: REPROSPARSE_BACKEND, else auto)")
+    p.add_argument("--mode", choices=("deterministic", "fast"),
+                   help="default: REPROSPARSE_MODE, else deterministic")
+    p.add_argument("--threads", type=positive_int,
+                   help="default: REPROSPARSE_THREADS, else the backend's default")
     p.add_argument("--ffn", choices=("sparse", "dense"), default="sparse")
-    p.add_argument("--temperature", type=float, default=0.0, help="0 is greedy")
-    p.add_argument("--seed", type=int, default=0, help="sampling key (with --temperature > 0)")
+    p.add_argument("--temperature", type=temperature, default=0.0, help="0 is greedy")
+    p.add_argument("--seed", type=seed, default=0, help="sampling key (with --temperature > 0)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
     import time
 
     from rich.console import Console
     from rich.progress import Progress
 
-    from .. import get_backend
-    from ..model import Runtime, generate, load_model
+    from .. import _config
+    from ..model import ContextLengthError, Runtime, generate
+    from . import CommandFailed
+
+    settings = _config.current()
+    mode = args.mode or settings.mode
+    threads = args.threads or settings.threads
+    chosen = backend(args.backend or settings.backend, mode, "--backend" if args.backend else "REPROSPARSE_BACKEND")
+    err = Console(stderr=True)
+    model = load(args.model)
+    prompt = prompt_ids(args, model, default=[1])
+    runtime = Runtime(model, chosen, mode=mode, threads=threads, ffn=args.ffn)
+    began = time.perf_counter()
+    stopped: ContextLengthError | None = None
+    # A progress bar is for a terminal: in a log, rich would leave a blank line where it stood.
+    with Progress(console=err, transient=True, disable=not err.is_terminal) as progress:
+        task = progress.add_task(f"{chosen.name} {mode}", total=args.n)
+        try:
+            out = generate(runtime, [prompt], args.n, args.temperature, args.seed,
+                           on_token=lambda _: progress.advance(task))[0]
+        except ContextLengthError as exc:  # show what was made, then fail
+            stopped, out = exc, exc.generated[0]
+    seconds = time.perf_counter() - began
+    _show(out, model)
+    err.print(f"{len(out.tokens)} tokens in {seconds:.2f} s ({len(out.tokens) / seconds:.1f} tokens/s, "
+              f"backend {chosen.name}, {mode}, prefill included)")
+    if stopped is not None:
+        raise CommandFailed(f"-n {args.n}: {stopped}")
+    return 0
+
+
+def _show(out: Generated, model: Model) -> None:
+    import sys
+
     from ..model.tokenizer import decode
 
-    err = Console(stderr=True)
-    model = load_model(args.model)
-    prompt = prompt_ids(args, model.tokens, default=[1])
-    runtime = Runtime(model, get_backend(args.backend), mode=args.mode, threads=args.threads, ffn=args.ffn)
-    began = time.perf_counter()
-    with Progress(console=err, transient=True) as progress:
-        task = progress.add_task(f"{runtime.backend.name} {args.mode}", total=args.n)
-        out = generate(runtime, [prompt], args.n, args.temperature, args.seed,
-                       on_token=lambda _: progress.advance(task))[0]
-    seconds = time.perf_counter() - began
     print(",".join(str(t) for t in out.tokens))
     if model.tokens is not None:
         print(decode(out.tokens, model.tokens))
-    err.print(f"{len(out.tokens)} tokens in {seconds:.2f} s ({len(out.tokens) / seconds:.1f} tokens/s, "
-              f"backend {runtime.backend.name}, {args.mode}, prefill included)")
     sys.stdout.flush()
-    return 0

@@ -4,21 +4,39 @@ from __future__ import annotations
 
 import argparse
 
+from . import UsageError
+from ._types import output_file, positive_int, seed
+
+MIN_VOCAB = 4  # make_model's own floor: the specials <unk>, <s>, </s> and one more token
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("make-model", help="write a seeded random sparse ReLU-LLaMA model file (GGUF/PWRI)")
-    p.add_argument("path", help="output file")
-    p.add_argument("--layers", type=int, default=2, help="decoder layers")
-    p.add_argument("--dim", type=int, default=64, help="model width (LLaMA-7B: 4096)")
-    p.add_argument("--ff", type=int, default=512, help="FFN neurons (LLaMA-7B: 11008)")
-    p.add_argument("--vocab", type=int, default=256, help="vocabulary size (LLaMA: 32000)")
-    p.add_argument("--heads", type=int, default=4, help="attention heads (LLaMA-7B: 32)")
-    p.add_argument("--kv-heads", type=int, default=None, help="key/value heads for grouped-query attention; "
+    p.add_argument("path", type=output_file, help="output file")
+    p.add_argument("--layers", type=positive_int, default=2, help="decoder layers")
+    p.add_argument("--dim", type=positive_int, default=64, help="model width (LLaMA-7B: 4096)")
+    p.add_argument("--ff", type=positive_int, default=512, help="FFN neurons (LLaMA-7B: 11008)")
+    p.add_argument("--vocab", type=positive_int, default=256, help=f"vocabulary size, >= {MIN_VOCAB} (LLaMA: 32000)")
+    p.add_argument("--heads", type=positive_int, default=4, help="attention heads (LLaMA-7B: 32)")
+    p.add_argument("--kv-heads", type=positive_int, default=None, help="key/value heads for grouped-query attention; "
                    "omitted: as many as --heads")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the random weights")
     p.add_argument("--dtype", choices=("f16", "f32"), default="f16", help="tensor type of the weights")
     p.add_argument("--magic", choices=("PWRI", "GGUF"), default="PWRI", help="file magic: PowerInfer's or plain GGUF")
     p.set_defaults(func=run)
+
+
+def _check_shape(args: argparse.Namespace) -> None:
+    """The options that must agree with each other, named, before minutes of building a model."""
+    kv_heads = args.heads if args.kv_heads is None else args.kv_heads
+    if args.dim % args.heads:
+        raise UsageError(f"--dim {args.dim} is not divisible by --heads {args.heads}")
+    if (args.dim // args.heads) % 2:
+        raise UsageError(f"--dim {args.dim} / --heads {args.heads} = {args.dim // args.heads}: "
+                         "heads need an even width (rope rotates pairs)")
+    if args.heads % kv_heads:
+        raise UsageError(f"--heads {args.heads} is not divisible by --kv-heads {kv_heads}")
+    if args.vocab < MIN_VOCAB:
+        raise UsageError(f"--vocab must be >= {MIN_VOCAB}, got {args.vocab}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..model import make_model, save_model
 
+    _check_shape(args)
     console = Console(stderr=True)
     model = make_model(layers=args.layers, dim=args.dim, ff=args.ff, vocab=args.vocab, heads=args.heads,
                        kv_heads=args.kv_heads, seed=args.seed, dtype=args.dtype)

@@ -15,13 +15,13 @@
 - `bench.decode_speed(...)`: decode tokens/s (`reprosparse bench --decode MODEL`).
 """
 
-from .generate import Generated, generate
+from .generate import ContextLengthError, Generated, generate
 from .gguf_file import ModelFormatError, load_model, save_model
 from .make import make_model
 from .runtime import KVCache, Runtime
 from .weights import Hyper, Layer, Model
 
 __all__ = [
-    "Generated", "Hyper", "KVCache", "Layer", "Model", "ModelFormatError", "Runtime", "generate",
-    "load_model", "make_model", "save_model",
+    "ContextLengthError", "Generated", "Hyper", "KVCache", "Layer", "Model", "ModelFormatError", "Runtime",
+    "generate", "load_model", "make_model", "save_model",
 ]

@@ -18,6 +18,8 @@ from reprosparse.reference.argmax import argmax
 from .runtime import Runtime
 from .weights import Model
 
+PROMPT = (1, 2, 3, 4)  # prefilled, untimed, before the timed steps
+
 
 @dataclass(frozen=True)
 class DecodeSpeed:
@@ -39,7 +41,7 @@ def decode_speed(
     ffns: Sequence[str] = ("dense", "sparse"),
     threads: int | None = None,
     tokens: int = 4,
-    prompt: Sequence[int] = (1, 2, 3, 4),
+    prompt: Sequence[int] = PROMPT,
     depths: Sequence[int] = (32,),
 ) -> list[DecodeSpeed]:
     """Time `tokens` decode steps (after an untimed prefill) for each mode x FFN kind."""

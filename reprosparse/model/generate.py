@@ -19,6 +19,17 @@ class Generated:
     logits: np.ndarray  # (len(tokens), vocab): the logits each new token was chosen from
 
 
+class ContextLengthError(ValueError):
+    """Decoding stopped because a sequence reached the model's context length.
+
+    `generated` holds what each sequence had made by then, so a caller can still show it.
+    """
+
+    def __init__(self, message: str, generated: list[Generated]) -> None:
+        super().__init__(message)
+        self.generated = generated
+
+
 def generate(
     runtime: Runtime,
     prompts: Sequence[Sequence[int]],
@@ -31,7 +42,8 @@ def generate(
 
     temperature 0 is greedy (reference argmax); above 0 each token is drawn by the
     reference `sample` keyed by (seed, position of the token whose logits are used).
-    on_token(step) is called after each decode step (for progress bars).
+    on_token(step) is called after each decode step (for progress bars).  When a sequence would pass
+    the model's context length, ContextLengthError stops decoding and carries the tokens made so far.
     """
     if n_new < 1:
         raise ValueError(f"n_new must be >= 1, got {n_new}")
@@ -53,5 +65,13 @@ def generate(
         if on_token is not None:
             on_token(step)
         if step + 1 < n_new:
+            context = runtime.model.hyper.context_length
+            if any(c.length + 1 > context for c in caches):
+                raise ContextLengthError(f"stopped at the context length {context} after {step + 1} of {n_new} "
+                                         "new tokens", _results(out, trace))
             logits = runtime.step(caches, [[tok] for tok in chosen])
+    return _results(out, trace)
+
+
+def _results(out: list[list[int]], trace: list[list[np.ndarray]]) -> list[Generated]:
     return [Generated(tokens, np.stack(rows)) for tokens, rows in zip(out, trace, strict=True)]

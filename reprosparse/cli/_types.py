@@ -1,0 +1,119 @@
+"""argparse types: each checks one option's value while parsing, so a bad value is a usage error (exit 2)
+before any work starts, and the message names the option (argparse prefixes "argument --NAME:")."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import math
+import os
+import stat
+import tempfile
+
+import numpy as np
+
+from .. import _config
+
+SEED_LIMIT = 2**64  # sampling keys numpy's Philox with the seed; one bound for every --seed
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def seed(text: str) -> int:
+    value = _int(text)
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be in [0, 2**64), got {value}")
+    return value
+
+
+def temperature(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    # Sampling scales the logits by float32(1) / float32(temperature): that must be finite.
+    with np.errstate(over="ignore", divide="ignore"):
+        scale = np.float32(1.0) / np.float32(value)
+    if value > 0 and not np.isfinite(scale):
+        raise argparse.ArgumentTypeError(f"must be 0 (greedy) or at least 3e-39 (1/temperature must be a float32), "
+                                         f"got {text!r}")
+    return value
+
+
+def names(text: str) -> tuple[str, ...]:
+    """A non-empty comma-separated list (empty items are ignored)."""
+    got = tuple(v.strip() for v in text.split(",") if v.strip())
+    if not got:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+    return got
+
+
+def positive_ints(text: str) -> tuple[int, ...]:
+    return tuple(positive_int(v) for v in names(text))
+
+
+def modes(text: str) -> tuple[str, ...]:
+    got = names(text)
+    for mode in got:
+        if mode not in _config.MODES:
+            raise argparse.ArgumentTypeError(f"modes are {', '.join(_config.MODES)}; got {mode!r}")
+    return got
+
+
+def model_file(text: str) -> str:
+    """An existing, readable regular file: a directory or FIFO would fail late or block forever."""
+    try:
+        st = os.stat(text)
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot open {text!r}: {exc.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory, not a model file")
+    if not stat.S_ISREG(st.st_mode):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a regular file")
+    if not os.access(text, os.R_OK):
+        raise argparse.ArgumentTypeError(f"{text!r} is not readable")
+    return text
+
+
+def output_file(text: str) -> str:
+    """A path the command can write at the end of its run, checked now so that no run is lost to it."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a file name, got ''")
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory")
+    if os.path.exists(text):
+        if stat.S_ISFIFO(os.stat(text).st_mode) or stat.S_ISSOCK(os.stat(text).st_mode):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a regular file")  # writing it could block
+        if not os.access(text, os.W_OK):
+            raise argparse.ArgumentTypeError(f"{text!r} is not writable")
+        return text
+    parent = os.path.dirname(text) or "."
+    if not os.path.isdir(parent):
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: directory {parent!r} does not exist")
+    try:  # os.access does not see read-only file systems or ACLs the way creating a file does
+        with tempfile.NamedTemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot write in {parent!r}: {exc.strerror}") from None
+    return text
+
+
+def png_file(text: str) -> str:
+    """An output_file, and matplotlib must be installed to draw it."""
+    if importlib.util.find_spec("matplotlib") is None:
+        raise argparse.ArgumentTypeError("needs matplotlib, which is not installed (pip install matplotlib)")
+    return output_file(text)
