@@ -60,7 +60,7 @@ def _typed(header: Header, key: str, kinds: tuple[str, ...], expected: str) -> F
     return field
 
 
-# The integer types GGUF writers use for counts (gguf-py: UINT32; others: UINT64, INT32).
+# Counts may come in any integer type: gguf-py writes UINT32, other writers UINT64 or INT32.
 INTEGERS = ("UINT8", "INT8", "UINT16", "INT16", "UINT32", "INT32", "UINT64", "INT64")
 REALS = ("FLOAT32", "FLOAT64")
 
