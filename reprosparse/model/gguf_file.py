@@ -1,13 +1,17 @@
 """Reading and writing PowerInfer model files: GGUF with the magic "PWRI" or "GGUF".
 
 PowerInfer writes its sparse models as GGUF files whose first four bytes are
-"PWRI" instead of "GGUF"; the rest of the format is GGUF.  gguf-py's reader
-insists on the GGUF magic, so the reader's own mapping is copy-on-write and
-the magic is patched in memory before the reader parses it (the file is not
-modified).  The weights themselves are views of a second, read-only mapping:
-nothing can write them, so a backend may keep its copy on a device between
-calls (reprosparse.backends.opencl.weights.is_frozen), and their pages stay
-shared with the page cache.
+"PWRI" instead of "GGUF"; the rest of the format is GGUF.  The file is mapped
+read-only once: gguf_header.py parses its header from that map, checking every
+length before it reads, and the weights are views of the same map: nothing can
+write them, so a backend may keep its copy on a device between calls
+(reprosparse.backends.opencl.weights.is_frozen), and their pages stay shared
+with the page cache.  Writing uses gguf-py's GGUFWriter.
+
+Every key the loader reads is checked for its GGUF type and its range, and
+every tensor for its type, shape and extent (docs/runtime.md lists them); any
+failure is a ModelFormatError (a ValueError) that names the file and the key
+or tensor.
 
 Dimension order: a GGUF tensor's ne[0] is its fastest (contiguous) axis, so a
 tensor with ne = [a, b] is the numpy array of shape (b, a).  A PyTorch-style
@@ -21,14 +25,18 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .weights import Hyper, Layer, Model
+from .weights import Hyper, HyperError, Layer, Model
+
+if TYPE_CHECKING:
+    from .gguf_header import Field, Header
 
 MAGICS = (b"GGUF", b"PWRI")
 SPARSE_THRESHOLD_KEY = "powerinfer.sparse_threshold"
+TOKENS_KEY = "tokenizer.ggml.tokens"
 
 
 class ModelFormatError(ValueError):
@@ -45,157 +53,147 @@ def _gguf() -> Any:
     return gguf
 
 
-def _reader_class() -> type:
-    gguf = _gguf()
-    from gguf import GGUFReader
-
-    class PowerInferReader(GGUFReader):
-        """GGUFReader that also accepts the PWRI magic and names truncated tensors."""
-
-        @property
-        def data(self) -> np.memmap:
-            return self._data
-
-        @data.setter
-        def data(self, mapped: np.memmap) -> None:
-            if bytes(mapped[:4]) == b"PWRI":
-                mapped[:4] = np.frombuffer(b"GGUF", np.uint8)  # copy-on-write: the file keeps PWRI
-            self._data = mapped
-
-        def _build_tensors(self, start_offs: int, fields: list[Any]) -> None:
-            for field in fields:
-                _, name, _, dims, raw_type, offset = field.parts
-                kind = gguf.GGMLQuantizationType(int(raw_type[0]))
-                block, size = gguf.GGML_QUANT_SIZES[kind]
-                end = int(start_offs + offset[0]) + int(np.prod(dims)) * size // block
-                if end > len(self._data):
-                    raise ModelFormatError(
-                        f"tensor {bytes(name).decode()!r} ends at byte {end} but the file has "
-                        f"{len(self._data)} bytes: the file is truncated"
-                    )
-            super()._build_tensors(start_offs, fields)
-
-    return PowerInferReader
+def _typed(header: Header, key: str, kinds: tuple[str, ...], expected: str) -> Field | None:
+    field = header.fields.get(key)
+    if field is not None and (field.item is not None or field.type.name not in kinds):
+        raise ModelFormatError(f"{key!r} must be {expected}, but its GGUF type is {field.describe()}")
+    return field
 
 
-def open_reader(path: str | os.PathLike[str]) -> Any:
-    """A gguf.GGUFReader over a GGUF or PWRI file, with format errors as ModelFormatError."""
-    path = Path(path)
-    with path.open("rb") as f:
-        magic = f.read(4)
-    if magic not in MAGICS:
-        raise ModelFormatError(f"{path} is not a GGUF or PowerInfer (PWRI) file: magic {magic!r}")
-    try:
-        return _reader_class()(path, "c")
-    except ModelFormatError:
-        raise
-    except Exception as exc:  # gguf raises whatever numpy raises on a short or corrupt header
-        raise ModelFormatError(f"{path}: the GGUF header is truncated or corrupt ({exc})") from exc
+# Counts may come in any integer type: gguf-py writes UINT32, other writers UINT64 or INT32.
+INTEGERS = ("UINT8", "INT8", "UINT16", "INT16", "UINT32", "INT32", "UINT64", "INT64")
+REALS = ("FLOAT32", "FLOAT64")
 
 
-def _field(reader: Any, key: str) -> Any:
-    return reader.fields.get(key)
+def _integer(header: Header, key: str, default: int | None = None) -> int:
+    field = _typed(header, key, INTEGERS, "an integer")
+    if field is not None:
+        return int(field.value)
+    if default is None:
+        raise ModelFormatError(f"the model has no {key!r} key")
+    return default
 
 
-def _scalar(reader: Any, key: str, default: float | None = None) -> float:
-    field = _field(reader, key)
-    if field is None:
-        if default is None:
-            raise ModelFormatError(f"the model has no {key!r} key")
-        return default
-    return float(field.parts[field.data[0]][0])
+def _real(header: Header, key: str, default: float) -> float:
+    field = _typed(header, key, REALS, "FLOAT32 or FLOAT64")
+    return default if field is None else float(field.value)
 
 
-def _string(reader: Any, key: str, default: str) -> str:
-    field = _field(reader, key)
-    return default if field is None else bytes(field.parts[field.data[0]]).decode("utf-8")
+def _text(header: Header, key: str, default: str) -> str:
+    from .gguf_header import decode
+
+    field = _typed(header, key, ("STRING",), "a STRING")
+    return default if field is None else decode(field.value, repr(key))
 
 
-def _tokens(reader: Any) -> tuple[str, ...] | None:
-    field = _field(reader, "tokenizer.ggml.tokens")
+def _tokens(header: Header) -> tuple[str, ...] | None:
+    from .gguf_header import decode
+
+    field = header.fields.get(TOKENS_KEY)
     if field is None:
         return None
-    return tuple(bytes(field.parts[i]).decode("utf-8", errors="replace") for i in field.data)
+    if field.item is None or field.item.name != "STRING":
+        raise ModelFormatError(f"{TOKENS_KEY!r} must be an ARRAY of STRING, but its GGUF type is {field.describe()}")
+    return tuple(decode(raw, f"{TOKENS_KEY}[{i}]") for i, raw in enumerate(field.value))
 
 
-def read_hyper(reader: Any, vocab: int) -> Hyper:
-    arch = _string(reader, "general.architecture", "llama")
+def read_hyper(header: Header, vocab: int) -> Hyper:
+    """The hyperparameters; Hyper checks their ranges and the error is renamed to the key."""
+    arch = _text(header, "general.architecture", "llama")
+    names = {
+        "dim": "embedding_length", "n_layer": "block_count", "n_ff": "feed_forward_length",
+        "n_head": "attention.head_count", "n_head_kv": "attention.head_count_kv",
+        "eps": "attention.layer_norm_rms_epsilon", "rope_base": "rope.freq_base", "context_length": "context_length",
+    }
+    keys = {field: f"{arch}.{name}" for field, name in names.items()}
+    keys["sparse_threshold"] = SPARSE_THRESHOLD_KEY
+    keys["vocab"] = "token_embd.weight ne[1]"
+    n_head = _integer(header, keys["n_head"])
+    try:
+        return Hyper(
+            dim=_integer(header, keys["dim"]),
+            n_layer=_integer(header, keys["n_layer"]),
+            n_ff=_integer(header, keys["n_ff"]),
+            n_head=n_head,
+            n_head_kv=_integer(header, keys["n_head_kv"], n_head),
+            vocab=vocab,
+            eps=_real(header, keys["eps"], 1e-5),
+            rope_base=_real(header, keys["rope_base"], 10000.0),
+            context_length=_integer(header, keys["context_length"], 2048),
+            sparse_threshold=_real(header, keys["sparse_threshold"], 0.0),
+        )
+    except HyperError as exc:
+        raise ModelFormatError(f"{keys[exc.field]!r} {exc.problem}") from None
 
-    def key(name: str, default: float | None = None) -> float:
-        return _scalar(reader, f"{arch}.{name}", default)
 
-    n_head = int(key("attention.head_count"))
-    return Hyper(
-        dim=int(key("embedding_length")),
-        n_layer=int(key("block_count")),
-        n_ff=int(key("feed_forward_length")),
-        n_head=n_head,
-        n_head_kv=int(key("attention.head_count_kv", n_head)),
-        vocab=vocab,
-        eps=key("attention.layer_norm_rms_epsilon", 1e-5),
-        rope_base=key("rope.freq_base", 10000.0),
-        context_length=int(key("context_length", 2048)),
-        sparse_threshold=_scalar(reader, SPARSE_THRESHOLD_KEY, 0.0),
-    )
-
-
-def _tensor_getter(reader: Any, pages: np.memmap) -> Callable[[str, tuple[int, ...]], np.ndarray]:
+def _tensor_getter(header: Header, pages: np.memmap) -> Callable[[str, tuple[int, ...]], np.ndarray]:
     """get(name, shape): the tensor as a read-only view of `pages`, the file mapped read-only."""
     gguf = _gguf()
-    by_name = {t.name: t for t in reader.tensors}
     allowed = {gguf.GGMLQuantizationType.F32: np.float32, gguf.GGMLQuantizationType.F16: np.float16}
 
     def get(name: str, shape: tuple[int, ...]) -> np.ndarray:
-        t = by_name.get(name)
+        t = header.tensors.get(name)
         if t is None:
             raise ModelFormatError(f"the model has no tensor {name!r}")
-        kind = gguf.GGMLQuantizationType(t.tensor_type)
-        if kind not in allowed:
-            raise ModelFormatError(f"tensor {name!r} has type {kind.name}; only F32 and F16 are supported")
-        got = tuple(reversed([int(n) for n in t.shape]))  # ne[0] is the fastest axis: numpy's last
+        if t.kind not in allowed:
+            raise ModelFormatError(f"tensor {name!r} has type {t.kind.name}; only F32 and F16 are supported")
+        got = tuple(reversed(t.ne))  # ne[0] is the fastest axis: numpy's last
         if got != shape:
-            ne = list(reversed(shape))
             raise ModelFormatError(
-                f"tensor {name!r} has numpy shape {got} (GGUF ne {[int(n) for n in t.shape]}); "
-                f"expected {shape} (ne {ne})"
+                f"tensor {name!r} has numpy shape {got} (GGUF ne {list(t.ne)}); "
+                f"expected {shape} (ne {list(reversed(shape))})"
             )
-        start = int(t.data_offset)
-        return pages[start:start + int(t.n_bytes)].view(allowed[kind]).reshape(shape)
+        return pages[t.start:t.start + t.nbytes].view(allowed[t.kind]).reshape(shape)
 
     return get
 
 
+def _ne(header: Header, name: str, n_dims: int, layout: str) -> tuple[int, ...]:
+    t = header.tensors.get(name)
+    if t is None:
+        raise ModelFormatError(f"the model has no tensor {name!r}")
+    if len(t.ne) != n_dims:
+        raise ModelFormatError(f"tensor {name!r} must have ne {layout}, has ne {list(t.ne)}")
+    return t.ne
+
+
 def load_model(path: str | os.PathLike[str]) -> Model:
     """Load a ReLU-LLaMA model with PowerInfer predictors from a GGUF or PWRI file."""
-    reader = open_reader(path)
-    get = _tensor_getter(reader, np.memmap(path, mode="r"))
-    embd_info = next((t for t in reader.tensors if t.name == "token_embd.weight"), None)
-    if embd_info is None:
-        raise ModelFormatError("the model has no tensor 'token_embd.weight'")
-    vocab = int(embd_info.shape[1]) if len(embd_info.shape) == 2 else 0
-    hp = read_hyper(reader, vocab)
-    if hp.dim % hp.n_head or hp.n_head % hp.n_head_kv or hp.head_dim % 2:
-        raise ModelFormatError(
-            f"embedding_length {hp.dim}, head_count {hp.n_head}, head_count_kv {hp.n_head_kv} do not "
-            "give whole, even heads"
-        )
+    path = Path(path)
+    try:
+        return _load(path)
+    except ModelFormatError as exc:
+        raise ModelFormatError(f"{path}: {exc}") from exc
+
+
+def _load(path: Path) -> Model:
+    _gguf()
+    from . import gguf_header
+
+    size = path.stat().st_size
+    if size < 4:  # numpy cannot map an empty file
+        raise ModelFormatError(f"not a GGUF or PowerInfer (PWRI) file: it has {size} bytes")
+    pages = np.memmap(path, mode="r")
+    header = gguf_header.parse(pages.data)
+    vocab = _ne(header, "token_embd.weight", 2, "[dim, vocab]")[1]
+    hp = read_hyper(header, vocab)
+    get = _tensor_getter(header, pages)
     dim, ff, kv = hp.dim, hp.n_ff, hp.n_head_kv * hp.head_dim
     layers = []
-    for i in range(hp.n_layer):
+    for i in range(hp.n_layer):  # stops at the first missing tensor, however large block_count is
         def w(name: str, shape: tuple[int, ...], i: int = i) -> np.ndarray:
             return get(f"blk.{i}.{name}.weight", shape)
 
-        fc1_info = next((t for t in reader.tensors if t.name == f"blk.{i}.fc1.weight"), None)
-        rank = int(fc1_info.shape[-1]) if fc1_info is not None else 0
+        rank = _ne(header, f"blk.{i}.fc1.weight", 2, "[dim, rank]")[1]
         layers.append(Layer(
             attn_norm=w("attn_norm", (dim,)), wq=w("attn_q", (dim, dim)), wk=w("attn_k", (kv, dim)),
             wv=w("attn_v", (kv, dim)), wo=w("attn_output", (dim, dim)), ffn_norm=w("ffn_norm", (dim,)),
             gate=w("ffn_gate", (ff, dim)), up=w("ffn_up", (ff, dim)), down_t=w("ffn_down_t", (ff, dim)),
             fc1=w("fc1", (rank, dim)), fc2=w("fc2", (ff, rank)),
         ))
-    tokens = _tokens(reader)
+    tokens = _tokens(header)
     if tokens is not None and len(tokens) != vocab:
-        raise ModelFormatError(f"tokenizer.ggml.tokens has {len(tokens)} entries for a vocabulary of {vocab}")
+        raise ModelFormatError(f"{TOKENS_KEY!r} has {len(tokens)} entries for a vocabulary of {vocab}")
     return Model(
         hyper=hp,
         token_embd=get("token_embd.weight", (vocab, dim)),

@@ -54,15 +54,16 @@ def make_model(
     if dtype not in ("f16", "f32"):
         raise ValueError(f"dtype must be f16 or f32, got {dtype!r}")
     kv_heads = heads if kv_heads is None else kv_heads
-    if dim % heads or (dim // heads) % 2 or heads % kv_heads or vocab < 4:
-        raise ValueError("need dim divisible into even-width heads, heads divisible by kv_heads, vocab >= 4")
+    # Hyper checks counts, head split and context length (HyperError, a ValueError), as load_model does.
+    hyper = Hyper(dim=dim, n_layer=layers, n_ff=ff, n_head=heads, n_head_kv=kv_heads, vocab=vocab,
+                  eps=float(np.float32(1e-5)),
+                  rope_base=10000.0, context_length=context_length, sparse_threshold=0.0)
+    if vocab < 4:
+        raise ValueError(f"vocab must be at least 4 (calibration prompts draw tokens 3 .. vocab-1), got {vocab}")
     wdt = np.float16 if dtype == "f16" else np.float32
     rank = rank if rank is not None else max(4, min(dim // 4, 256))
     rng = np.random.default_rng(seed)
     hd = dim // heads
-    hyper = Hyper(dim=dim, n_layer=layers, n_ff=ff, n_head=heads, n_head_kv=kv_heads, vocab=vocab,
-                  eps=float(np.float32(1e-5)),
-                  rope_base=10000.0, context_length=context_length, sparse_threshold=0.0)
 
     embd = _normal(rng, (vocab, dim), 1.0)
     embd[:, 0] = BIAS_VALUE

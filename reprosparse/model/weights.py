@@ -7,13 +7,28 @@ down projection is neuron-major (`down_t`, (n_ff, dim)), as `sparse_ffn` wants.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
+#: The shortest usable context: one prompt token plus one generated token fed back.
+MIN_CONTEXT_LENGTH = 2
+
+
+class HyperError(ValueError):
+    """A hyperparameter is out of range; `field` names it, so the model loader can name its GGUF key."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field} {problem}")
+        self.field = field
+        self.problem = problem
+
 
 @dataclass(frozen=True)
 class Hyper:
+    """Checked on construction, so neither make_model nor save_model can produce a file load_model refuses."""
+
     dim: int
     n_layer: int
     n_ff: int
@@ -24,6 +39,24 @@ class Hyper:
     rope_base: float
     context_length: int
     sparse_threshold: float
+
+    def __post_init__(self) -> None:
+        for name in ("dim", "n_layer", "n_ff", "n_head", "n_head_kv", "vocab"):
+            if getattr(self, name) < 1:
+                raise HyperError(name, f"must be at least 1, got {getattr(self, name)}")
+        if self.context_length < MIN_CONTEXT_LENGTH:
+            raise HyperError("context_length", f"must be at least {MIN_CONTEXT_LENGTH}, got {self.context_length}")
+        if self.n_head % self.n_head_kv:
+            raise HyperError("n_head_kv", f"must divide the head count {self.n_head}, got {self.n_head_kv}")
+        if self.dim % self.n_head or (self.dim // self.n_head) % 2:
+            raise HyperError("n_head", f"must split the embedding length {self.dim} into heads of even width, "
+                                       f"got {self.n_head}")
+        for name in ("eps", "rope_base"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise HyperError(name, f"must be a finite positive number, got {value!r}")
+        if not math.isfinite(self.sparse_threshold):
+            raise HyperError("sparse_threshold", f"must be finite, got {self.sparse_threshold!r}")
 
     @property
     def head_dim(self) -> int:
