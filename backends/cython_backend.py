@@ -4,8 +4,10 @@ The kernels live in backends/cython/csrc and are built by setup.py into
 `reprosparse.backends._cython_kernels`.  Deterministic mode follows the spec's
 order exactly on every ISA and thread count; fast mode uses FMA.
 
-REPROSPARSE_CYTHON_ISA=scalar|sse2|avx2|avx512 (or `CythonBackend(isa=...)`)
-pins the kernel variant; by default the widest one the CPU runs is used.
+REPROSPARSE_CYTHON_ISA=scalar|sse2|avx2|avx512, in any case (or
+`CythonBackend(isa=...)`), pins the kernel variant; by default the widest one
+the CPU runs is used.  An unknown name is a BackendConfigError wherever the
+backend would load; a known one this CPU or build lacks makes it unavailable.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 
 from reprosparse import _platform
 
-from ._base import Backend, BackendUnavailable
+from ._base import Backend, BackendConfigError, BackendUnavailable
 
 ISA_ENV = "REPROSPARSE_CYTHON_ISA"
 
@@ -39,10 +41,18 @@ class CythonBackend(Backend):
 
     def __init__(self, isa: str | None = None) -> None:
         self._k = _kernels()
-        wanted = isa or os.environ.get(ISA_ENV, "").strip() or self._k.BEST
+        source, wanted = "isa", isa
+        if wanted is None:
+            source, wanted = ISA_ENV, os.environ.get(ISA_ENV, "").strip() or self._k.BEST
+        if wanted.lower() not in self._k.ISAS:
+            # A typo is a configuration error, not "unavailable": auto must not quietly pick another backend.
+            raise BackendConfigError(
+                f"{source} must be one of {', '.join(self._k.ISAS)} (any case); got {wanted!r}"
+            )
+        wanted = wanted.lower()
         if wanted not in self._k.SUPPORTED:
             raise BackendUnavailable(
-                f"ISA {wanted!r} is not usable here (CPU and build support: {', '.join(self._k.SUPPORTED)})"
+                f"{source}={wanted!r} is not usable here (CPU and build support: {', '.join(self._k.SUPPORTED)})"
             )
         #: the kernel variant this instance runs
         self.isa: str = wanted

@@ -16,8 +16,10 @@ import time
 import numpy as np
 import pytest
 
+import reprosparse as rs
+from reprosparse import _registry
 from reprosparse import reference as ref
-from reprosparse.backends import BackendUnavailable
+from reprosparse.backends import BackendConfigError, BackendUnavailable
 from reprosparse.reference import bounds
 
 try:
@@ -322,13 +324,28 @@ def test_isa_override(monkeypatch):
     monkeypatch.setenv("REPROSPARSE_CYTHON_ISA", "scalar")
     assert CythonBackend().isa == "scalar"
     assert CythonBackend(isa=ISAS[-1]).isa == ISAS[-1]
+    for spelling in (ISAS[-1].upper(), f" {ISAS[-1].capitalize()} "):
+        monkeypatch.setenv("REPROSPARSE_CYTHON_ISA", spelling)
+        assert CythonBackend().isa == ISAS[-1], spelling
     monkeypatch.setenv("REPROSPARSE_CYTHON_ISA", "avx9000")
-    with pytest.raises(BackendUnavailable, match="avx9000"):
+    with pytest.raises(BackendConfigError, match="REPROSPARSE_CYTHON_ISA must be one of scalar, sse2, avx2, avx512"):
         CythonBackend()
+    with pytest.raises(ValueError, match=r"isa must be one of .*'neon'"):
+        CythonBackend(isa="neon")
     unsupported = [i for i in kernels.ISAS if i not in ISAS]
     for isa in unsupported:
-        with pytest.raises(BackendUnavailable):
+        with pytest.raises(BackendUnavailable, match=f"isa='{isa}' is not usable here"):
             CythonBackend(isa=isa)
+
+
+def test_unknown_isa_is_an_error_wherever_the_backend_would_load(monkeypatch):
+    """Not "cython unavailable": then auto would quietly choose another backend."""
+    monkeypatch.setattr(_registry, "_loaded", {})
+    monkeypatch.setenv("REPROSPARSE_CYTHON_ISA", "avx9000")
+    for ask in (lambda: rs.get_backend("cython"), lambda: rs.get_backend("auto"), rs.available_backends):
+        with pytest.raises(ValueError, match=r"REPROSPARSE_CYTHON_ISA must be one of .*got 'avx9000'"):
+            ask()
+    assert rs.get_backend("numpy").name == "numpy"  # a backend that does not read it is unaffected
 
 
 # ---- bad input: errors, never a crash ----------------------------------------

@@ -132,6 +132,9 @@ def test_use_changes_the_arithmetic():
         ({"REPROSPARSE_MODE": "quick"}, "REPROSPARSE_MODE must be one of deterministic, fast"),
         ({"REPROSPARSE_THREADS": "two"}, "REPROSPARSE_THREADS must be a positive integer"),
         ({"REPROSPARSE_THREADS": "0"}, "REPROSPARSE_THREADS must be a positive integer"),
+        ({"REPROSPARSE_THREADS": "-3"}, "REPROSPARSE_THREADS must be a positive integer, got -3"),
+        ({"REPROSPARSE_BACKEND": "cuda"}, r"REPROSPARSE_BACKEND must be auto or the name of a registered backend "
+                                          r"\(.*numpy.*\); got 'cuda'"),
     ],
 )
 def test_environment_errors_name_the_variable(env, error):
