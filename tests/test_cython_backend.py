@@ -9,6 +9,9 @@ however concurrently it is called.
 from __future__ import annotations
 
 import os
+import pickle
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -318,6 +321,78 @@ def test_default_threads_follow_threadpoolctl_but_explicit_requests_win():
         assert b.default_threads() == 1
         assert kernels.team_size(2) == 2
     assert b.default_threads() == min(len(os.sched_getaffinity(0)), kernels.max_threads())
+
+
+def _run_forked(child, timeout=60.0):
+    """child()'s return value, computed in a process forked from this one; a hang kills it and fails."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        code = 1
+        try:
+            os.close(r)
+            with os.fdopen(w, "wb") as out:
+                pickle.dump(child(), out)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as got:
+        deadline = time.monotonic() + timeout
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if done[0] == 0:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail(f"the forked child hung (killed after {timeout} s)")
+        assert os.waitstatus_to_exitcode(done[1]) == 0, "the forked child failed"
+        return pickle.load(got)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_child_forked_after_threaded_calls_computes_the_same_bits():
+    """GNU OpenMP's pool does not survive fork: the child must run without it, not hang."""
+    rng = np.random.default_rng(4)
+    b = CythonBackend()
+    W = rng.standard_normal((300, 64)).astype(np.float32)
+    x = rng.standard_normal((3, 64)).astype(np.float32)
+    rows = np.array([1, 64, 65, 255, 256, 299], np.int32)
+    h = rng.standard_normal((3, rows.size)).astype(np.float32)
+    mask = rng.random((3, 300)) < 0.3
+    want = [ref.matvec(W, x), ref.sparse_axpy(W, h, rows), ref.sparse_ffn(x, W, W[::-1].copy(), W, mask)]
+
+    def calls(threads):
+        return [b.matvec(W, x, threads=threads), b.sparse_axpy(W, h, rows, threads=threads),
+                b.sparse_ffn(x, W, W[::-1].copy(), W, mask, threads=threads)]
+
+    for got, expected in zip(calls(2), want, strict=True):  # the parent starts OpenMP's threads
+        assert_same_bits(got, expected, "parent, 2 threads")
+    in_child = _run_forked(lambda: (b.default_threads(), calls(2), calls(None)))
+    assert in_child[0] == 1
+    for label, results in (("2 threads", in_child[1]), ("default threads", in_child[2])):
+        for got, expected in zip(results, want, strict=True):
+            assert_same_bits(got, expected, f"forked child, {label}")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_child_forked_before_any_threads_keeps_them():
+    """Only a parent that ran threads makes its children single-threaded (a forkserver never does)."""
+    script = (
+        "import os, sys\n"
+        "from reprosparse.backends.cython_backend import CythonBackend\n"
+        "b = CythonBackend()\n"
+        "r, w = os.pipe()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    os.write(w, str(b.default_threads()).encode()); os._exit(0)\n"
+        "os.close(w); os.waitpid(pid, 0)\n"
+        "print(b.default_threads(), os.read(r, 100).decode())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    parent, child = map(int, out.stdout.split())
+    if parent == 1:
+        pytest.skip("one thread by default here: nothing to keep")
+    assert child == parent
 
 
 def test_isa_override(monkeypatch):
