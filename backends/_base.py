@@ -26,6 +26,13 @@ class BackendUnavailable(RuntimeError):
     """Raised by a backend's loader when it cannot run here; the message says why."""
 
 
+class BackendConfigError(ValueError):
+    """Raised by a backend's loader when a setting meant for it (an environment
+    variable) is invalid; the message names the setting and its valid values.
+    Unlike BackendUnavailable this is never a reason for "auto" to skip the
+    backend: every request that loads it raises this error."""
+
+
 class Backend:
     #: registry name, also used in reports and reproductions
     name: ClassVar[str] = ""

@@ -4,8 +4,10 @@ The kernels live in backends/cython/csrc and are built by setup.py into
 `reprosparse.backends._cython_kernels`.  Deterministic mode follows the spec's
 order exactly on every ISA and thread count; fast mode uses FMA.
 
-REPROSPARSE_CYTHON_ISA=scalar|sse2|avx2|avx512 (or `CythonBackend(isa=...)`)
-pins the kernel variant; by default the widest one the CPU runs is used.
+REPROSPARSE_CYTHON_ISA=scalar|sse2|avx2|avx512, in any case (or
+`CythonBackend(isa=...)`), pins the kernel variant; by default the widest one
+the CPU runs is used.  An unknown name is a BackendConfigError wherever the
+backend would load; a known one this CPU or build lacks makes it unavailable.
 """
 
 from __future__ import annotations
@@ -17,9 +19,27 @@ import numpy as np
 
 from reprosparse import _platform
 
-from ._base import Backend, BackendUnavailable
+from ._base import Backend, BackendConfigError, BackendUnavailable
 
 ISA_ENV = "REPROSPARSE_CYTHON_ISA"
+
+# GNU OpenMP's worker threads do not survive fork(): a child forked after its
+# parent ran a parallel region waits forever for them in its next one.  So a
+# child forked (multiprocessing's default on Linux) after this process started
+# threads runs every call on one thread, which the kernels run without entering
+# OpenMP at all (csrc/dispatch.c, run_pieces).  Threads never change the bits.
+# A process that never ran threads here (e.g. a forkserver) forks children that
+# keep them.
+_threads_started = False
+_forked_after_threads = False
+
+
+def _after_fork_in_child() -> None:
+    global _forked_after_threads
+    _forked_after_threads = _threads_started
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _kernels() -> ModuleType:
@@ -39,23 +59,45 @@ class CythonBackend(Backend):
 
     def __init__(self, isa: str | None = None) -> None:
         self._k = _kernels()
-        wanted = isa or os.environ.get(ISA_ENV, "").strip() or self._k.BEST
+        source, wanted = "isa", isa
+        if wanted is None:
+            source, wanted = ISA_ENV, os.environ.get(ISA_ENV, "").strip() or self._k.BEST
+        if wanted.lower() not in self._k.ISAS:
+            # A typo is a configuration error, not "unavailable": auto must not quietly pick another backend.
+            raise BackendConfigError(
+                f"{source} must be one of {', '.join(self._k.ISAS)} (any case); got {wanted!r}"
+            )
+        wanted = wanted.lower()
         if wanted not in self._k.SUPPORTED:
             raise BackendUnavailable(
-                f"ISA {wanted!r} is not usable here (CPU and build support: {', '.join(self._k.SUPPORTED)})"
+                f"{source}={wanted!r} is not usable here (CPU and build support: {', '.join(self._k.SUPPORTED)})"
             )
         #: the kernel variant this instance runs
         self.isa: str = wanted
 
     def default_threads(self) -> int:
+        if _forked_after_threads:
+            return 1
         # All cores we may run on, unless OMP_NUM_THREADS or threadpoolctl lowered OpenMP's limit.
         return max(1, min(_platform.cpu_count(), self._k.max_threads()))
+
+    def _team(self, threads: int) -> int:
+        """The thread count a call runs on in this process (an invalid count is left for the kernels to refuse)."""
+        global _threads_started
+        if not 1 < threads <= self._k.MAX_THREADS:
+            return threads
+        if _forked_after_threads:
+            return 1
+        _threads_started = True  # before the call: a fork from another thread during it is covered too
+        return threads
 
     def info(self) -> dict[str, str]:
         k = self._k
         openmp = "no: built without it, one thread"
         if k.OPENMP_ENABLED:
             openmp = f"yes (up to {k.max_threads()} threads)"
+        if _forked_after_threads:
+            openmp += "; one thread in this process, forked after its parent ran threads"
         return {
             "OpenMP": openmp,
             "ISA": f"{self.isa} (compiled: {' '.join(k.COMPILED)}; this CPU: {' '.join(k.SUPPORTED)})",
@@ -63,24 +105,24 @@ class CythonBackend(Backend):
         }
 
     def _matvec(self, W: np.ndarray, x: np.ndarray, mode: str, threads: int) -> np.ndarray:
-        return self._k.lane_dot_rows(W, None, x, mode == "fast", threads, self.isa)
+        return self._k.lane_dot_rows(W, None, x, mode == "fast", self._team(threads), self.isa)
 
     def _sparse_matvec(
         self, W: np.ndarray, x: np.ndarray, rows: np.ndarray, mode: str, threads: int
     ) -> np.ndarray:
-        return self._k.lane_dot_rows(W, rows, x, mode == "fast", threads, self.isa)
+        return self._k.lane_dot_rows(W, rows, x, mode == "fast", self._team(threads), self.isa)
 
     def _sparse_axpy(
         self, W: np.ndarray, h: np.ndarray, rows: np.ndarray, mode: str, threads: int
     ) -> np.ndarray:
-        return self._k.sparse_axpy(W, h, rows, mode == "fast", threads, self.isa)
+        return self._k.sparse_axpy(W, h, rows, mode == "fast", self._team(threads), self.isa)
 
     def _sparse_ffn(
         self, x: np.ndarray, gate: np.ndarray, up: np.ndarray, down_t: np.ndarray,
         mask: np.ndarray, mode: str, threads: int,
     ) -> np.ndarray:
         # One native call: no Python between the gate/up products, h and the axpy.
-        return self._k.sparse_ffn(x, gate, up, down_t, mask, mode == "fast", threads, self.isa)
+        return self._k.sparse_ffn(x, gate, up, down_t, mask, mode == "fast", self._team(threads), self.isa)
 
 
 def load() -> CythonBackend:

@@ -21,6 +21,15 @@ I32 = np.dtype(np.int32)
 def _array(name: str, value: Any) -> np.ndarray:
     if not isinstance(value, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(value).__name__}")
+    # A subclass's semantics (a MaskedArray's mask, np.matrix's 2-D products) would be
+    # honoured by numpy code and ignored by native kernels, so backends would disagree.
+    # np.memmap only says where the memory lives: model weights are memmap views.
+    if type(value) is not np.ndarray and not isinstance(value, np.memmap):
+        cls = type(value)
+        raise TypeError(
+            f"{name} must be a numpy.ndarray or numpy.memmap, not the subclass {cls.__module__}.{cls.__qualname__}; "
+            f"convert it explicitly (np.asarray({name}) keeps the data and drops the subclass)"
+        )
     return value
 
 

@@ -36,6 +36,17 @@ def check_threads(threads: object, source: str = "threads") -> int:
     return threads
 
 
+def check_backend_name(name: str, source: str) -> str:
+    """A registered backend's name or "auto"; whether it can run here is the registry's question, asked later."""
+    from . import _registry
+
+    registered = sorted(_registry._entry_points())
+    if name != "auto" and name not in registered:
+        known = ", ".join(registered) or "none registered: is reprosparse installed?"
+        raise ValueError(f"{source} must be auto or the name of a registered backend ({known}); got {name!r}")
+    return name
+
+
 def from_environment(env: dict[str, str] | os._Environ[str] = os.environ) -> Settings:
     threads: int | None = None
     raw = env.get("REPROSPARSE_THREADS", "").strip()
@@ -46,7 +57,7 @@ def from_environment(env: dict[str, str] | os._Environ[str] = os.environ) -> Set
             raise ValueError(f"REPROSPARSE_THREADS must be a positive integer, got {raw!r}") from None
         check_threads(threads, "REPROSPARSE_THREADS")
     return Settings(
-        backend=env.get("REPROSPARSE_BACKEND", "").strip() or "auto",
+        backend=check_backend_name(env.get("REPROSPARSE_BACKEND", "").strip() or "auto", "REPROSPARSE_BACKEND"),
         mode=check_mode(env.get("REPROSPARSE_MODE", "").strip() or "deterministic", "REPROSPARSE_MODE"),
         threads=threads,
     )

@@ -9,6 +9,9 @@ however concurrently it is called.
 from __future__ import annotations
 
 import os
+import pickle
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -16,8 +19,10 @@ import time
 import numpy as np
 import pytest
 
+import reprosparse as rs
+from reprosparse import _registry
 from reprosparse import reference as ref
-from reprosparse.backends import BackendUnavailable
+from reprosparse.backends import BackendConfigError, BackendUnavailable
 from reprosparse.reference import bounds
 
 try:
@@ -318,17 +323,104 @@ def test_default_threads_follow_threadpoolctl_but_explicit_requests_win():
     assert b.default_threads() == min(len(os.sched_getaffinity(0)), kernels.max_threads())
 
 
+def _run_forked(child, timeout=60.0):
+    """child()'s return value, computed in a process forked from this one; a hang kills it and fails."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        code = 1
+        try:
+            os.close(r)
+            with os.fdopen(w, "wb") as out:
+                pickle.dump(child(), out)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as got:
+        deadline = time.monotonic() + timeout
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if done[0] == 0:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail(f"the forked child hung (killed after {timeout} s)")
+        assert os.waitstatus_to_exitcode(done[1]) == 0, "the forked child failed"
+        return pickle.load(got)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_child_forked_after_threaded_calls_computes_the_same_bits():
+    """GNU OpenMP's pool does not survive fork: the child must run without it, not hang."""
+    rng = np.random.default_rng(4)
+    b = CythonBackend()
+    W = rng.standard_normal((300, 64)).astype(np.float32)
+    x = rng.standard_normal((3, 64)).astype(np.float32)
+    rows = np.array([1, 64, 65, 255, 256, 299], np.int32)
+    h = rng.standard_normal((3, rows.size)).astype(np.float32)
+    mask = rng.random((3, 300)) < 0.3
+    want = [ref.matvec(W, x), ref.sparse_axpy(W, h, rows), ref.sparse_ffn(x, W, W[::-1].copy(), W, mask)]
+
+    def calls(threads):
+        return [b.matvec(W, x, threads=threads), b.sparse_axpy(W, h, rows, threads=threads),
+                b.sparse_ffn(x, W, W[::-1].copy(), W, mask, threads=threads)]
+
+    for got, expected in zip(calls(2), want, strict=True):  # the parent starts OpenMP's threads
+        assert_same_bits(got, expected, "parent, 2 threads")
+    in_child = _run_forked(lambda: (b.default_threads(), calls(2), calls(None)))
+    assert in_child[0] == 1
+    for label, results in (("2 threads", in_child[1]), ("default threads", in_child[2])):
+        for got, expected in zip(results, want, strict=True):
+            assert_same_bits(got, expected, f"forked child, {label}")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_child_forked_before_any_threads_keeps_them():
+    """Only a parent that ran threads makes its children single-threaded (a forkserver never does)."""
+    script = (
+        "import os, sys\n"
+        "from reprosparse.backends.cython_backend import CythonBackend\n"
+        "b = CythonBackend()\n"
+        "r, w = os.pipe()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    os.write(w, str(b.default_threads()).encode()); os._exit(0)\n"
+        "os.close(w); os.waitpid(pid, 0)\n"
+        "print(b.default_threads(), os.read(r, 100).decode())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    parent, child = map(int, out.stdout.split())
+    if parent == 1:
+        pytest.skip("one thread by default here: nothing to keep")
+    assert child == parent
+
+
 def test_isa_override(monkeypatch):
     monkeypatch.setenv("REPROSPARSE_CYTHON_ISA", "scalar")
     assert CythonBackend().isa == "scalar"
     assert CythonBackend(isa=ISAS[-1]).isa == ISAS[-1]
+    for spelling in (ISAS[-1].upper(), f" {ISAS[-1].capitalize()} "):
+        monkeypatch.setenv("REPROSPARSE_CYTHON_ISA", spelling)
+        assert CythonBackend().isa == ISAS[-1], spelling
     monkeypatch.setenv("REPROSPARSE_CYTHON_ISA", "avx9000")
-    with pytest.raises(BackendUnavailable, match="avx9000"):
+    with pytest.raises(BackendConfigError, match="REPROSPARSE_CYTHON_ISA must be one of scalar, sse2, avx2, avx512"):
         CythonBackend()
+    with pytest.raises(ValueError, match=r"isa must be one of .*'neon'"):
+        CythonBackend(isa="neon")
     unsupported = [i for i in kernels.ISAS if i not in ISAS]
     for isa in unsupported:
-        with pytest.raises(BackendUnavailable):
+        with pytest.raises(BackendUnavailable, match=f"isa='{isa}' is not usable here"):
             CythonBackend(isa=isa)
+
+
+def test_unknown_isa_is_an_error_wherever_the_backend_would_load(monkeypatch):
+    """Not "cython unavailable": then auto would quietly choose another backend."""
+    monkeypatch.setattr(_registry, "_loaded", {})
+    monkeypatch.setenv("REPROSPARSE_CYTHON_ISA", "avx9000")
+    for ask in (lambda: rs.get_backend("cython"), lambda: rs.get_backend("auto"), rs.available_backends):
+        with pytest.raises(ValueError, match=r"REPROSPARSE_CYTHON_ISA must be one of .*got 'avx9000'"):
+            ask()
+    assert rs.get_backend("numpy").name == "numpy"  # a backend that does not read it is unaffected
 
 
 # ---- bad input: errors, never a crash ----------------------------------------

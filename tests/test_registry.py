@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -129,6 +132,9 @@ def test_use_changes_the_arithmetic():
         ({"REPROSPARSE_MODE": "quick"}, "REPROSPARSE_MODE must be one of deterministic, fast"),
         ({"REPROSPARSE_THREADS": "two"}, "REPROSPARSE_THREADS must be a positive integer"),
         ({"REPROSPARSE_THREADS": "0"}, "REPROSPARSE_THREADS must be a positive integer"),
+        ({"REPROSPARSE_THREADS": "-3"}, "REPROSPARSE_THREADS must be a positive integer, got -3"),
+        ({"REPROSPARSE_BACKEND": "cuda"}, r"REPROSPARSE_BACKEND must be auto or the name of a registered backend "
+                                          r"\(.*numpy.*\); got 'cuda'"),
     ],
 )
 def test_environment_errors_name_the_variable(env, error):
@@ -147,3 +153,132 @@ def test_builtin_backends_register_through_entry_points():
     names = {ep.name for ep in _registry.entry_points(group=_registry.GROUP)}
     assert "numpy" in names
     assert isinstance(rs.get_backend("numpy"), Backend)
+
+
+# ---- loading: factories that ask for backends, threads that ask at once -------
+
+def _in_thread(fn, timeout=30.0):
+    """fn's result or exception, from another thread; a hang fails the test instead of hanging it."""
+    out = {}
+
+    def run():
+        try:
+            out["value"] = fn()
+        except BaseException as exc:  # handed back to the test
+            out["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    assert not worker.is_alive(), f"{fn} still running after {timeout} s: the registry deadlocked"
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
+class Wrapping(NumpyBackend):
+    """A backend that delegates to another one it gets from the registry."""
+
+    name = "wrapping"
+
+    def __init__(self):
+        self.inner = rs.get_backend("numpy")
+
+
+def _selfish():
+    return rs.get_backend("selfish")
+
+
+def test_a_factory_may_ask_for_another_backend(fake_registry):
+    fake_registry["wrapping"] = _EntryPoint("wrapping", Wrapping)
+    got = _in_thread(lambda: rs.get_backend("wrapping"))
+    assert isinstance(got, Wrapping)
+    assert got.inner is rs.get_backend("numpy")
+
+
+def test_a_factory_that_asks_for_itself_is_an_error_not_a_hang(fake_registry):
+    fake_registry["selfish"] = _EntryPoint("selfish", _selfish)
+    with pytest.raises(rs.BackendError, match=r"'selfish' is unavailable: .*'selfish' needs itself"):
+        _in_thread(lambda: rs.get_backend("selfish"))
+    # remembered with the reason, like any other failure
+    status = rs.available_backends()["selfish"]
+    assert not status.available and "needs itself" in status.reason
+
+
+def test_factories_that_need_each_other_across_threads_fail_instead_of_hanging(fake_registry):
+    both_loading = threading.Barrier(2)
+
+    def needs(other):
+        def factory():
+            both_loading.wait(timeout=10)  # each thread holds its own name before asking for the other
+            return rs.get_backend(other)
+        return factory
+
+    fake_registry["ping"] = _EntryPoint("ping", needs("pong"))
+    fake_registry["pong"] = _EntryPoint("pong", needs("ping"))
+    errors = []
+
+    def ask(name):
+        try:
+            rs.get_backend(name)
+        except rs.BackendError as exc:
+            errors.append(str(exc))
+
+    threads = [threading.Thread(target=ask, args=(n,), daemon=True) for n in ("ping", "pong")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not any(t.is_alive() for t in threads), "two factories waiting on each other deadlocked"
+    assert len(errors) == 2 and any("needs itself" in e for e in errors), errors
+
+
+def test_concurrent_first_use_runs_the_factory_once(fake_registry):
+    calls = []
+    many = 8
+    gate = threading.Event()
+
+    def slow():
+        calls.append(threading.get_ident())
+        gate.wait(timeout=10)  # keep the load in progress until every thread has asked
+        return NumpyBackend()
+
+    fake_registry["slow"] = _EntryPoint("slow", slow)
+    results = [None] * many
+    start = threading.Barrier(many + 1)
+
+    def ask(i):
+        start.wait(timeout=10)
+        results[i] = rs.get_backend("slow")
+
+    threads = [threading.Thread(target=ask, args=(i,), daemon=True) for i in range(many)]
+    for t in threads:
+        t.start()
+    start.wait(timeout=10)
+    while len(_registry._waiting) < many - 1 and any(t.is_alive() for t in threads):
+        time.sleep(0.001)  # the others are waiting for the one loader
+    gate.set()
+    for t in threads:
+        t.join(30)
+    assert not any(t.is_alive() for t in threads)
+    assert len(calls) == 1
+    assert all(r is results[0] for r in results) and isinstance(results[0], NumpyBackend)
+
+
+def test_a_slow_factory_does_not_hold_up_other_backends(fake_registry):
+    gate = threading.Event()
+
+    def slow():
+        gate.wait(timeout=30)
+        return NumpyBackend()
+
+    fake_registry["slow"] = _EntryPoint("slow", slow)
+    loader = threading.Thread(target=rs.get_backend, args=("slow",), daemon=True)
+    loader.start()
+    while "slow" not in _registry._loading:
+        time.sleep(0.001)
+    try:
+        assert _in_thread(lambda: rs.get_backend("faster"), timeout=10).name == "faster"
+    finally:
+        gate.set()
+        loader.join(30)

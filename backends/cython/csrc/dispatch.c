@@ -93,14 +93,38 @@ static int rows_ok(const int32_t *rows, int64_t nrows, int64_t n) {
 
 static int64_t pieces(int64_t n, int64_t per) { return (n + per - 1) / per; }
 
+typedef void (*rs_piece_fn)(const void *work, int64_t c);
+
+/* piece(work, c) for every c in [0, np), handed out to `threads` threads.  One
+ * thread runs them in order without entering an OpenMP region at all: GNU
+ * OpenMP's worker threads do not survive fork(), so a forked child (which the
+ * cython backend keeps to one thread) must not touch the pool its parent made. */
+static void run_pieces(int64_t np, int threads, rs_piece_fn piece, const void *work) {
+    if (threads <= 1) {
+        for (int64_t c = 0; c < np; c++) piece(work, c);
+        return;
+    }
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+    for (int64_t c = 0; c < np; c++) piece(work, c);
+}
+
+/* Dot products of rows [c * RS_ROW_PIECE, ...) for each job; piece c belongs to job c / per_job. */
+typedef struct {
+    const rs_isa_table *K;
+    const rs_dot_args *jobs[2];
+    int64_t nrows, per_job;
+} rs_dot_work;
+
+static void dot_piece(const void *work, int64_t c) {
+    const rs_dot_work *W = work;
+    const int64_t p = c % W->per_job, end = (p + 1) * RS_ROW_PIECE;
+    W->K->dot_rows(W->jobs[c / W->per_job], p * RS_ROW_PIECE, end < W->nrows ? end : W->nrows);
+}
+
 static void dot_parallel(const rs_isa_table *K, const rs_dot_args *A, int64_t nrows, int threads) {
     if (nrows == 0 || A->t == 0) return;
-    const int64_t np = pieces(nrows, RS_ROW_PIECE);
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
-    for (int64_t c = 0; c < np; c++) {
-        const int64_t end = (c + 1) * RS_ROW_PIECE;
-        K->dot_rows(A, c * RS_ROW_PIECE, end < nrows ? end : nrows);
-    }
+    const rs_dot_work work = {K, {A, A}, nrows, pieces(nrows, RS_ROW_PIECE)};
+    run_pieces(work.per_job, threads, dot_piece, &work);
 }
 
 int rs_dot(int isa, const rs_dot_args *A, int64_t nrows, int64_t n, int threads) {
@@ -109,6 +133,18 @@ int rs_dot(int isa, const rs_dot_args *A, int64_t nrows, int64_t n, int threads)
     if (A->rows && !rows_ok(A->rows, nrows, n)) return RS_EROWS;
     dot_parallel(K, A, nrows, threads);
     return RS_OK;
+}
+
+/* Columns [c * RS_TILE_COLS, ...) of sparse_axpy's output. */
+typedef struct {
+    const rs_isa_table *K;
+    rs_axpy_args A;
+} rs_axpy_work;
+
+static void axpy_piece(const void *work, int64_t c) {
+    const rs_axpy_work *W = work;
+    const int64_t end = (c + 1) * RS_TILE_COLS;
+    W->K->axpy_cols(&W->A, c * RS_TILE_COLS, end < W->A.d ? end : W->A.d);
 }
 
 /* Per token group, the rows live for any of its tokens (h != 0; NaN counts
@@ -140,13 +176,8 @@ static int axpy_parallel(const rs_isa_table *K, const void *W, int f16, int64_t 
         }
         while (b < nb) at[++b] = pos;
     }
-    const rs_axpy_args A = {W, f16, d, rows, nrows, h, t, live, nb, block_at, y, fast};
-    const int64_t cols = RS_TILE_COLS, np = pieces(d, cols);
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
-    for (int64_t c = 0; c < np; c++) {
-        const int64_t end = (c + 1) * cols;
-        K->axpy_cols(&A, c * cols, end < d ? end : d);
-    }
+    const rs_axpy_work work = {K, {W, f16, d, rows, nrows, h, t, live, nb, block_at, y, fast}};
+    run_pieces(pieces(d, RS_TILE_COLS), threads, axpy_piece, &work);
     free(live);
     free(block_at);
     return RS_OK;
@@ -193,12 +224,8 @@ int rs_ffn(int isa, const float *x, int64_t t, int64_t d, int64_t n, int64_t d_o
     const rs_dot_args U = {up, up_f16, d, rows, x, t, u, nrows, fast};
     if (nrows > 0) {
         /* gate and up in one parallel loop: the pieces of gate, then those of up */
-        const int64_t np = pieces(nrows, RS_ROW_PIECE);
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
-        for (int64_t c = 0; c < 2 * np; c++) {
-            const int64_t p = c % np, end = (p + 1) * RS_ROW_PIECE;
-            K->dot_rows(c < np ? &G : &U, p * RS_ROW_PIECE, end < nrows ? end : nrows);
-        }
+        const rs_dot_work work = {K, {&G, &U}, nrows, pieces(nrows, RS_ROW_PIECE)};
+        run_pieces(2 * work.per_job, threads, dot_piece, &work);
     }
     /* h = relu(g) * u, +0.0 where the token's own mask is False; written over g */
     for (int64_t ti = 0; ti < t; ti++)
@@ -215,6 +242,10 @@ int rs_ffn(int isa, const float *x, int64_t t, int64_t d, int64_t n, int64_t d_o
 int rs_read_sum(int isa, const float *p, int64_t n, int threads, float *sum) {
     const rs_isa_table *K = usable(isa);
     if (!K) return RS_EISA;
+    if (threads <= 1) { /* no OpenMP region: see run_pieces */
+        *sum = 0.0f + K->read_sum(p, n); /* the same sum as one part added to 0 below */
+        return RS_OK;
+    }
     float *parts = calloc((size_t)threads, sizeof *parts);
     if (!parts) return RS_ENOMEM;
 #pragma omp parallel num_threads(threads)
