@@ -146,7 +146,7 @@ BAD_ENV = [
     ({"REPROSPARSE_THREADS": "0"}, ["make-model", "{out}"], "REPROSPARSE_THREADS"),
     ({"REPROSPARSE_MODE": "bogus"}, ["audit", "{m}"], "REPROSPARSE_MODE"),
     ({"REPROSPARSE_MODE": "bogus"}, ["conformance", "--quick"], "REPROSPARSE_MODE"),
-    ({"REPROSPARSE_BACKEND": "nope"}, ["generate", "{m}"], "REPROSPARSE_BACKEND must be auto or the name of a registered backend"),
+    ({"REPROSPARSE_BACKEND": "nope"}, ["generate", "{m}"], "REPROSPARSE_BACKEND must be auto or the name of a"),
 ]
 
 
