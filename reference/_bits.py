@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +25,7 @@ def pow2_f32(k: np.ndarray) -> np.ndarray:
     return ((k.astype(np.int64) + 127) << 23).astype(np.uint32).view(np.float32)
 
 
-def real_to_f32(value: numbers.Real) -> np.float32:
+def real_to_f32(value: Any) -> np.float32:
     """`value` rounded once to float32, to nearest even; beyond the float32 range that gives ±Inf.
 
     A binary floating-point value converts in one step.  An integer or fraction is
