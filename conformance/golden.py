@@ -8,7 +8,8 @@ spec makes NaN payloads irrelevant).  A boolean output (predict) is hashed as
 one byte per element, 0 or 1, an integer output (argmax, and sample's single
 token) as little-endian int64, and a pair of outputs (sincos32) as the first
 followed by the second.  Non-array inputs (rope's base, rmsnorm's eps, sample's
-temperature, seed and position) are plain JSON numbers.
+temperature, seed and position) are plain JSON numbers; a seed can need 128
+bits and a position 64, so read them as arbitrary-precision integers.
 
 Regenerate (only when the spec changes):  python -m reprosparse.conformance.golden
 """
