@@ -6,9 +6,13 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reprosparse import reference
 from reprosparse.reference import _checks
+
+import spec_scalar
 
 F32_MAX = float(np.finfo(np.float32).max)
 
@@ -56,3 +60,18 @@ def test_threshold_still_rejects_nan_and_non_reals():
         reference.predict(x, fc1, fc2, float("nan"))
     with pytest.raises(TypeError, match="threshold"):
         reference.predict(x, fc1, fc2, True)
+
+
+_ints = st.one_of(
+    st.integers(-(2**140), 2**140),
+    # ties and their neighbours: m * 2**e + 2**(e - 25) + delta, m with 24 bits
+    st.builds(lambda m, e, d, s: s * (m * 2**e + 2 ** (e - 25) + d),
+              st.integers(2**23, 2**24 - 1), st.integers(25, 110), st.integers(-2, 2), st.sampled_from([1, -1])),
+)
+_fractions = st.builds(Fraction, st.integers(-(2**200), 2**200), st.integers(1, 2**200))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(_ints, _fractions))
+def test_threshold_rounding_matches_the_scalar_transcription(value):
+    assert bits(_checks.threshold(value)) == bits(spec_scalar.round_f32(value))
