@@ -64,9 +64,9 @@ def test_threshold_still_rejects_nan_and_non_reals():
 
 _ints = st.one_of(
     st.integers(-(2**140), 2**140),
-    # ties and their neighbours: m * 2**e + 2**(e - 25) + delta, m with 24 bits
-    st.builds(lambda m, e, d, s: s * (m * 2**e + 2 ** (e - 25) + d),
-              st.integers(2**23, 2**24 - 1), st.integers(25, 110), st.integers(-2, 2), st.sampled_from([1, -1])),
+    # float32 ties and their neighbours: m * 2**e + 2**(e - 1) + delta, m with 24 bits (spacing 2**e)
+    st.builds(lambda m, e, d, s: s * (m * 2**e + 2 ** (e - 1) + d),
+              st.integers(2**23, 2**24 - 1), st.integers(1, 110), st.integers(-2, 2), st.sampled_from([1, -1])),
 )
 _fractions = st.builds(Fraction, st.integers(-(2**200), 2**200), st.integers(1, 2**200))
 
