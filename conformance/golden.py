@@ -5,8 +5,11 @@ every array is stored as base64 of its little-endian bytes in C order with its
 dtype and shape, and `sha256` is the hash of the output's bytes in the same
 layout after every NaN is replaced by the canonical quiet NaN 0x7fc00000 (the
 spec makes NaN payloads irrelevant).  A boolean output (predict) is hashed as
-one byte per element, 0 or 1, an integer output (argmax) as little-endian
-int64, and a pair of outputs (sincos32) as the first followed by the second.
+one byte per element, 0 or 1, an integer output (argmax, and sample's single
+token) as little-endian int64, and a pair of outputs (sincos32) as the first
+followed by the second.  Non-array inputs (rope's base, rmsnorm's eps, sample's
+temperature, seed and position) are plain JSON numbers; a seed can need 128
+bits and a position 64, so read them as arbitrary-precision integers.
 
 Regenerate (only when the spec changes):  python -m reprosparse.conformance.golden
 """
@@ -72,11 +75,82 @@ def _runtime_inputs(rng: np.random.Generator) -> dict[str, dict[str, Any]]:
     }
 
 
-def digest(out: np.ndarray | tuple[np.ndarray, ...]) -> str:
+F32_MAX = float(np.finfo(np.float32).max)
+F16_TINY = float(np.finfo(np.float16).smallest_subnormal)
+
+
+def _edge_runtime_inputs(rng: np.random.Generator) -> list[tuple[str, str, dict[str, Any]]]:
+    """(name, op, inputs) of the runtime vectors that pin down edge cases of spec §12.
+
+    They use their own generator, so the vectors above keep their inputs and hashes.
+    """
+    f32 = np.float32
+    inf, nan = np.inf, np.nan
+    out: list[tuple[str, str, dict[str, Any]]] = []
+    # rope: several bases and head widths, positions up to the largest, 2**24 - 1
+    for name, base, hd, heads, pos in [
+        ("base500000-hd128", 500000.0, 128, 2, [0, 777, 2**24 - 1]),
+        ("base1e6-hd64", 1e6, 64, 1, [1, 65535, 2**20, 2**24 - 2]),
+        ("base10000-hd2", 10000.0, 2, 3, [5, 12345678, 2**24 - 1]),
+        ("base0.5-hd6", 0.5, 6, 2, [3, 99999, 2**23 + 1]),  # base < 1: ln(base) < 0
+    ]:
+        x = rng.standard_normal((len(pos), heads, hd)).astype(f32)
+        out.append((name, "rope", {"x": x, "positions": np.array(pos), "base": base}))
+    # sincos32 far beyond +-4096: the rope range up to 2**24, the reduction's |k| = 2**20 edge, huge angles
+    wide = rng.uniform(4096, 2**24, 400) * rng.choice([-1.0, 1.0], 400)
+    edge = np.pi / 2 * 2.0**20 + np.array([-4.0, -1.0, 0.0, 1.0, 4.0])
+    huge = [1e7, -1e7, 2.0**24 - 1, -(2.0**24), 1e10, 1e20, 1e30, F32_MAX, -F32_MAX]
+    tiny = [0.0, -0.0, 1e-45, -1e-45, 1e-38, inf, -inf, nan]
+    out.append(("wide", "sincos32", {"angle": np.concatenate([wide, edge, -edge, huge, tiny]).astype(f32)}))
+    # softmax: NaN, +-Inf, all -Inf, all NaN, signed zeros, overflow of x - m, subnormals, one value
+    rows = [[0.5, nan, 1.0, -2.0, 3.0, 0.0, 1.0, -1.0], [1.0, inf, -1.0, 0.0, 2.0, 3.0, 4.0, 5.0],
+            [inf, 1.0, inf, 0.0, -inf, 2.0, 3.0, 4.0], [-inf, 1.0, -inf, 0.5, -inf, 2.0, -1.0, -inf],
+            [-inf] * 8, [nan] * 8, [-0.0, 0.0, -0.0, -1.0, -2.0, -3.0, 0.0, -0.0],
+            [3e38, -3e38, 1.0, 3e38, -F32_MAX, 0.0, F32_MAX, -1.0],
+            [1e-45, -1e-45, 1e-40, 0.0, 2e-38, -3e-39, 0.0, 0.0],
+            [103.0, 0.0, -1.0, 2.0, -103.0, 88.0, 89.0, 104.5]]
+    out.append(("specials", "softmax", {"x": np.array(rows, f32)}))
+    x = (rng.standard_normal((5, 21)) * 4).astype(f32)
+    x[1, 9:] = nan  # beyond its length: never read
+    x[2, 16] = inf
+    x[3, 0] = -inf
+    out.append(("lengths", "softmax", {"x": x, "lengths": np.array([1, 9, 16, 21, 20])}))
+    # rmsnorm: float16 weights (subnormal, largest, signed zeros), then eps = 0 with zero, huge and subnormal rows
+    w16 = rng.standard_normal(40).astype(np.float16)
+    w16[:5] = [F16_TINY, -F16_TINY, 65504.0, -0.0, 0.0]
+    out.append(("float16-weight", "rmsnorm",
+                {"x": rng.standard_normal((3, 40)).astype(f32), "weight": w16, "eps": 1e-5}))
+    x = rng.standard_normal((4, 17)).astype(f32)
+    x[0] = 0.0
+    x[1, 3] = 3e38
+    x[2] = np.float32(1e-42) * x[2]
+    x[3, 5] = nan
+    out.append(("eps0-specials", "rmsnorm", {"x": x, "weight": np.linspace(-2, 2, 17).astype(np.float16), "eps": 0.0}))
+    # sample: the ordinary draw and every way p can be NaN, a 128-bit seed and the counter's carry
+    row = (rng.standard_normal(40) * 3).astype(f32)
+    for name, logits, temp, seed, position in [
+        ("normal", row, 0.8, 12345, 17),
+        ("wide-seed-counter-carry", row, 1.0, 2**127 + 2**64 + 3, 2**64 - 1),
+        ("hot", row, 1e39, 7, 3),  # float32(T) = +Inf: inv = 0, every p equal
+        ("t-rounds-to-zero", row, 1e-46, 7, 3),  # inv = +Inf: greedy
+        ("t-subnormal", row, 1e-45, 7, 3),  # 1 / float32(T) overflows: greedy
+        ("inf-logit", np.where(np.arange(40) % 13 == 5, f32(inf), row), 0.8, 1, 2),
+        ("all-minus-inf", np.full(40, -inf, f32), 0.8, 1, 2),
+        ("nan-logit", np.where(np.arange(40) == 21, f32(nan), row), 0.8, 1, 2),
+        ("overflow", np.array([3e38, -1.0, 3.1e38, 2.0], f32), 0.5, 1, 2),
+        # A draw above the rounded total c[n-1] (found by search): the largest j with p[j] > 0
+        ("short-total", (np.random.default_rng(4096005).standard_normal(4096) * 0.05).astype(f32), 1.0,
+         20261127, 156232),
+    ]:
+        out.append((name, "sample", {"logits": logits, "temperature": temp, "seed": seed, "position": position}))
+    return out
+
+
+def digest(out: np.ndarray | tuple[np.ndarray, ...] | int) -> str:
     """SHA-256 of an output as golden.json defines it (canonical NaN, little-endian, C order)."""
     if isinstance(out, tuple):
         return hashlib.sha256(b"".join(_raw(o) for o in out)).hexdigest()
-    return hashlib.sha256(_raw(out)).hexdigest()
+    return hashlib.sha256(_raw(np.asarray(out))).hexdigest()
 
 
 def _raw(out: np.ndarray) -> bytes:
@@ -129,9 +203,12 @@ def write(path: str) -> None:
     named = [(case.id, case.op, case.inputs()) for case in CASES]
     rng = np.random.default_rng(20261127)
     named += [(f"{op}/golden/runtime", op, inputs) for op, inputs in _runtime_inputs(rng).items()]
+    named += [(f"{op}/golden/{name}", op, inputs)
+              for name, op, inputs in _edge_runtime_inputs(np.random.default_rng(20261128))]
     entries = []
     for case_id, op, inputs in named:
-        out = getattr(reference, op)(**inputs)
+        with np.errstate(all="ignore"):  # special values are the point of several vectors
+            out = getattr(reference, op)(**inputs)
         entries.append({"id": case_id, "op": op, "inputs": {k: _encode(v) for k, v in inputs.items()},
                         "sha256": digest(out)})
     doc = {"format": __doc__.split("\n\n")[1].replace("\n", " "), "cases": entries}

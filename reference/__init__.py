@@ -13,6 +13,7 @@ from .predict import predict
 from .relu import relu
 from .rmsnorm import rmsnorm
 from .rope import rope
+from .sample import sample
 from .softmax import softmax
 from .sparse_axpy import sparse_axpy
 from .sparse_matvec import sparse_matvec
@@ -21,9 +22,9 @@ from .trig import sincos32
 #: the operators every backend implements
 OPS = ("matvec", "sparse_matvec", "sparse_axpy", "predict", "sparse_ffn", "dense_ffn")
 #: the runtime's per-token operators (spec §12), computed on the host
-RUNTIME_OPS = ("exp32", "sincos32", "rope", "rmsnorm", "softmax", "attention", "argmax")
+RUNTIME_OPS = ("exp32", "sincos32", "rope", "rmsnorm", "softmax", "attention", "argmax", "sample")
 
 __all__ = [
     "OPS", "RUNTIME_OPS", "argmax", "attention", "dense_ffn", "exp32", "matvec", "predict", "relu", "rmsnorm",
-    "rope", "sincos32", "softmax", "sparse_axpy", "sparse_ffn", "sparse_matvec",
+    "rope", "sample", "sincos32", "softmax", "sparse_axpy", "sparse_ffn", "sparse_matvec",
 ]

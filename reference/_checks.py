@@ -7,11 +7,12 @@ pointer, so every implementation rejects the same inputs with the same words.
 
 from __future__ import annotations
 
-import math
 import numbers
 from typing import Any
 
 import numpy as np
+
+from ._bits import real_to_f32
 
 WEIGHT_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
 F32 = np.dtype(np.float32)
@@ -115,13 +116,13 @@ def rows_match(name: str, w: np.ndarray, n: int, what: str) -> None:
 
 
 def threshold(value: Any) -> np.float32:
-    """A real, non-NaN threshold, rounded to float32 (spec: predict)."""
+    """A real, non-NaN threshold, rounded once to float32 from its exact value (spec: predict)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"threshold must be a real number, got {type(value).__name__}")
-    if math.isnan(float(value)):
+    thr = real_to_f32(value)
+    if np.isnan(thr):
         raise ValueError("threshold must not be NaN")
-    with np.errstate(over="ignore"):
-        return np.float32(value)
+    return thr
 
 
 def as_2d(x: np.ndarray) -> np.ndarray:

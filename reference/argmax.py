@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _runtime_checks
+
 
 def argmax(x: np.ndarray) -> np.ndarray:
-    """x (t, n) float32 -> (t,) int64."""
-    x = np.asarray(x, np.float32)
+    """x (t, n) float32, n >= 1 -> (t,) int64: one choice per row."""
+    x = _runtime_checks.rows_of("x", x, "(t, n)")
     nan = np.isnan(x)
     has_nan = nan.any(axis=1)
     top = np.where(nan, np.float32(-np.inf), x).max(axis=1, keepdims=True)

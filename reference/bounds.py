@@ -9,9 +9,11 @@ For every output element an op in fast mode may return, this computes a
 - FREE: the bound does not constrain the element (a partial sum may overflow,
   or a non-finite intermediate feeds a composite op); counted, never hidden.
 
-The radius includes the error of the float64 centre itself, so a comparison
-against it is rigorous: it is an upper bound on |fast - centre| for any
-summation order, with or without fused multiply-add, with gradual underflow.
+The radius includes the error of the float64 centre itself and of the float64
+sums of magnitudes it is built from, and it is rounded outward, so a
+comparison against it is rigorous: it is an upper bound on |fast - centre| for
+any summation order, with or without fused multiply-add, with gradual
+underflow.
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ U64 = 2.0**-53  # unit roundoff of float64
 ETA = 2.0**-149  # smallest float32 subnormal
 FLT_MAX = float(np.finfo(np.float32).max)
 
+# Each radius is evaluated in float64 from nonnegative terms with at most 8 roundings along any
+# path, each losing at most a factor (1 - U64); multiplying by 1 + 16 U64 afterwards makes it an
+# upper bound again, with room left for the rounding of |got - centre| in Bound.contains:
+# (1 - U64)**9 * (1 + 16 U64) >= 1 + U64.  (Keep the count in mind when a formula grows.)
+OUTWARD = 1.0 + 16 * U64
+
 FINITE, NAN, POS_INF, NEG_INF, FREE = range(5)
 KIND_NAMES = ("finite", "nan", "+inf", "-inf", "free")
 
@@ -42,6 +50,15 @@ def gamma(n: np.ndarray | float, u: float) -> np.ndarray:
     """gamma_n = n u / (1 - n u), the classic bound for n roundings in a row."""
     nu = np.asarray(n, np.float64) * u
     return nu / (1.0 - nu)
+
+
+def exact_sum_bound(s: np.ndarray, n: np.ndarray | float) -> np.ndarray:
+    """An upper bound on an exact sum of n nonnegative products, from its float64 value s.
+
+    In any order, with or without FMA, |s - exact| <= gamma_n(U64) * exact (Higham §3.1; the
+    terms are nonnegative), so exact <= s / (1 - gamma_n) <= s * (1 + 2 gamma_n).
+    """
+    return s * (1.0 + 2.0 * gamma(n, U64))
 
 
 @dataclass
@@ -121,10 +138,11 @@ def dot_bound(a: np.ndarray, b: np.ndarray, skip_zero_b: bool = False) -> Bound:
     abs_sum = np.abs(b_fin) @ np.abs(a_fin).T
     terms = (b != 0).sum(axis=1) if skip_zero_b else np.full(b.shape[0], a.shape[1])
     n = np.maximum(terms, 1)[:, None].astype(np.float64)
-    radius = (gamma(n, U32) + gamma(n, U64)) * abs_sum + n * ETA
+    mag = exact_sum_bound(abs_sum, n)  # abs_sum itself was rounded in float64
+    radius = ((gamma(n, U32) + gamma(n, U64)) * mag + n * ETA) * OUTWARD
     # A finite partial sum can only overflow if the sum of magnitudes (with its
     # rounding growth) can reach FLT_MAX; only a NaN result survives that.
-    kind = np.where(abs_sum * (1 + gamma(n, U32)) + n * ETA > FLT_MAX, FREE, FINITE).astype(np.int8)
+    kind = np.where(mag * (1 + gamma(n, U32)) + n * ETA > FLT_MAX, FREE, FINITE).astype(np.int8)
     if not (fa.all() and fb.all()):
         nan, pos, neg = _indicator_counts(a, b, skip_zero_b)
         settled = kind == FINITE
@@ -165,10 +183,11 @@ def _propagated_dot(a: np.ndarray, v: np.ndarray, rv: np.ndarray, free_v: np.nda
     # float64 holds values that float32 cannot: an input whose bound reaches past FLT_MAX
     # may be Inf in float32 (and Inf * 0 = NaN), so its token is not constrained.
     free_v = free_v | (np.abs(v) + rv > FLT_MAX)
-    shift = rv @ a64.T
-    mag = (np.abs(v) + rv) @ a64.T
+    # Both sums of magnitudes are rounded in float64 (products included): bound them from above.
+    shift = exact_sum_bound(rv @ a64.T, n)
+    mag = exact_sum_bound((np.abs(v) + rv) @ a64.T, n)
     centre = v @ a.astype(np.float64).T
-    radius = shift + (gamma(n, U32) + gamma(n, U64)) * mag + n * ETA
+    radius = (shift + (gamma(n, U32) + gamma(n, U64)) * mag + n * ETA) * OUTWARD
     kind = np.full(centre.shape, FINITE, np.int8)
     bad = np.asarray(~np.isfinite(centre) | ~np.isfinite(radius) | (mag * (1 + gamma(n, U32)) + n * ETA > FLT_MAX))
     kind[bad | np.asarray(free_v.any(axis=1))[:, None]] = FREE
@@ -215,7 +234,7 @@ def sparse_ffn(x: np.ndarray, gate: np.ndarray, up: np.ndarray, down_t: np.ndarr
     h = np.where(own, r * uc, 0.0)
     # |relu(g_hat) u_hat - relu(g) u| <= gr (|u| + ur) + |relu(g)| ur, plus one float32
     # rounding of the product (relative U32, absolute ETA/2) and the float64 rounding of h.
-    rh = gr * (np.abs(uc) + ur) + r * ur + U32 * (r + gr) * (np.abs(uc) + ur) + ETA + U64 * np.abs(h)
+    rh = (gr * (np.abs(uc) + ur) + r * ur + U32 * (r + gr) * (np.abs(uc) + ur) + ETA + U64 * np.abs(h)) * OUTWARD
     rh = np.where(own, rh, 0.0)  # masked terms are exactly +0.0 in every mode
     return _propagated_dot(np.ascontiguousarray(down_t[rows].T), h, rh, free)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _runtime_checks
 from ._bits import f32, pow2_f32
 
 LOG2E = f32(0x3FB8AA3B)  # float32(1/ln 2)
@@ -24,8 +25,8 @@ ONE = np.float32(1.0)
 
 
 def exp32(x: np.ndarray | np.floating) -> np.ndarray:
-    """Elementwise exp of a float32 array, exactly as docs/spec.md §12 specifies."""
-    x = np.asarray(x, np.float32)
+    """Elementwise exp of a float32 array (any shape) or float32 scalar, exactly as docs/spec.md §12 specifies."""
+    x = _runtime_checks.f32_array("x", np.asarray(x) if isinstance(x, np.float32) else x)
     nan = np.isnan(x)
     over = x > X_MAX
     under = x < X_MIN

@@ -19,6 +19,7 @@ import math
 
 import numpy as np
 
+from . import _runtime_checks
 from ._bits import f64
 from .exp import exp32
 from .trig import sincos32
@@ -50,30 +51,32 @@ def ln64(base: float) -> float:
 
 
 def rope_theta(head_dim: int, base: float) -> np.ndarray:
-    """theta_i for i in [0, head_dim/2), float32."""
-    if head_dim < 2 or head_dim % 2:
-        raise ValueError(f"head_dim must be even and >= 2, got {head_dim}")
+    """theta_i for i in [0, head_dim/2), float32 (rope has checked head_dim and base)."""
     ln_base = np.float32(ln64(base))
     e = np.float32(-2.0) * np.arange(head_dim // 2, dtype=np.float32) / np.float32(head_dim)
     return exp32(e * ln_base)
 
 
 def rope_tables(positions: np.ndarray, head_dim: int, base: float) -> tuple[np.ndarray, np.ndarray]:
-    """(sin, cos), each (len(positions), head_dim/2) float32."""
-    pos = np.asarray(positions, np.int64)
-    if pos.size and (pos.min() < 0 or pos.max() >= 1 << 24):
-        raise ValueError("positions must lie in [0, 2**24), where float32 holds them exactly")
-    angle = pos.astype(np.float32)[:, None] * rope_theta(head_dim, base)[None, :]
+    """(sin, cos), each (len(positions), head_dim/2) float32.
+
+    The positions lie in [0, 2**24), where float32 holds them exactly (rope checks them).
+    """
+    angle = positions.astype(np.float32)[:, None] * rope_theta(head_dim, base)[None, :]
     return sincos32(angle)
 
 
 def rope(x: np.ndarray, positions: np.ndarray, base: float) -> np.ndarray:
-    """Rotate x (t, n_head, head_dim) float32; token r sits at positions[r]."""
-    x = np.asarray(x, np.float32)
+    """Rotate x (t, n_head, head_dim) float32; token r sits at positions[r] in [0, 2**24).
+
+    Returns a new (t, n_head, head_dim) float32 array.
+    """
+    x = _runtime_checks.f32_array("x", x, "(t, n_head, head_dim)", 3)
     t, _, head_dim = x.shape
-    sin, cos = rope_tables(positions, head_dim, base)
-    if sin.shape[0] != t:
-        raise ValueError(f"need one position per token: {t} tokens, {sin.shape[0]} positions")
+    if head_dim < 2 or head_dim % 2:
+        raise ValueError(f"x must have an even head_dim >= 2 (its last axis), got shape {x.shape}")
+    positions = _runtime_checks.int_vector("positions", positions, t, 0, 1 << 24)
+    sin, cos = rope_tables(positions, head_dim, _runtime_checks.finite_positive("base", base))
     sin = sin[:, None, :]
     cos = cos[:, None, :]
     even = x[..., 0::2]

@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _runtime_checks
 from .exp import exp32
 from .lane_dot import lane_dot_rows
 
 
 def softmax(x: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
-    """x (t, n) float32; lengths (t,) in [1, n], default n -> (t, n) float32."""
-    x = np.asarray(x, np.float32)
+    """x (t, n) float32, n >= 1; lengths (t,) integers in [1, n], default n -> (t, n) float32."""
+    x = _runtime_checks.rows_of("x", x, "(t, n)")
     t, n = x.shape
-    lens = np.full(t, n, np.int64) if lengths is None else np.asarray(lengths, np.int64)
-    if lens.shape != (t,) or (t and (lens.min() < 1 or lens.max() > n)):
-        raise ValueError(f"lengths must be (t,) = ({t},) values in [1, {n}]")
+    if lengths is None:
+        lens = np.full(t, n, np.int64)
+    else:
+        lens = _runtime_checks.int_vector("lengths", lengths, t, 1, n + 1)
     valid = np.arange(n)[None, :] < lens[:, None]
     usable = valid & ~np.isnan(x)
     top = np.where(usable, x, np.float32(-np.inf)).max(axis=1, keepdims=True)

@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from . import _runtime_checks
 from ._bits import f64
 
 TWO_OVER_PI = f64("0x1.45f306dc9c883p-1")
@@ -33,21 +34,23 @@ def _horner(coeffs: tuple[float, ...], z: np.ndarray) -> np.ndarray:
 
 
 def sincos32(angle: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(sin(angle), cos(angle)) as float32 for a float32 array of finite angles."""
-    a = np.asarray(angle, np.float32).astype(np.float64)  # exact
+    """(sin(angle), cos(angle)): two float32 arrays of the shape of the float32 array `angle`."""
+    a = _runtime_checks.f32_array("angle", angle).astype(np.float64)  # exact
     finite = np.isfinite(a)
     a_ok = np.where(finite, a, 0.0)
     k = np.rint(a_ok * TWO_OVER_PI)
     r = a_ok - k * PIO2_1
     r = r - k * PIO2_1T
     z = r * r
-    s = r * _horner(S, z)
-    c = _horner(C, z)
-    q = (k - 4.0 * np.floor(k * 0.25)).astype(np.int64)  # k mod 4, exact for |k| < 2**53
-    sin = np.choose(q, (s, c, -s, -c))
-    cos = np.choose(q, (c, -s, -c, s))
-    nan = np.float64(np.nan)
-    return (
-        np.where(finite, sin, nan).astype(np.float32),
-        np.where(finite, cos, nan).astype(np.float32),
-    )
+    # Angles beyond about 1e30 overflow z; the spec keeps the IEEE results, so no warning.
+    with np.errstate(over="ignore", invalid="ignore"):
+        s = r * _horner(S, z)
+        c = _horner(C, z)
+        q = (k - 4.0 * np.floor(k * 0.25)).astype(np.int64)  # k mod 4, exact for every integer-valued k
+        sin = np.choose(q, (s, c, -s, -c))
+        cos = np.choose(q, (c, -s, -c, s))
+        nan = np.float64(np.nan)
+        return (
+            np.where(finite, sin, nan).astype(np.float32),
+            np.where(finite, cos, nan).astype(np.float32),
+        )

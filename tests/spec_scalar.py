@@ -7,6 +7,8 @@ reference it is used to check.  Slow by design; for small cases only.
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 
 F = np.float32
@@ -65,8 +67,32 @@ def relu(v):
     return v if (v > 0 or np.isnan(v)) else ZERO
 
 
+def round_f32(value):
+    """value rounded once to float32, nearest even, from its exact value (spec §8).
+
+    Literally: of the float32 values around it (2**128 standing for +Inf, as IEEE
+    overflow does), the nearest; on a tie, the one with an even last bit.
+    """
+    if isinstance(value, (float, np.floating)):
+        return F(value)
+    x = Fraction(value)
+    try:
+        guess = F(float(x))
+    except OverflowError:
+        guess = F(np.inf) if x > 0 else F(-np.inf)
+    around = {F(np.nextafter(guess, F(-np.inf))), guess, F(np.nextafter(guess, F(np.inf)))}
+
+    def exact(c):
+        return Fraction(2**128 if c > 0 else -(2**128)) if np.isinf(c) else Fraction(float(c))
+
+    best = min(abs(exact(c) - x) for c in around)
+    ties = [c for c in around if abs(exact(c) - x) == best]
+    c = ties[0] if len(ties) == 1 else next(c for c in ties if not int(np.array(c).view(np.uint32)) & 1)
+    return F(-0.0) if c == 0 and x < 0 else c
+
+
 def predict(x, fc1, fc2, threshold=0.0):
-    thr = F(threshold)
+    thr = round_f32(threshold)
     out = []
     for xt in _tokens(x):
         hidden = np.array([relu(lane_dot(fc1[k], xt)) for k in range(fc1.shape[0])], F)

@@ -139,14 +139,39 @@ def argmax_row(x: list[np.float32]) -> int:
     return best
 
 
-def sample_row(logits: list[np.float32], temperature: float, u: np.float32) -> int:
-    if any(math.isnan(v) for v in logits):
-        return argmax_row(logits)
+PHILOX_M = (0xD2E7470EE14C6C93, 0xCA5A826395121157)
+PHILOX_W = (0x9E3779B97F4A7C15, 0xBB67AE8584CAA73B)
+MASK64 = (1 << 64) - 1
+
+
+def philox4x64_10(counter: list[int], key: list[int]) -> list[int]:
+    """The Philox-4x64-10 block of a 4-word counter under a 2-word key (spec §12, "sample")."""
+    c = list(counter)
+    k0, k1 = key
+    for _ in range(10):
+        p0 = PHILOX_M[0] * c[0]  # full 128-bit products
+        p1 = PHILOX_M[1] * c[2]
+        c = [(p1 >> 64) ^ c[1] ^ k0, p1 & MASK64, (p0 >> 64) ^ c[3] ^ k1, p0 & MASK64]
+        k0 = (k0 + PHILOX_W[0]) & MASK64
+        k1 = (k1 + PHILOX_W[1]) & MASK64
+    return c
+
+
+def draw(seed: int, pos: int) -> int:
+    n = pos + 1
+    return philox4x64_10([n & MASK64, n >> 64, 0, 0], [seed & MASK64, seed >> 64])[0]
+
+
+def sample_row(logits: list[np.float32], temperature: float, seed: int, pos: int) -> int:
     inv = F(1.0) / F(temperature)
     p = softmax_row([v * inv for v in logits])
+    u = F(draw(seed, pos) >> 40) * F(2.0**-24)
     c = F(0.0)
     for j, pj in enumerate(p):
         c = c + pj
         if u < c:
             return j
-    return max(j for j, pj in enumerate(p) if pj > 0)
+    positive = [j for j, pj in enumerate(p) if pj > 0]
+    if positive:
+        return positive[-1]
+    return argmax_row(logits)

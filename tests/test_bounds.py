@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -107,3 +109,57 @@ def test_float32_overflow_of_h_is_not_hidden_by_float64():
     assert np.isnan(got[0])
     b = bounds.sparse_ffn(x, gate, up, down_t, mask)
     assert b.kind[0, 0] == bounds.FREE and b.contains(got.reshape(b.centre.shape)).all()
+
+
+def _exact_requirement(W: np.ndarray, x: np.ndarray) -> list[Fraction]:
+    """Per row: gamma_n * S + n * eta + |centre - y|, in exact arithmetic, for the float64 centre of dot_bound.
+
+    A fast result within gamma_n * S + n * eta of the exact y (spec §10) is then within this of the centre.
+    """
+    b = bounds.dot_bound(W, x[None, :])
+    n = W.shape[1]
+    nu = Fraction(n, 2**24)
+    gamma_n = nu / (1 - nu)
+    out = []
+    for i, row in enumerate(W):
+        terms = [Fraction(float(a)) * Fraction(float(v)) for a, v in zip(row, x, strict=True)]
+        y, s = sum(terms), sum(abs(t) for t in terms)
+        out.append(gamma_n * s + n * Fraction(2) ** -149 + abs(Fraction(float(b.centre[0, i])) - y))
+    return out
+
+
+@SETTINGS
+@given(st.data(), st.integers(1, 48), st.integers(1, 4))
+def test_dot_bound_radius_covers_the_exact_requirement(data, d, n):
+    """The float64 radius is checked against exact rational arithmetic, not against float64 again."""
+    W = _scaled(data, (n, d), specials=False)
+    x = _scaled(data, (d,), specials=False)
+    b = bounds.dot_bound(W, x[None, :])
+    for i, need in enumerate(_exact_requirement(W, x)):
+        if b.kind[0, i] == bounds.FINITE:
+            assert Fraction(float(b.radius[0, i])) >= need
+
+
+def test_dot_bound_radius_covers_lost_small_terms():
+    """One large term and many just below half an ulp of it: float64 sums may drop them all."""
+    d = 20000
+    W = np.full((2, d), 2.0**-27, np.float32)
+    W[1, 1::2] *= -1  # cancellation: y small, S large
+    x = np.full(d, 2.0**-26, np.float32)
+    W[:, :64] = 1.0
+    x[:64] = 1.0
+    b = bounds.dot_bound(W, x[None, :])
+    assert (b.kind == bounds.FINITE).all()
+    for i, need in enumerate(_exact_requirement(W, x)):
+        assert Fraction(float(b.radius[0, i])) >= need
+
+
+def test_exact_sum_bound_survives_an_order_that_drops_every_small_term():
+    """abs_sum is itself rounded in float64; the bound must hold for the worst order, not BLAS's."""
+    k = 1000
+    s = 1.0
+    for _ in range(k):
+        s += 2.0**-53  # a tie each time: rounds to even, back to 1.0
+    assert s == 1.0
+    exact = 1 + k * Fraction(2) ** -53
+    assert Fraction(float(bounds.exact_sum_bound(np.float64(s), k + 1))) >= exact

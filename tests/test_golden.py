@@ -15,7 +15,8 @@ import spec_scalar_runtime
 
 
 def test_golden_file_matches_the_reference():
-    assert golden.check(lambda op, inputs: getattr(reference, op)(**inputs)) == []
+    with np.errstate(all="ignore"):  # NaN and Inf inputs are deliberate
+        assert golden.check(lambda op, inputs: getattr(reference, op)(**inputs)) == []
 
 
 def test_golden_file_matches_the_scalar_spec():
@@ -42,7 +43,13 @@ def _scalar_runtime(op, a):
     if op == "rmsnorm":
         return rows(S.rmsnorm_row, a["x"], list(a["weight"]), a["eps"])
     if op == "softmax":
-        return rows(S.softmax_row, a["x"])
+        n = a["x"].shape[1]
+        lens = a.get("lengths", [n] * a["x"].shape[0])
+        # Row r is the softmax of its first lengths[r] entries, then +0.0 (spec §12, "softmax").
+        pairs = zip(a["x"], lens, strict=True)
+        return np.array([S.softmax_row(list(r[:m])) + [f32(0.0)] * (n - m) for r, m in pairs], f32)
+    if op == "sample":
+        return S.sample_row(list(a["logits"]), a["temperature"], a["seed"], a["position"])
     if op == "argmax":
         return np.array([S.argmax_row(list(r)) for r in a["x"]])
     q, k, v, pos = a["q"], a["k"], a["v"], a["positions"]
@@ -53,7 +60,32 @@ def _scalar_runtime(op, a):
 
 
 def test_golden_runtime_ops_match_the_scalar_spec():
-    assert golden.check(_scalar_runtime, reference.RUNTIME_OPS) == []
+    with np.errstate(all="ignore"):
+        assert golden.check(_scalar_runtime, reference.RUNTIME_OPS) == []
+
+
+def test_every_runtime_op_has_golden_vectors():
+    ops = [e["op"] for e in golden.load()]
+    assert {op: ops.count(op) for op in reference.RUNTIME_OPS if ops.count(op) < 1} == {}
+    assert ops.count("sample") >= 8 and ops.count("rope") >= 5
+
+
+def test_golden_sample_vectors_reach_every_branch_of_the_rule():
+    """The edge vectors do what their names say: a draw beyond the rounded total, and NaN p (greedy)."""
+    S = spec_scalar_runtime
+    cases = {e["id"].split("/")[-1]: e["inputs"] for e in golden.load() if e["op"] == "sample"}
+    with np.errstate(all="ignore"):
+        for name, a in cases.items():
+            inv = np.float32(1.0) / np.float32(a["temperature"])
+            p = S.softmax_row([v * inv for v in a["logits"]])
+            total = np.float32(0.0)
+            for pj in p:
+                total = total + pj
+            u = np.float32(S.draw(a["seed"], a["position"]) >> 40) * np.float32(2.0**-24)
+            greedy = all(np.isnan(pj) for pj in p)
+            assert greedy == (name in {"t-rounds-to-zero", "t-subnormal", "inf-logit", "all-minus-inf",
+                                       "nan-logit", "overflow"}), name
+            assert (not greedy and u >= total) == (name == "short-total"), name
 
 
 @pytest.mark.parametrize("name", [n for n, s in rs.available_backends().items() if s.available])

@@ -98,6 +98,18 @@ def test_sincos32_accuracy_vs_float64(record_property: Callable[[str, object], N
     assert worst <= 0.5 + 1e-3  # float64 work rounded once: correctly rounded bar double rounding
 
 
+def test_sincos32_absolute_error_over_the_rope_range(record_property: Callable[[str, object], None]) -> None:
+    """Beyond |k| = 2**20 the reduction rounds; up to 2**24 the spec states the absolute error it measured."""
+    rng = np.random.default_rng(2)
+    a = rng.uniform(2**20, 2**24, 400_000).astype(np.float32)
+    a = np.concatenate([a, -a])
+    s, c = sincos32(a)
+    a64 = a.astype(np.float64)
+    worst = max(float(np.abs(s - np.sin(a64)).max()), float(np.abs(c - np.cos(a64)).max())) / 2.0**-24
+    record_property("sincos32_rope_range_abs_err", worst)
+    assert worst < 0.52  # docs/spec.md §12, "sin and cos"
+
+
 @pytest.mark.parametrize("base", [10000.0, 500000.0, 1.0, 0.25, 1e30, 3.0])
 def test_ln64_accuracy(base: float) -> None:
     assert abs(ln64(base) - math.log(base)) <= 2 * math.ulp(math.log(base) or 1.0)
@@ -195,12 +207,59 @@ def test_argmax_matches_scalar_spec(x: np.ndarray) -> None:
 
 @given(
     hnp.arrays(np.float32, st.integers(1, 50), elements=st.floats(-20, 20, width=32)),
-    st.sampled_from([0.1, 0.8, 1.0, 3.0]), st.integers(0, 2**63), st.integers(0, 10_000),
+    st.sampled_from([0.1, 0.8, 1.0, 3.0]), st.integers(0, 2**128 - 1), st.integers(0, 2**64 - 1),
 )
 def test_sample_matches_scalar_spec(logits: np.ndarray, temperature: float, seed: int, position: int) -> None:
     with np.errstate(all="ignore"):
-        want = S.sample_row(list(logits), temperature, uniform(seed, position))
+        want = S.sample_row(list(logits), temperature, seed, position)
     assert sample(logits, temperature, seed, position) == want
+
+
+SAMPLE_SPECIALS = st.sampled_from([0.0, -0.0, 1.0, -3.0, 50.0, 3e38, -3e38, np.inf, -np.inf, np.nan])
+
+
+@given(
+    hnp.arrays(np.float32, st.integers(1, 12), elements=SAMPLE_SPECIALS),
+    st.sampled_from([1e-46, 1e-45, 1e-39, 0.01, 1.0, 1e39]), st.integers(0, 2**128 - 1), st.integers(0, 2**64 - 1),
+)
+def test_sample_is_total_and_matches_scalar_spec(logits, temperature, seed, position) -> None:
+    """Infinite logits, all -Inf rows, overflow of logits * inv and temperatures that round to 0 all give a token."""
+    with np.errstate(all="ignore"):
+        want = S.sample_row(list(logits), temperature, seed, position)
+    assert sample(logits, temperature, seed, position) == want
+
+
+def test_sample_falls_back_to_argmax_when_p_is_nan() -> None:
+    x = np.array([1.0, np.inf, 3.0, np.inf], np.float32)
+    assert sample(x, 0.7, 1, 2) == 1  # the first +Inf, whatever the draw
+    row = np.array([-1.0, -np.inf, 2.0, 2.0], np.float32)
+    assert sample(row, 1e-46, 5, 0) == 2  # float32(T) = 0: inv = +Inf, greedy
+    assert sample(row, 1e-45, 5, 0) == 2  # float32(T) = 2**-149: 1/T overflows, greedy
+    assert sample(np.full(3, -np.inf, np.float32), 1.0, 5, 0) == 0
+    assert sample(np.array([3e38, -1.0, 3e38], np.float32), 0.5, 9, 3) == 0  # 3e38 * 2 overflows
+    assert sample(np.array([0.0, np.nan, np.nan], np.float32), 1.0, 0, 0) == 1  # the first NaN
+
+
+def test_philox_transcription_is_numpys_generator() -> None:
+    """numpy's Philox(key=seed, counter=pos).random_raw() is block word 0 at counter pos + 1 (carries included)."""
+    rng = np.random.default_rng(3)
+    cases = [(0, 0), (7, 0), (1, 2**64 - 1), (2**64, 5), (2**128 - 1, 2**64 - 1), (2**64 - 1, 2**63)]
+    cases += [(int(a) | int(b) << 64, int(c)) for a, b, c in rng.integers(0, 2**64, (300, 3), dtype=np.uint64)]
+    for seed, pos in cases:
+        assert uniform(seed, pos) == F32(S.draw(seed, pos) >> 40) * F32(2.0**-24)
+        assert int(np.random.Philox(key=seed, counter=pos).random_raw()) == S.draw(seed, pos)
+    # The whole block too, so that every word of the round function is pinned down.
+    g = np.random.Philox(key=2**70 + 11, counter=41)
+    assert [int(w) for w in g.random_raw(4)] == S.philox4x64_10([42, 0, 0, 0], [11, 64])
+
+
+def test_philox_known_answer() -> None:
+    """Random123's published known-answer vectors for philox4x64_10 (kat_vectors): all words 0, all words 2**64-1."""
+    want = [0x16554D9ECA36314C, 0xDB20FE9D672D0FDC, 0xD7E772CEE186176B, 0x7E68B68AEC7BA23B]
+    assert S.philox4x64_10([0, 0, 0, 0], [0, 0]) == want
+    ones = 2**64 - 1
+    want = [0x87B092C3013FE90B, 0x438C3C67BE8D0224, 0x9CC7D7C69CD777B6, 0xA09CAEBF594F0BA0]
+    assert S.philox4x64_10([ones] * 4, [ones] * 2) == want
 
 
 def test_uniform_is_counter_based() -> None:
