@@ -19,7 +19,8 @@ F32 = np.dtype(np.float32)
 I32 = np.dtype(np.int32)
 
 
-def _array(name: str, value: Any) -> np.ndarray:
+def array(name: str, value: Any) -> np.ndarray:
+    """`value` as an ndarray (np.memmap allowed), or TypeError naming `name`."""
     if not isinstance(value, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(value).__name__}")
     # A subclass's semantics (a MaskedArray's mask, np.matrix's 2-D products) would be
@@ -43,7 +44,7 @@ def _contiguous(name: str, a: np.ndarray) -> None:
 
 def weights(name: str, w: Any) -> np.ndarray:
     """A 2-D C-contiguous float32 or float16 weight matrix."""
-    w = _array(name, w)
+    w = array(name, w)
     if w.dtype not in WEIGHT_DTYPES:
         raise TypeError(f"{name} must have dtype float32 or float16, got {w.dtype}")
     if w.ndim != 2:
@@ -54,7 +55,7 @@ def weights(name: str, w: Any) -> np.ndarray:
 
 def activations(name: str, x: Any, width: int, width_name: str) -> np.ndarray:
     """A float32 (width,) or (t, width) C-contiguous array."""
-    x = _array(name, x)
+    x = array(name, x)
     if x.dtype != F32:
         raise TypeError(f"{name} must have dtype float32, got {x.dtype}")
     if x.ndim not in (1, 2):
@@ -69,7 +70,7 @@ def activations(name: str, x: Any, width: int, width_name: str) -> np.ndarray:
 
 def rows(name: str, r: Any, n: int, weights_name: str) -> np.ndarray:
     """Strictly increasing int32 row indices into a matrix of n rows."""
-    r = _array(name, r)
+    r = array(name, r)
     if r.dtype != I32:
         raise TypeError(
             f"{name} must have dtype int32, got {r.dtype} (use {name}.astype(np.int32))"
@@ -95,7 +96,7 @@ def rows(name: str, r: Any, n: int, weights_name: str) -> np.ndarray:
 
 def mask(name: str, m: Any, x: np.ndarray, n: int) -> np.ndarray:
     """A boolean (n,) mask for 1-D x or (t, n) mask for 2-D x."""
-    m = _array(name, m)
+    m = array(name, m)
     if m.dtype != np.bool_:
         raise TypeError(f"{name} must have dtype bool, got {m.dtype}")
     want = (n,) if x.ndim == 1 else (x.shape[0], n)

@@ -14,13 +14,14 @@ from typing import Any
 
 import numpy as np
 
+from ._checks import array
+
 F32 = np.dtype(np.float32)
 
 
 def f32_array(name: str, a: Any, layout: str = "", ndim: int | None = None) -> np.ndarray:
     """A float32 ndarray; with ndim, of exactly that many axes (`layout` names them)."""
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    a = array(name, a)
     if a.dtype != F32:
         raise TypeError(f"{name} must have dtype float32, got {a.dtype}")
     if ndim is not None and a.ndim != ndim:
@@ -38,8 +39,7 @@ def rows_of(name: str, a: Any, layout: str) -> np.ndarray:
 
 def int_vector(name: str, a: Any, length: int, lo: int, hi: int) -> np.ndarray:
     """A 1-D integer ndarray of `length` values in [lo, hi), as int64."""
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    a = array(name, a)
     if a.dtype.kind not in "iu":
         raise TypeError(f"{name} must have an integer dtype, got {a.dtype}")
     if a.shape != (length,):
