@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import numbers
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 MODES = ("deterministic", "fast")
+#: No backend may be asked for more threads: the cython kernels' own limit (libgomp exits the
+#: process when it cannot create a thread), checked here so the error names the setting.
+MAX_THREADS = 256
 
 
 @dataclass(frozen=True)
@@ -31,9 +35,10 @@ def check_mode(mode: object, source: str = "mode") -> str:
 
 
 def check_threads(threads: object, source: str = "threads") -> int:
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"{source} must be a positive integer, got {threads!r}")
-    return threads
+    """A thread count in [1, MAX_THREADS] (any integer type, numpy's included, but not bool)."""
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or not 1 <= threads <= MAX_THREADS:
+        raise ValueError(f"{source} must be an integer from 1 to {MAX_THREADS}, got {threads!r}")
+    return int(threads)
 
 
 def check_backend_name(name: str, source: str) -> str:
@@ -54,7 +59,7 @@ def from_environment(env: dict[str, str] | os._Environ[str] = os.environ) -> Set
         try:
             threads = int(raw)
         except ValueError:
-            raise ValueError(f"REPROSPARSE_THREADS must be a positive integer, got {raw!r}") from None
+            raise ValueError(f"REPROSPARSE_THREADS must be an integer from 1 to {MAX_THREADS}, got {raw!r}") from None
         check_threads(threads, "REPROSPARSE_THREADS")
     return Settings(
         backend=check_backend_name(env.get("REPROSPARSE_BACKEND", "").strip() or "auto", "REPROSPARSE_BACKEND"),

@@ -87,6 +87,7 @@ def test_bad_mode_and_threads(mode):
     if mode is not None:
         with pytest.raises(ValueError, match="mode must be one of deterministic, fast"):
             b.matvec(W, X, mode=mode)
-    for threads in (0, -2, 1.5, True):
-        with pytest.raises(ValueError, match="threads must be a positive integer"):
+    for threads in (0, -2, 1.5, True, 257, 2**70, np.float64(2)):
+        with pytest.raises(ValueError, match="threads must be an integer from 1 to 256"):
             b.matvec(W, X, threads=threads)
+    assert np.array_equal(b.matvec(W, X, threads=np.int64(2)), b.matvec(W, X, threads=1)), "numpy integers count"

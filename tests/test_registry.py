@@ -130,9 +130,11 @@ def test_use_changes_the_arithmetic():
     ("env", "error"),
     [
         ({"REPROSPARSE_MODE": "quick"}, "REPROSPARSE_MODE must be one of deterministic, fast"),
-        ({"REPROSPARSE_THREADS": "two"}, "REPROSPARSE_THREADS must be a positive integer"),
-        ({"REPROSPARSE_THREADS": "0"}, "REPROSPARSE_THREADS must be a positive integer"),
-        ({"REPROSPARSE_THREADS": "-3"}, "REPROSPARSE_THREADS must be a positive integer, got -3"),
+        ({"REPROSPARSE_THREADS": "two"}, "REPROSPARSE_THREADS must be an integer from 1 to 256"),
+        ({"REPROSPARSE_THREADS": "0"}, "REPROSPARSE_THREADS must be an integer from 1 to 256"),
+        ({"REPROSPARSE_THREADS": "-3"}, "REPROSPARSE_THREADS must be an integer from 1 to 256, got -3"),
+        ({"REPROSPARSE_THREADS": "300"}, "REPROSPARSE_THREADS must be an integer from 1 to 256, got 300"),
+        ({"REPROSPARSE_THREADS": "99999999999999999999"}, "REPROSPARSE_THREADS must be an integer from 1 to 256"),
         ({"REPROSPARSE_BACKEND": "cuda"}, r"REPROSPARSE_BACKEND must be auto or the name of a registered backend "
                                           r"\(.*numpy.*\); got 'cuda'"),
     ],
