@@ -193,13 +193,20 @@ def test_argmax_matches_scalar_spec(x: np.ndarray) -> None:
     assert list(argmax(x)) == [S.argmax_row(list(row)) for row in x]
 
 
+def _spec_uniform(seed: int, position: int) -> np.float32:
+    """The spec's u, computed here rather than by the code under test: the first random_raw() of
+    Philox-4x64-10 with key=seed, counter=position; its top 24 bits times 2**-24 (exact in float32)."""
+    raw = int(np.random.Philox(key=seed, counter=position).random_raw())
+    return F32(math.ldexp(raw // 2**40, -24))
+
+
 @given(
     hnp.arrays(np.float32, st.integers(1, 50), elements=st.floats(-20, 20, width=32)),
     st.sampled_from([0.1, 0.8, 1.0, 3.0]), st.integers(0, 2**63), st.integers(0, 10_000),
 )
 def test_sample_matches_scalar_spec(logits: np.ndarray, temperature: float, seed: int, position: int) -> None:
     with np.errstate(all="ignore"):
-        want = S.sample_row(list(logits), temperature, uniform(seed, position))
+        want = S.sample_row(list(logits), temperature, _spec_uniform(seed, position))
     assert sample(logits, temperature, seed, position) == want
 
 
