@@ -20,10 +20,19 @@ class Row:
     checks: int = 0
     worst: float | None = None  # largest fraction of the error bound used (fast mode)
     free: int = 0
+    #: the backend computes with the reference's code here: its passes are not independent evidence
+    is_reference: bool = False
 
     @property
     def passed(self) -> int:
         return len(self.cases) - len(self.failed_cases)
+
+    @property
+    def passed_text(self) -> str:
+        """The "passed" column: a count, or "is the reference" where a count would claim a comparison."""
+        if self.is_reference and not self.failed_cases:
+            return "is the reference"
+        return str(self.passed)
 
 
 def summarise(results: Iterable[Result]) -> list[Row]:
@@ -32,7 +41,8 @@ def summarise(results: Iterable[Result]) -> list[Row]:
         key = (r.backend, r.mode, r.case.op, r.case.family)
         row = rows.setdefault(key, Row(*key))
         row.cases.add(r.case.id)
-        row.checks += 1
+        row.checks += r.independent
+        row.is_reference |= not r.independent
         if not r.passed:
             row.failed_cases.add(r.case.id)
         if r.worst is not None:
@@ -46,14 +56,26 @@ def failures(results: Iterable[Result]) -> list[Result]:
     return [r for r in results if not r.passed]
 
 
+def independent_passes(results: Iterable[Result]) -> int:
+    """Checks that passed and compared two different computations ("is the reference" markers excluded)."""
+    return sum(r.passed and r.independent for r in results)
+
+
+def not_independent(results: Iterable[Result]) -> int:
+    return sum(not r.independent for r in results)
+
+
 def to_json(results: list[Result], path: str, header: dict[str, object]) -> None:
     payload = {
         "header": header,
         "summary": [
             {"backend": r.backend, "mode": r.mode, "op": r.op, "family": r.family, "cases": len(r.cases),
-             "passed": r.passed, "checks": r.checks, "worst_fraction_of_bound": r.worst, "unconstrained": r.free}
+             "passed": r.passed, "checks": r.checks, "is_reference": r.is_reference,
+             "worst_fraction_of_bound": r.worst, "unconstrained": r.free}
             for r in summarise(results)
         ],
+        "independent_passes": independent_passes(results),
+        "not_counted_is_the_reference": not_independent(results),
         "failures": [
             {"backend": r.backend, "mode": r.mode, "case": r.case.id, "check": r.check, "detail": r.detail,
              "reproduce": r.reproduction}

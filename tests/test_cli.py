@@ -17,6 +17,9 @@ def test_conformance_quick_numpy(tmp_path, capsys):
     assert report["failures"] == []
     assert {r["mode"] for r in report["summary"]} == {"deterministic", "fast"}
     assert all(r["passed"] == r["cases"] for r in report["summary"])
+    # numpy's deterministic rows are the reference compared with itself: marked, not counted as passes
+    assert {r["mode"] for r in report["summary"] if r["is_reference"]} == {"deterministic"}
+    assert report["not_counted_is_the_reference"] > 0 and "is the reference" in text and "not counted" in text
 
 
 def test_one_case_by_id(capsys):

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -184,15 +185,14 @@ def test_empty_rows():
 # ---- fast mode: within the bound, never a race ------------------------------
 
 def test_fast_mode_hammer():
-    """Thousands of multi-threaded fast calls; every output inside the spec's bound (reference.bounds)."""
+    """Hundreds of multi-threaded fast calls; every output inside the spec's bound (reference.bounds)."""
     rng = np.random.default_rng(3)
     n, d = 520, 61
     W = rng.standard_normal((n, d)).astype(np.float32)
     W16 = rng.standard_normal((n, d)).astype(np.float16)
     x = rng.standard_normal((2, d)).astype(np.float32)
-    calls = 0
-    deadline = time.monotonic() + 6.0
-    while (calls < 3000 and time.monotonic() < deadline) or calls < 600:
+    # A fixed number of calls, not "as many as fit in N seconds": the same inputs on every machine.
+    for calls in range(750):
         isa = ISAS[calls % len(ISAS)]
         threads = THREADS[1 + calls % (len(THREADS) - 1)]
         b = BACKENDS[isa]
@@ -208,8 +208,6 @@ def test_fast_mode_hammer():
             mask = rng.random((2, n)) < 0.1
             y = b.sparse_ffn(x, W_, W, W16, mask, mode="fast", threads=threads)
             assert bounds.sparse_ffn(x, W_, W, W16, mask).contains(y).all(), f"sparse_ffn isa={isa} threads={threads}"
-        calls += 1
-    assert calls >= 600
 
 
 @pytest.mark.parametrize("mode", ["deterministic", "fast"])
@@ -264,38 +262,69 @@ def test_concurrent_python_threads_get_their_own_bits():
     assert not failures, failures[:3]
 
 
-def test_kernels_release_the_gil():
-    """While one thread is inside a long kernel call, another keeps running Python."""
-    b = BACKENDS[kernels.BEST]
-    W = np.ones((6000, 4096), np.float16)
-    x = np.ones((8, 4096), np.float32)
-    started, done = threading.Event(), threading.Event()
-    elapsed: list[float] = []
+def _longest_stall(work: Callable[[], None]) -> tuple[float, float]:
+    """Run `work` in another thread while this one spins in Python: (the longest time this thread
+    made no progress during the call, as a fraction of the call; the call's seconds).
 
-    def call() -> None:
+    The worker stamps the start, so a call that holds the GIL from the start, which keeps this
+    thread from even returning from `started.wait()`, still shows as one long stall."""
+    started, done = threading.Event(), threading.Event()
+    span: list[float] = []
+
+    def run() -> None:
+        span.append(time.perf_counter())
         started.set()
-        t0 = time.perf_counter()
-        for _ in range(3):
-            b.matvec(W, x, threads=1)
-        elapsed.append(time.perf_counter() - t0)
+        work()
+        span.append(time.perf_counter())
         done.set()
 
-    worker = threading.Thread(target=call)
+    worker = threading.Thread(target=run)
+    worker.start()
+    started.wait()
+    last, longest = span[0], 0.0
+    while not done.is_set():
+        now = time.perf_counter()
+        longest, last = max(longest, now - last), now
+    worker.join()
+    took = span[1] - span[0]
+    return longest / took, took
+
+
+def test_kernels_release_the_gil():
+    """While one thread is inside a kernel call, this thread keeps running Python.
+
+    A call that held the GIL would stall this thread for the whole call (a stall fraction
+    near 1).  Released, the stalls are scheduling noise, measured alongside with a control
+    worker that releases the GIL for as long (numpy ufuncs); a try where even the control
+    stalls this thread for half its call says the machine is too busy to tell, not that
+    the kernel is wrong.  Only fractions of a call are asserted, no wall time.
+    """
+    b = BACKENDS[kernels.BEST]
+    W = np.ones((6000, 4096), np.float16)
+    x = np.ones((128, 4096), np.float32)  # one call of a few hundred ms, far above scheduling noise
+    a = np.ones(1 << 20)
+
+    def releasing_control(seconds: float) -> None:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            np.sqrt(a, out=a)
+
     old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-4)
+    sys.setswitchinterval(1e-4)  # a waiting thread gets the GIL within 0.1 ms of the holder's next bytecode
+    tries = []
     try:
-        worker.start()
-        started.wait()
-        last, longest = time.perf_counter(), 0.0
-        while not done.is_set():
-            now = time.perf_counter()
-            longest, last = max(longest, now - last), now
-        worker.join()
+        for _ in range(3):
+            kernel, took = _longest_stall(lambda: b.matvec(W, x, threads=1))
+            control, _ = _longest_stall(lambda: releasing_control(took))  # noqa: B023 (called at once)
+            tries.append((round(kernel, 3), round(control, 3)))
+            if kernel < 0.5 or control < 0.5:
+                break
     finally:
         sys.setswitchinterval(old)
-    # Holding the GIL would stall this loop for a whole call (tens of ms).
-    stalled = f"main thread stalled {longest * 1e3:.1f} ms of {elapsed[0] * 1e3:.1f} ms"
-    assert longest < elapsed[0] / 6, stalled
+    kernel, control = tries[-1]
+    if control >= 0.5:
+        pytest.skip(f"machine too busy: even the control stalled this thread (kernel, control: {tries})")
+    assert kernel < 0.5, f"longest stall of this thread as a fraction of the call (kernel, control): {tries}"
 
 
 def openmp_expected() -> bool:

@@ -88,7 +88,8 @@ def test_golden_sample_vectors_reach_every_branch_of_the_rule():
             assert (not greedy and u >= total) == (name == "short-total"), name
 
 
-@pytest.mark.parametrize("name", [n for n, s in rs.available_backends().items() if s.available])
+# numpy is left out: its deterministic mode is the reference's own code, which the tests above check.
+@pytest.mark.parametrize("name", [n for n, s in rs.available_backends().items() if s.available and n != "numpy"])
 def test_backends_reproduce_the_golden_vectors(name):
     backend = rs.get_backend(name)
     run = lambda op, inputs: getattr(backend, op)(**inputs, mode="deterministic")  # noqa: E731

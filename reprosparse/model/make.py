@@ -12,13 +12,24 @@ Construction (so that sparsity and predictor quality are realistic, not accident
   relu(fc1 x) holds Vx's positive and negative parts and x0), and
   fc2 = [U~, -U~, beta] with U~ = U plus PREDICTOR_NOISE.  It misses the
   full-rank gate noise, which is what makes its recall about 0.9.
+
+The file must be the same bytes for a seed on every machine (a determinism
+tool's own test models may not depend on the CPU), so every floating-point
+operation here is a correctly rounded elementwise numpy op, a sort, or the
+spec's own deterministic `matvec` (the reference); there is no BLAS (`@`,
+np.dot, np.linalg) and no float reduction whose order numpy may choose.  The
+random draws depend only on numpy's Generator streams (the numpy version).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import numpy as np
 
-from reprosparse.backends import Backend
+from reprosparse import reference
+from reprosparse.backends.numpy_backend import NumpyBackend
 
 from .runtime import Runtime
 from .weights import Hyper, Layer, Model
@@ -45,12 +56,16 @@ def _normal(rng: np.random.Generator, shape: tuple[int, ...], scale: float) -> n
     return (rng.standard_normal(shape, np.float32) * np.float32(scale)).astype(np.float32)
 
 
+def _product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b (float32) with the spec's lane_dot for each element, not BLAS: the same bits on every CPU."""
+    return reference.matvec(a, np.ascontiguousarray(b.T)).T
+
+
 def make_model(
     *, layers: int, dim: int, ff: int, vocab: int, heads: int, seed: int, dtype: str = "f16",
     kv_heads: int | None = None, rank: int | None = None, context_length: int = 512,
-    calibration_backend: Backend | None = None,
 ) -> Model:
-    """Build the model; calibration runs the real runtime (numpy backend, fast mode by default)."""
+    """Build the model; calibration runs the real runtime on the reference (numpy, deterministic)."""
     if dtype not in ("f16", "f32"):
         raise ValueError(f"dtype must be f16 or f32, got {dtype!r}")
     kv_heads = heads if kv_heads is None else kv_heads
@@ -88,7 +103,7 @@ def make_model(
             wv=_normal(rng, (kv_heads * hd, dim), 1.0 / np.sqrt(dim)).astype(wdt),
             wo=wo.astype(wdt),
             ffn_norm=norm_w,
-            gate=(u @ v + noise).astype(wdt),
+            gate=(_product(u, v) + noise).astype(wdt),
             up=_normal(rng, (ff, dim), 1.0 / np.sqrt(dim)).astype(wdt),
             down_t=down_t.astype(wdt),
             # Until calibrated, fc2 = 0 scores every neuron 0 >= threshold: a dense FFN.
@@ -98,20 +113,16 @@ def make_model(
         lowrank.append((u, v))
     model = Model(hyper, embd.astype(wdt), tuple(built), (1.0 + _normal(rng, (dim,), 0.1)).astype(np.float32),
                   _normal(rng, (vocab, dim), 1.0 / np.sqrt(dim)).astype(wdt), vocabulary(vocab))
-    return _calibrate(model, lowrank, rng, calibration_backend)
+    return _calibrate(model, lowrank, rng)
 
 
-def _calibrate(
-    model: Model,
-    lowrank: list[tuple[np.ndarray, np.ndarray]],
-    rng: np.random.Generator,
-    backend: Backend | None,
-) -> Model:
+def _calibrate(model: Model, lowrank: list[tuple[np.ndarray, np.ndarray]], rng: np.random.Generator) -> Model:
     """Set each layer's gate bias and predictor from that layer's real FFN inputs."""
-    from reprosparse import get_backend
-
     hp = model.hyper
     prompts = [list(rng.integers(3, hp.vocab, CALIBRATION_PROMPTS[1])) for _ in range(CALIBRATION_PROMPTS[0])]
+    tokens = CALIBRATION_PROMPTS[0] * CALIBRATION_PROMPTS[1]
+    # Neuron j must fire for `fires` of the calibration tokens: beta_j sits between two order statistics.
+    fires = math.ceil(ACTIVE_FRACTION * tokens)
     layers = list(model.layers)
     captured: dict[int, np.ndarray] = {}  # layer -> FFN input of the latest run
 
@@ -119,17 +130,20 @@ def _calibrate(
         captured[layer] = x
 
     for li in range(hp.n_layer):
-        current = Model(hp, model.token_embd, tuple(layers), model.output_norm, model.output, model.tokens)
-        runtime = Runtime(current, backend or get_backend("numpy"), mode="fast", observer=keep)
+        # Layers above li cannot change layer li's input, so the run stops at li.
+        upto = Model(dataclasses.replace(hp, n_layer=li + 1), model.token_embd, tuple(layers[: li + 1]),
+                     model.output_norm, model.output, model.tokens)
+        runtime = Runtime(upto, NumpyBackend(), mode="deterministic", observer=keep)
         runtime.step([runtime.new_cache() for _ in prompts], prompts)
-        x = captured[li].astype(np.float64)
+        x = captured[li]
         u, v = lowrank[li]
         layer = layers[li]
-        gate = layer.gate.astype(np.float64)
+        gate = layer.gate.copy()
         gate[:, 0] = 0.0
         # Neuron j fires when (gate_j . x) + beta_j * x0 > 0; x0 > 0 (the bias unit).
-        ratio = (x @ gate.T) / x[:, :1]
-        beta = -np.quantile(ratio, 1.0 - ACTIVE_FRACTION, axis=0)
+        ratio = np.sort(reference.matvec(gate, x) / x[:, :1], axis=0)
+        below, above = ratio[tokens - fires - 1], ratio[tokens - fires]
+        beta = -((below + above) * np.float32(0.5))
         new_gate = layer.gate.copy()
         new_gate[:, 0] = beta
         rank = u.shape[1]
@@ -137,7 +151,7 @@ def _calibrate(
         e0[0, 0] = 1.0
         u_noisy = u + _normal(rng, u.shape, PREDICTOR_NOISE / np.sqrt(rank))
         fc1 = np.concatenate([v, -v, e0])
-        fc2 = np.concatenate([u_noisy, -u_noisy, beta[:, None].astype(np.float32)], axis=1)
+        fc2 = np.concatenate([u_noisy, -u_noisy, beta[:, None]], axis=1)
         wdt = layer.gate.dtype
         layers[li] = Layer(**{**layer.__dict__, "gate": new_gate.astype(wdt), "fc1": fc1.astype(wdt),
                               "fc2": fc2.astype(wdt)})
