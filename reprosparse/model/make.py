@@ -15,9 +15,11 @@ Construction (so that sparsity and predictor quality are realistic, not accident
 
 The file must be the same bytes for a seed on every machine (a determinism
 tool's own test models may not depend on the CPU), so every floating-point
-operation here is a correctly rounded elementwise numpy op, a sort, or the
-spec's own deterministic `matvec` (the reference); there is no BLAS (`@`,
-np.dot, np.linalg) and no float reduction whose order numpy may choose.  The
+operation here is a correctly rounded elementwise numpy op, a sort, or one of
+the spec's operators in deterministic mode, on the selected backend (every
+backend gives the reference's bits there; cython is what makes a LLaMA-sized
+model take seconds, not minutes); there is no BLAS (`@`, np.dot, np.linalg)
+and no float reduction whose order numpy may choose.  The
 random draws depend only on numpy's Generator streams (the numpy version).
 """
 
@@ -28,8 +30,7 @@ import math
 
 import numpy as np
 
-from reprosparse import reference
-from reprosparse.backends.numpy_backend import NumpyBackend
+from reprosparse import get_backend
 
 from .runtime import Runtime
 from .weights import Hyper, Layer, Model
@@ -58,7 +59,7 @@ def _normal(rng: np.random.Generator, shape: tuple[int, ...], scale: float) -> n
 
 def _product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a @ b (float32) with the spec's lane_dot for each element, not BLAS: the same bits on every CPU."""
-    return reference.matvec(a, np.ascontiguousarray(b.T)).T
+    return get_backend().matvec(a, np.ascontiguousarray(b.T), mode="deterministic").T
 
 
 def make_model(
@@ -133,7 +134,7 @@ def _calibrate(model: Model, lowrank: list[tuple[np.ndarray, np.ndarray]], rng: 
         # Layers above li cannot change layer li's input, so the run stops at li.
         upto = Model(dataclasses.replace(hp, n_layer=li + 1), model.token_embd, tuple(layers[: li + 1]),
                      model.output_norm, model.output, model.tokens)
-        runtime = Runtime(upto, NumpyBackend(), mode="deterministic", observer=keep)
+        runtime = Runtime(upto, get_backend(), mode="deterministic", observer=keep)
         runtime.step([runtime.new_cache() for _ in prompts], prompts)
         x = captured[li]
         u, v = lowrank[li]
@@ -141,7 +142,7 @@ def _calibrate(model: Model, lowrank: list[tuple[np.ndarray, np.ndarray]], rng: 
         gate = layer.gate.copy()
         gate[:, 0] = 0.0
         # Neuron j fires when (gate_j . x) + beta_j * x0 > 0; x0 > 0 (the bias unit).
-        ratio = np.sort(reference.matvec(gate, x) / x[:, :1], axis=0)
+        ratio = np.sort(get_backend().matvec(gate, x, mode="deterministic") / x[:, :1], axis=0)
         below, above = ratio[tokens - fires - 1], ratio[tokens - fires]
         beta = -((below + above) * np.float32(0.5))
         new_gate = layer.gate.copy()
