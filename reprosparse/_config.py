@@ -36,7 +36,7 @@ def check_mode(mode: object, source: str = "mode") -> str:
 
 def check_threads(threads: object, source: str = "threads") -> int:
     """A thread count in [1, MAX_THREADS] (any integer type, numpy's included, but not bool)."""
-    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or not 1 <= threads <= MAX_THREADS:
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or not 1 <= int(threads) <= MAX_THREADS:
         raise ValueError(f"{source} must be an integer from 1 to {MAX_THREADS}, got {threads!r}")
     return int(threads)
 

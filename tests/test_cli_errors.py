@@ -178,7 +178,7 @@ def test_subprocess_stderr_has_no_traceback(files):
         (["audit", files["m"], "--repeats", "0"], 2, "--repeats"),
     ]
     for argv, code, text in runs:
-        done = subprocess.run([sys.executable, "-m", "reprosparse.cli", *argv], capture_output=True, text=True,
+        done = subprocess.run([sys.executable, "-P", "-m", "reprosparse.cli", *argv], capture_output=True, text=True,
                               timeout=120, env={**os.environ, "PYTHONWARNINGS": "ignore"})
         assert done.returncode == code, done.stderr
         assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1 and text in done.stderr, done.stderr

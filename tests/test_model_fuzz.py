@@ -187,7 +187,7 @@ def test_gguf_py_hangs_are_refused_in_a_child_with_a_timeout(original: tuple[byt
         if slot.read(data) != value:
             paths.append(tmp_path / f"{i}.gguf")
             paths[-1].write_bytes(_set(data, slot, value))
-    done = subprocess.run([sys.executable, "-c", CHILD, *map(str, paths)], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-P", "-c", CHILD, *map(str, paths)], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["refused"] * len(paths)

@@ -59,7 +59,7 @@ VARIANTS: list[dict[str, str]] = [
 
 def _make_in_child(path: Path, variant: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in VARIABLES} | variant
-    done = subprocess.run([sys.executable, "-c", CHILD, str(path)], env=env, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-P", "-c", CHILD, str(path)], env=env, capture_output=True, text=True,
                           timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.splitlines()[-1])
