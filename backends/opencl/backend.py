@@ -280,7 +280,7 @@ class OpenCLBackend(Backend):
         starts = np.append(starts, m).astype(np.int32)
         groups = starts.shape[0] - 1
         per_token = groups * d * _F32.itemsize
-        tile = max(1, min(t, self.scratch_bytes // per_token))
+        tile = max(1, min(t, min(self.scratch_bytes, self._max_alloc) // per_token))
         partial = self._scratch("sparse_axpy's partials", tile * per_token)
         y = np.empty((t, d), np.float32)
         y_buf = self._scratch("the output", y.nbytes)
