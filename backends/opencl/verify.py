@@ -204,8 +204,10 @@ def run_children(where: tuple[int, int], device_name: str, jobs: Sequence[Job]) 
                               "jobs": remaining})
         started: list[Job] = []
         try:
-            proc = subprocess.run(  # -P: a folder named reprosparse in the cwd must not shadow the package
-                [sys.executable, "-P", "-m", "reprosparse.backends.opencl.selftest"], input=request,
+            # -P: a folder named reprosparse in the cwd must not shadow the package; -W ignore: the
+            # stderr tail is the driver's last words, not pyopencl's warning that the compiler spoke.
+            proc = subprocess.run(
+                [sys.executable, "-P", "-W", "ignore", "-m", "reprosparse.backends.opencl.selftest"], input=request,
                 capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, check=False,
             )
             stdout, stderr, returncode = proc.stdout, proc.stderr, proc.returncode
