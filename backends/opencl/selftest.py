@@ -114,14 +114,11 @@ def main() -> int:
         if fault == "crash":
             print("reprosparse: injected fault: the driver aborts", file=sys.stderr, flush=True)
             os.abort()
-        backend = OpenCLBackend(platforms, *where, Plan({(mode, dtype): layout}))
-
-        def run(op: str, *args: np.ndarray, mode: str, _b: OpenCLBackend = backend) -> np.ndarray:
-            return getattr(_b, op)(*args, mode=mode)
-
-        try:
-            problem = check(run, mode, np.dtype(dtype).type, fault)
-        except Exception as exc:  # a driver error is a failed self-test, not a crash of the child
+        try:  # a driver error (context, build, launch) is a failed self-test, not a crash of the child
+            backend = OpenCLBackend(platforms, *where, Plan({(mode, dtype): layout}))
+            problem = check(lambda op, *args, mode, b=backend: getattr(b, op)(*args, mode=mode),
+                            mode, np.dtype(dtype).type, fault)
+        except Exception as exc:
             problem = f"{type(exc).__name__}: {exc}"
         print(MARK + json.dumps({"job": job, "ok": problem is None, "reason": problem or ""}), flush=True)
     return 0
