@@ -106,6 +106,28 @@ def test_sparsity_and_predictor_recall(model: Model, record_property: Callable[[
     assert 0.8 < r < 0.97
 
 
+def test_predictor_reads_the_residual_before_ffn_norm(model: Model) -> None:
+    """PowerInfer's input: predict gets the residual r, the FFN rmsnorm(r, ffn_norm) (docs/spec.md §12)."""
+    from reprosparse.backends.numpy_backend import NumpyBackend
+    from reprosparse.reference.rmsnorm import rmsnorm
+
+    seen: list[np.ndarray] = []
+
+    class Spy(NumpyBackend):
+        def predict(self, x, fc1, fc2, threshold=0.0, **kw):  # type: ignore[no-untyped-def]
+            seen.append(np.array(x))
+            return super().predict(x, fc1, fc2, threshold, **kw)
+
+    ffn_inputs: list[np.ndarray] = []
+    rt = Runtime(model, Spy(), observer=lambda li, x, mask: ffn_inputs.append(np.array(x)))
+    generate(rt, [[5, 6, 7]], 2)
+    assert len(seen) == len(ffn_inputs) > 0
+    for li, (r, h) in enumerate(zip(seen, ffn_inputs, strict=True)):
+        layer = model.layers[li % len(model.layers)]
+        assert not np.array_equal(r, h), "the predictor got the normed FFN input"
+        assert np.array_equal(rmsnorm(r, layer.ffn_norm, model.hyper.eps).view(np.uint32), h.view(np.uint32))
+
+
 def test_cli_generate_reproducible(model_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     outputs = []
     for _ in range(2):

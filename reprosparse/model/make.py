@@ -12,6 +12,11 @@ Construction (so that sparsity and predictor quality are realistic, not accident
   relu(fc1 x) holds Vx's positive and negative parts and x0), and
   fc2 = [U~, -U~, beta] with U~ = U plus PREDICTOR_NOISE.  It misses the
   full-rank gate noise, which is what makes its recall about 0.9.
+- The predictor reads the residual r before ffn_norm, as PowerInfer's does,
+  while the FFN reads x = rmsnorm(r) = (r * inv) * w.  So fc1's columns are
+  scaled by w: fc1 r is then fc1 x / inv up to rounding, relu is positively
+  homogeneous and inv > 0, so the logits are the normed ones scaled by a
+  positive factor and the decisions at threshold 0 are the same.
 
 The file must be the same bytes for a seed on every machine (a determinism
 tool's own test models may not depend on the CPU), so every floating-point
@@ -151,7 +156,7 @@ def _calibrate(model: Model, lowrank: list[tuple[np.ndarray, np.ndarray]], rng: 
         e0 = np.zeros((1, hp.dim), np.float32)
         e0[0, 0] = 1.0
         u_noisy = u + _normal(rng, u.shape, PREDICTOR_NOISE / np.sqrt(rank))
-        fc1 = np.concatenate([v, -v, e0])
+        fc1 = np.concatenate([v, -v, e0]) * layer.ffn_norm[None, :]  # the predictor reads the residual
         fc2 = np.concatenate([u_noisy, -u_noisy, beta[:, None]], axis=1)
         wdt = layer.gate.dtype
         layers[li] = Layer(**{**layer.__dict__, "gate": new_gate.astype(wdt), "fc1": fc1.astype(wdt),

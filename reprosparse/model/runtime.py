@@ -1,8 +1,9 @@
 """The ReLU-LLaMA decoder: weight-heavy operators on a backend, the rest on the reference.
 
 Per step and layer: rmsnorm -> Q/K/V `matvec` -> rope -> attention over the
-sequence's KV cache -> O `matvec` -> residual -> rmsnorm -> `predict` mask ->
-`sparse_ffn` (or `dense_ffn`) -> residual; then the final rmsnorm and the LM
+sequence's KV cache -> O `matvec` -> residual r -> `predict` mask on r (the
+pre-norm residual, PowerInfer's `ffn_inp`) -> rmsnorm -> `sparse_ffn` (or
+`dense_ffn`) -> residual; then the final rmsnorm and the LM
 head `matvec` for each sequence's last token.  The `matvec`, `predict`,
 `sparse_ffn` and `dense_ffn` calls go to the chosen backend in the chosen
 mode and thread count; rmsnorm, rope, attention, residual adds, argmax and
@@ -117,7 +118,9 @@ class Runtime:
             x = x + be.matvec(layer.wo, att.reshape(t, hp.dim), **run)
             h = rmsnorm(x, layer.ffn_norm, hp.eps)
             if self.ffn == "sparse":
-                mask = be.predict(h, layer.fc1, layer.fc2, hp.sparse_threshold, **run)
+                # PowerInfer feeds its predictors the residual before ffn_norm, and real predictors were
+                # trained on that input, so the mask comes from x, not from the FFN's input h.
+                mask = be.predict(x, layer.fc1, layer.fc2, hp.sparse_threshold, **run)
                 y = be.sparse_ffn(h, layer.gate, layer.up, layer.down_t, mask, **run)
             else:
                 mask = None
