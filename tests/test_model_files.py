@@ -112,6 +112,30 @@ def test_missing_tensor(model: Model, tmp_path: Path) -> None:
         load_model(tmp_path / "m.gguf")
 
 
+def test_dense_llama_cpp_model_is_named_as_such(model: Model, tmp_path: Path) -> None:
+    """llama.cpp's dense layout (ffn_down as [n_ff, dim], no fc1/fc2) is refused as what it is."""
+    src, path = tmp_path / "m.src", tmp_path / "dense.gguf"
+    save_model(model, src, "GGUF")
+    w = gguf.GGUFWriter(str(path), "llama")
+    hp = model.hyper
+    for key, value in {"embedding_length": hp.dim, "block_count": hp.n_layer, "feed_forward_length": hp.n_ff,
+                       "attention.head_count": hp.n_head, "attention.head_count_kv": hp.n_head_kv}.items():
+        w.add_key_value(f"llama.{key}", value, gguf.GGUFValueType.UINT32)
+    for t in gguf.GGUFReader(src).tensors:
+        name, arr = t.name, np.asarray(t.data)
+        if name.endswith((".fc1.weight", ".fc2.weight")):
+            continue
+        if name.endswith(".ffn_down_t.weight"):
+            name, arr = name.replace("ffn_down_t", "ffn_down"), np.ascontiguousarray(arr.T)
+        w.add_tensor(name, arr)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    with pytest.raises(ModelFormatError, match=r"dense\.gguf: this is a dense LLaMA model .*ffn_down_t.*fc1/fc2"):
+        load_model(path)
+
+
 def test_wrong_shape(model: Model, tmp_path: Path) -> None:
     bad = np.zeros((model.hyper.n_ff, model.hyper.dim + 1), np.float16)
     _rewrite(model, tmp_path / "m.gguf", {"blk.0.ffn_up.weight": (bad, None)})

@@ -157,6 +157,17 @@ def _ne(header: Header, name: str, n_dims: int, layout: str) -> tuple[int, ...]:
     return t.ne
 
 
+def _refuse_dense(header: Header) -> None:
+    """A dense llama.cpp conversion (ffn_down, no predictors) says so, instead of 'no tensor ffn_down_t'."""
+    sparse = ("blk.0.ffn_down_t.weight", "blk.0.fc1.weight", "blk.0.fc2.weight")
+    if "blk.0.ffn_down.weight" in header.tensors and not any(name in header.tensors for name in sparse):
+        raise ModelFormatError(
+            "this is a dense LLaMA model (llama.cpp's layout: blk.N.ffn_down, no predictor): reprosparse runs "
+            "PowerInfer's sparse models, whose files hold blk.N.ffn_down_t and the predictor blk.N.fc1/fc2, "
+            "as PowerInfer's converter writes them from a ReLU model and its trained predictors"
+        )
+
+
 def load_model(path: str | os.PathLike[str]) -> Model:
     """Load a ReLU-LLaMA model with PowerInfer predictors from a GGUF or PWRI file."""
     path = Path(path)
@@ -175,6 +186,7 @@ def _load(path: Path) -> Model:
         raise ModelFormatError(f"not a GGUF or PowerInfer (PWRI) file: it has {size} bytes")
     pages = np.memmap(path, mode="r")
     header = gguf_header.parse(pages.data)
+    _refuse_dense(header)
     vocab = _ne(header, "token_embd.weight", 2, "[dim, vocab]")[1]
     hp = read_hyper(header, vocab)
     get = _tensor_getter(header, pages)
