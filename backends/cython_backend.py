@@ -82,10 +82,10 @@ class CythonBackend(Backend):
         return max(1, min(_platform.cpu_count(), self._k.max_threads()))
 
     def _team(self, threads: int) -> int:
-        """The thread count a call runs on in this process (an invalid count is left for the kernels to refuse)."""
+        """The thread count a call runs on in this process (`threads` is checked: 1 to _config.MAX_THREADS)."""
         global _threads_started
-        if not 1 < threads <= self._k.MAX_THREADS:
-            return threads
+        if threads == 1:
+            return 1
         if _forked_after_threads:
             return 1
         _threads_started = True  # before the call: a fork from another thread during it is covered too

@@ -35,7 +35,9 @@ def backend(request) -> ocl.OpenCLBackend:
     except BackendUnavailable as exc:
         pytest.skip(f"no usable OpenCL device: {exc}")
     assert isinstance(got, ocl.OpenCLBackend)
-    assert set(got.plan.layouts.values()) == {request.param}, got.plan
+    assert set(got.plan.layouts.values()) <= {request.param}, got.plan
+    if got.plan.refused:  # a driver that miscompiles this layout: refused, as it must be (the default falls back)
+        pytest.skip(f"the {request.param} layout failed its self-test on this device: {got.plan.refused}")
     return got
 
 
@@ -387,8 +389,19 @@ def test_default_layouts_follow_device_type():
         pytest.skip(f"no usable OpenCL device: {exc}")
     assert isinstance(default, ocl.OpenCLBackend)
     is_cpu = bool(default._device.type & cl.device_type.CPU)
-    preferred = (opencl.CPU_LAYOUTS if is_cpu else opencl.GPU_LAYOUTS)[0]
-    assert set(default.plan.layouts.values()) == {preferred}, default.plan
+    candidates = opencl.CPU_LAYOUTS if is_cpu else opencl.GPU_LAYOUTS
+    # Each (mode, weight type) runs the first candidate whose self-test passes on this device.
+    def layouts_passing(layout: str) -> dict[tuple[str, str], str]:
+        try:
+            return dict(opencl.load(layout=layout).plan.layouts)
+        except BackendUnavailable:  # the layout failed in every mode
+            return {}
+
+    one_by_one = {layout: layouts_passing(layout) for layout in candidates}
+    for key, layout in default.plan.layouts.items():
+        earlier = candidates[:candidates.index(layout)]
+        assert not any(key in one_by_one[e] for e in earlier), (key, layout, default.plan)
+        assert one_by_one[layout].get(key) == layout
     assert (default.weights.budget == 0) == is_cpu, "resident weights only where memory is separate"
     assert default.zero_copy == is_cpu
     with pytest.raises(ValueError, match="layout must be one of"):

@@ -23,6 +23,7 @@ e.g. "wrong-bit:vector8" or "crash:fast:float16".
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -135,6 +136,7 @@ def device_identity(device: object) -> dict[str, str]:
     }
 
 
+@functools.cache
 def _selftest_hash() -> str:
     return hashlib.sha256(resources.files(__package__).joinpath("selftest.py").read_bytes()).hexdigest()
 

@@ -38,15 +38,6 @@ def token_ids(text: str) -> list[int]:
     return ids
 
 
-def load(path: str) -> Model:
-    from ..model import ModelFormatError, load_model
-
-    try:
-        return load_model(path)
-    except ModelFormatError as exc:  # its message names the tensor or key, not the file
-        raise CommandFailed(f"{path}: {_first_line(exc)}") from exc
-
-
 def prompt_ids(args: argparse.Namespace, model: Model, default: list[int]) -> list[int]:
     """The prompt from --tokens or --prompt (or `default`), every id checked against the model's vocabulary."""
     from ..model.tokenizer import encode
@@ -81,11 +72,13 @@ def check_room(model: Model, need: int, what: str) -> None:
 
 
 def check_known(name: str, option: str) -> None:
-    from .. import available_backends
+    """`name` is auto or a registered backend: the settings' own check, without loading any backend."""
+    from .. import _config
 
-    known = available_backends()
-    if name != "auto" and name not in known:
-        raise UsageError(f"{option}: unknown backend {name!r}; choose from auto, {', '.join(known)}")
+    try:
+        _config.check_backend_name(name, option)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def backend(name: str, mode: str, option: str) -> Backend:

@@ -10,8 +10,6 @@ import os
 import stat
 import tempfile
 
-import numpy as np
-
 from .. import _config
 
 SEED_LIMIT = 2**64  # sampling keys numpy's Philox with the seed; one bound for every --seed
@@ -31,6 +29,18 @@ def positive_int(text: str) -> int:
     return value
 
 
+def thread_count(text: str) -> int:
+    """A thread count the settings accept (_config.check_threads), refused while parsing."""
+    value = positive_int(text)
+    if value > _config.MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"must be at most {_config.MAX_THREADS}, got {value}")
+    return value
+
+
+def thread_counts(text: str) -> tuple[int, ...]:
+    return tuple(thread_count(v) for v in names(text))
+
+
 def seed(text: str) -> int:
     value = _int(text)
     if not 0 <= value < SEED_LIMIT:
@@ -39,18 +49,14 @@ def seed(text: str) -> int:
 
 
 def temperature(text: str) -> float:
+    """0 (greedy) or a finite temperature; sampling's rule is total for every one (spec §12 sample: a
+    temperature so small that 1/T overflows float32 gives the greedy choice)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not (math.isfinite(value) and value >= 0):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
-    # Sampling scales the logits by float32(1) / float32(temperature): that must be finite.
-    with np.errstate(over="ignore", divide="ignore"):
-        scale = np.float32(1.0) / np.float32(value)
-    if value > 0 and not np.isfinite(scale):
-        raise argparse.ArgumentTypeError(f"must be 0 (greedy) or at least 3e-39 (1/temperature must be a float32), "
-                                         f"got {text!r}")
     return value
 
 
@@ -60,10 +66,6 @@ def names(text: str) -> tuple[str, ...]:
     if not got:
         raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
     return got
-
-
-def positive_ints(text: str) -> tuple[int, ...]:
-    return tuple(positive_int(v) for v in names(text))
 
 
 def modes(text: str) -> tuple[str, ...]:

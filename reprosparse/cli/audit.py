@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from . import CommandFailed
-from ._model_args import add_model, add_prompt, check_room, load, named_backends, prompt_ids, refused_pairs
-from ._types import modes, names, output_file, png_file, positive_int, positive_ints
+from ._model_args import add_model, add_prompt, check_room, named_backends, prompt_ids, refused_pairs
+from ._types import modes, names, output_file, png_file, positive_int, thread_counts
 
 if TYPE_CHECKING:
     from ..model.audit import Run
@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_prompt(p, n_default=16)
     p.add_argument("--backends", type=names,
                    help="comma-separated (default: every available backend that gives every mode)")
-    p.add_argument("--threads", type=positive_ints, default=(1, 2), help="comma-separated thread counts")
+    p.add_argument("--threads", type=thread_counts, default=(1, 2), help="comma-separated thread counts")
     p.add_argument("--modes", type=modes, default=("deterministic", "fast"), help="comma-separated modes")
     p.add_argument("--repeats", type=positive_int, default=2, help="runs of each configuration")
     # Output paths are checked while parsing: a run must not be lost to a path it cannot write.
@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from .. import available_backends
+    from ..model import load_model
     from ..model.audit import COMPOSITIONS, others_for, report_json, run_audit
     from . import cli_console
 
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         backends = [s.name for s in available_backends().values() if s.available and s.name not in refused]
         if not backends:
             raise CommandFailed(f"no available backend gives every mode of --modes {','.join(modes)}")
-    model = load(args.model)
+    model = load_model(args.model)  # a ModelFormatError names the file and the key
     prompt = prompt_ids(args, model, default=[1, 2, 3, 4, 5])
     longest = max(len(p) for p in [prompt, *others_for(prompt, model.hyper.vocab)])  # the batched runs
     # The last new token is never fed back: a sequence holds its prompt and n - 1 new tokens.

@@ -8,8 +8,8 @@ import json
 from typing import Any
 
 from . import UsageError
-from ._model_args import check_room, load, named_backends, refused_pairs
-from ._types import model_file, modes, names, output_file, png_file, positive_int, positive_ints
+from ._model_args import check_room, named_backends, refused_pairs
+from ._types import model_file, modes, names, output_file, png_file, positive_int, thread_counts
 
 DEFAULT_TOKENS, DEFAULT_DEPTH = 4, 32
 
@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--mode", type=modes, default=("deterministic", "fast"), help="modes to time")
     p.add_argument(
-        "--threads", type=positive_ints,
+        "--threads", type=thread_counts,
         help="thread counts for threaded backends (default: 1 and all cores; with --decode: the backend's default)",
     )
     p.add_argument("--quick", action="store_true", help="batch 1, 10%% and 100%% active, 3 repeats")
@@ -149,11 +149,12 @@ def _decode(
     from rich.table import Table
 
     from .. import _registry
+    from ..model import load_model
     from ..model.bench import PROMPT, decode_speed
 
     tokens = args.tokens or DEFAULT_TOKENS
     depth = args.depth or DEFAULT_DEPTH
-    model = load(args.decode)
+    model = load_model(args.decode)  # a ModelFormatError names the file and the key
     hp = model.hyper
     if max(PROMPT) >= hp.vocab:
         raise UsageError(f"--decode: the timing prompt {PROMPT} needs a vocabulary of {max(PROMPT) + 1} or more; "

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from ._model_args import add_model, add_prompt, backend, load, prompt_ids
-from ._types import positive_int, seed, temperature
+from ._model_args import add_model, add_prompt, backend, prompt_ids
+from ._types import seed, temperature, thread_count
 
 if TYPE_CHECKING:
     from ..model import Generated, Model
@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--backend", help="backend name or auto (default: REPROSPARSE_BACKEND, else auto)")
     p.add_argument("--mode", choices=("deterministic", "fast"),
                    help="default: REPROSPARSE_MODE, else deterministic")
-    p.add_argument("--threads", type=positive_int,
+    p.add_argument("--threads", type=thread_count,
                    help="default: REPROSPARSE_THREADS, else the backend's default")
     p.add_argument("--ffn", choices=("sparse", "dense"), default="sparse")
     p.add_argument("--temperature", type=temperature, default=0.0, help="0 is greedy")
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
     from .. import _config
-    from ..model import ContextLengthError, Runtime, generate
+    from ..model import ContextLengthError, Runtime, generate, load_model
     from . import CommandFailed
 
     settings = _config.current()
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     threads = args.threads or settings.threads
     chosen = backend(args.backend or settings.backend, mode, "--backend" if args.backend else "REPROSPARSE_BACKEND")
     err = Console(stderr=True)
-    model = load(args.model)
+    model = load_model(args.model)  # a ModelFormatError names the file and the key
     prompt = prompt_ids(args, model, default=[1])
     runtime = Runtime(model, chosen, mode=mode, threads=threads, ffn=args.ffn)
     began = time.perf_counter()
