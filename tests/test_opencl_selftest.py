@@ -75,16 +75,32 @@ def test_wrong_bit_refuses_deterministic_mode(monkeypatch):
     assert np.abs(got - ref.matvec(W, x)).max() < 1e-4
 
 
-def test_wrong_bit_falls_back_to_the_next_layout(monkeypatch):
+@pytest.mark.parametrize("last_fails", ["", "wrong-bit:grouped:float16"], ids=["last-passes", "last-fails-float16"])
+def test_wrong_bit_falls_back_to_the_next_layout(monkeypatch, last_fails):
+    """With a wrong bit injected into every CPU layout but the last, each (mode, weight type) runs
+    on the last one, or is refused with the last one's own reason where the driver fails it too
+    (as Debian's PoCL 5.0 on an Intel Xeon failed grouped float16; simulated by last_fails)."""
     candidates = opencl.CPU_LAYOUTS
-    monkeypatch.setenv(verify.FAULT_ENV, ",".join(f"wrong-bit:{c}" for c in candidates[:-1]))
+    assert candidates[-1] == "grouped"
+    monkeypatch.setenv(verify.FAULT_ENV, last_fails)
+    last = load(layout=candidates[-1]).plan
+    monkeypatch.setenv(verify.FAULT_ENV, ",".join([*(f"wrong-bit:{c}" for c in candidates[:-1]), last_fails]))
     b = load()
     if b.plan.layouts and isinstance(b, ocl.OpenCLGpuBackend):
         pytest.skip("the fallback order tested here is the CPU devices'")
-    assert set(b.plan.layouts.values()) == {candidates[-1]}, b.plan
-    assert "REFUSED" not in b.info()["deterministic mode"]
-    W, x = small_case()
-    assert mismatch(b.matvec(W, x, mode="deterministic"), ref.matvec(W, x)) is None
+    assert b.plan.layouts == last.layouts, b.plan
+    assert b.plan.refused.keys() == last.refused.keys()
+    failed = "self-test failed: "
+    for combo, why in b.plan.refused.items():
+        own = last.refused[combo]
+        if own.startswith(failed):  # every layout's failure, the last's own reason included
+            assert why.startswith(failed + ", ".join(candidates[:-1])), why
+            assert why.endswith(own.removeprefix(f"{failed}{candidates[-1]} layout: ")), why
+        else:  # refused before any self-test (e.g. a device that flushes subnormals)
+            assert why == own
+    if ("deterministic", "float32") in b.plan.layouts:
+        W, x = small_case()
+        assert mismatch(b.matvec(W, x, mode="deterministic"), ref.matvec(W, x)) is None
 
 
 def test_wrong_bit_everywhere_makes_the_backend_unavailable(monkeypatch):

@@ -100,14 +100,14 @@ static void accumulate(__global const WTYPE *w, const int d, __global const floa
     }
 }
 
-/* The spec's fold of the 16 lanes, 8, 4, 2, 1, through local memory; red is
- * this row's [TOKENS][LANES] slice.  Every work-item of the group must call
- * it (it holds barriers). */
-static void fold_lanes(__local float *red, const int lane)
+/* The spec's fold of the 16 lanes, 8, 4, 2, 1, through local memory, of the
+ * n sums in red ([n][LANES]).  Every work-item of the group must call it (it
+ * holds barriers). */
+static void fold_lanes(__local float *red, const int n, const int lane)
 {
     for (int s = LANES / 2; s > 0; s >>= 1) {
         if (lane < s) {
-            for (int j = 0; j < TOKENS; ++j) {
+            for (int j = 0; j < n; ++j) {
                 red[j * LANES + lane] = red[j * LANES + lane] + red[j * LANES + lane + s];
             }
         }
@@ -115,26 +115,38 @@ static void fold_lanes(__local float *red, const int lane)
     }
 }
 
-/* lane_dot of row a with tokens t0.. into out[j] (valid on lane 0 only).
- * Work-group (LANES, ROWS, 1). */
-static void dot_rows(__global const WTYPE *w, const int d, __global const float *x,
-                     const int nt, const bool live, __local float *red, float out[TOKENS])
+#define MAXW 2 /* matrices a dot_rows call reads: gate and up */
+
+/* lane_dot of one row of each of the nw (1 or MAXW) matrices w0, w1 with the
+ * tokens at x, into out[i * TOKENS + j] for matrix i, token j (valid on lane 0
+ * only).  Work-group (LANES, ROWS, 1); red holds ROWS * nw * TOKENS * LANES
+ * floats.  Both rows are accumulated before the one fold, so no private array
+ * lives across a barrier: PoCL 5.0 (Debian's, on an Intel Xeon) returned
+ * wrong bits for gated_lane_dot when g was held across a second fold's
+ * barriers. */
+static void dot_rows(__global const WTYPE *w0, __global const WTYPE *w1, const int nw, const int d,
+                     __global const float *x, const int nt, const bool live, __local float *red,
+                     float out[MAXW * TOKENS])
 {
     const int lane = get_local_id(0);
-    __local float *mine = red + get_local_id(1) * TOKENS * LANES;
-    float acc[TOKENS];
-    for (int j = 0; j < TOKENS; ++j) {
+    const int n = nw * TOKENS;
+    __local float *mine = red + get_local_id(1) * n * LANES;
+    float acc[MAXW * TOKENS];
+    for (int j = 0; j < MAXW * TOKENS; ++j) {
         acc[j] = 0.0f;
     }
     if (live) {
-        accumulate(w, d, x, nt, lane, acc);
+        accumulate(w0, d, x, nt, lane, acc);
+        if (nw > 1) {
+            accumulate(w1, d, x, nt, lane, acc + TOKENS);
+        }
     }
-    for (int j = 0; j < TOKENS; ++j) {
+    for (int j = 0; j < n; ++j) {
         mine[j * LANES + lane] = acc[j];
     }
     barrier(CLK_LOCAL_MEM_FENCE);
-    fold_lanes(mine, lane);
-    for (int j = 0; j < TOKENS; ++j) {
+    fold_lanes(mine, n, lane);
+    for (int j = 0; j < n; ++j) {
         out[j] = mine[j * LANES];
     }
 }
@@ -236,11 +248,13 @@ DOT_KERNEL void lane_dot(__global const WTYPE *W, const int d, __global const in
     const int a = DOT_ROW();
     const int t0 = DOT_TOKEN0();
     const int nt = min(TOKENS, t - t0);
-    float res[TOKENS];
 #if RS_VW == 0
+    float res[MAXW * TOKENS];
     __local float red[ROWS * TOKENS * LANES];
-    dot_rows(W + (size_t)rows[min(a, m - 1)] * d, d, x + (size_t)t0 * d, nt, a < m, red, res);
+    __global const WTYPE *w = W + (size_t)rows[min(a, m - 1)] * d;
+    dot_rows(w, w, 1, d, x + (size_t)t0 * d, nt, a < m, red, res);
 #else
+    float res[TOKENS];
     if (a >= m) {
         return;
     }
@@ -262,15 +276,16 @@ DOT_KERNEL void gated_lane_dot(__global const WTYPE *gate, __global const WTYPE 
     const int a = DOT_ROW();
     const int t0 = DOT_TOKEN0();
     const int nt = min(TOKENS, t - t0);
+#if RS_VW == 0
+    float gu[MAXW * TOKENS];
+    __local float red[ROWS * MAXW * TOKENS * LANES];
+    const size_t row = (size_t)rows[min(a, m - 1)] * d;
+    dot_rows(gate + row, up + row, MAXW, d, x + (size_t)t0 * d, nt, a < m, red, gu);
+    const float *g = gu;
+    const float *u = gu + TOKENS;
+#else
     float g[TOKENS];
     float u[TOKENS];
-#if RS_VW == 0
-    __local float red_g[ROWS * TOKENS * LANES];
-    __local float red_u[ROWS * TOKENS * LANES];
-    const size_t row = (size_t)rows[min(a, m - 1)] * d;
-    dot_rows(gate + row, d, x + (size_t)t0 * d, nt, a < m, red_g, g);
-    dot_rows(up + row, d, x + (size_t)t0 * d, nt, a < m, red_u, u);
-#else
     if (a >= m) {
         return;
     }
