@@ -207,7 +207,8 @@ class OpenCLBackend(Backend):
     def _launch(
         self, variant: Variant, kernel: str, global_size: tuple[int, ...],
         local_size: tuple[int, ...] | None, *args: cl.Buffer | np.int32,
-    ) -> None:
+    ) -> cl.Event:
+        """Enqueues one kernel; its event lets a profiling queue time the device alone."""
         program = self._programs.get(variant)
         # Reusing Kernel objects skips pyopencl's per-Kernel setup (a disk-cache lookup), which
         # costs more than a small launch; programs are never evicted, so their ids stay valid.
@@ -216,7 +217,7 @@ class OpenCLBackend(Backend):
             knl = kernels.get((id(program), kernel))
             if knl is None:
                 knl = kernels[id(program), kernel] = cl.Kernel(program, kernel)
-            knl(self._queue, global_size, local_size, *args)
+            return knl(self._queue, global_size, local_size, *args)
         except cl.Error as exc:
             raise OpenCLError(f"OpenCL kernel {kernel} ({variant.layout} layout) on {self.device_name} "
                               f"failed: {exc}") from exc
