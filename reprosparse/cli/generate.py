@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from ._model_args import add_model, add_prompt, backend, prompt_ids
-from ._types import seed, temperature, thread_count
+from ._model_args import add_model, add_prompt, backend, partition, prompt_ids
+from ._types import partition_spec, seed, temperature, thread_count
 
 if TYPE_CHECKING:
+    from ..backends import Backend
     from ..model import Generated, Model
 
 
@@ -17,7 +18,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_model(p)
     add_prompt(p, n_default=16)
     # Omitted, these come from REPROSPARSE_BACKEND / _MODE / _THREADS, like every reprosparse op.
-    p.add_argument("--backend", help="backend name or auto (default: REPROSPARSE_BACKEND, else auto)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--backend", help="backend name or auto (default: REPROSPARSE_BACKEND, else auto)")
+    where.add_argument("--partition", type=partition_spec, metavar="NAME[:SHARE][@THREADS],...",
+                       help="split every weight operator over several backends, e.g. opencl:0.3,cython "
+                            "(the same bits as one backend in deterministic mode; docs/runtime.md)")
     p.add_argument("--mode", choices=("deterministic", "fast"),
                    help="default: REPROSPARSE_MODE, else deterministic")
     p.add_argument("--threads", type=thread_count,
@@ -41,7 +46,13 @@ def run(args: argparse.Namespace) -> int:
     settings = _config.current()
     mode = args.mode or settings.mode
     threads = args.threads or settings.threads
-    chosen = backend(args.backend or settings.backend, mode, "--backend" if args.backend else "REPROSPARSE_BACKEND")
+    chosen: Backend
+    if args.partition:
+        split = partition(args.partition, (mode,), "--partition")
+        chosen, label = split, split.label
+    else:
+        chosen = backend(args.backend or settings.backend, mode, "--backend" if args.backend else "REPROSPARSE_BACKEND")
+        label = chosen.name
     err = Console(stderr=True)
     model = load_model(args.model)  # a ModelFormatError names the file and the key
     prompt = prompt_ids(args, model, default=[1])
@@ -50,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     stopped: ContextLengthError | None = None
     # A progress bar is for a terminal: in a log, rich would leave a blank line where it stood.
     with Progress(console=err, transient=True, disable=not err.is_terminal) as progress:
-        task = progress.add_task(f"{chosen.name} {mode}", total=args.n)
+        task = progress.add_task(f"{label} {mode}", total=args.n)
         try:
             out = generate(runtime, [prompt], args.n, args.temperature, args.seed,
                            on_token=lambda _: progress.advance(task))[0]
@@ -59,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - began
     _show(out, model)
     err.print(f"{len(out.tokens)} tokens in {seconds:.2f} s ({len(out.tokens) / seconds:.1f} tokens/s, "
-              f"backend {chosen.name}, {mode}, prefill included)")
+              f"backend {label}, {mode}, prefill included)")
     if stopped is not None:
         raise CommandFailed(f"-n {args.n}: {stopped}")
     return 0

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from reprosparse import get_backend
+from reprosparse.backends import Backend
+from reprosparse.partition import Partition
 
 from .generate import generate
 from .runtime import Runtime
@@ -89,7 +91,7 @@ def run_audit(
     model: Model,
     prompt: Sequence[int],
     n_new: int,
-    backends: Sequence[str],
+    backends: Sequence[str | Partition],
     threads: Sequence[int],
     modes: Sequence[str],
     repeats: int,
@@ -98,8 +100,9 @@ def run_audit(
     runs: list[Run] = []
     companions = others_for(prompt, model.hyper.vocab)
     for mode in modes:
-        for name in backends:
-            backend = get_backend(name)
+        for what in backends:
+            backend: Backend = get_backend(what) if isinstance(what, str) else what
+            name = what if isinstance(what, str) else what.label
             # A backend without threads computes the same way whatever it is told: run it once.
             thread_counts = list(threads) if backend.has_threads else [1]
             for n_threads in thread_counts:
