@@ -20,6 +20,7 @@ views of its rows (nothing copied; a GPU uploads only them) and one copy of its 
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import threading
@@ -27,7 +28,6 @@ import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -35,6 +35,10 @@ from reprosparse.backends import Backend
 from reprosparse.reference.sparse_axpy import BLOCK
 
 COLUMN_UNIT = 32
+#: compute(backend, threads): one executor's slice of an operator's output
+Compute = Callable[[Backend, int], np.ndarray]
+#: (executor index, first, end, compute): the slice out[:, first:end] and how to compute it
+Part = tuple[int, int, int, Compute]
 
 
 @dataclass(frozen=True)
@@ -168,10 +172,10 @@ class Partition(Backend):
 
     # ---- splitting --------------------------------------------------------
 
-    def _parts(self, n: int, unit: int) -> list[tuple[Executor, int, int]]:
-        """(executor, first, end) of every executor with a non-empty range of n rows or columns."""
+    def _parts(self, n: int, unit: int) -> list[tuple[int, int, int]]:
+        """(executor index, first, end) of every executor with a non-empty range of n rows or columns."""
         edges = _edges(n, unit, [e.share for e in self.executors])
-        return [(e, a, b) for e, a, b in zip(self.executors, edges, edges[1:], strict=False) if b > a]
+        return [(i, a, b) for i, (a, b) in enumerate(itertools.pairwise(edges)) if b > a]
 
     def _columns_of(self, W: np.ndarray, first: int, end: int) -> np.ndarray:
         """W[:, first:end] as a read-only C-contiguous copy, made once while W lives."""
@@ -188,53 +192,54 @@ class Partition(Backend):
                 got = self._columns[key]
         return got
 
-    def _run(self, jobs: list[Callable[[], None]]) -> None:
-        """Runs the jobs, at the same time when there are several (each writes its own output slice)."""
+    def _execute(self, out: np.ndarray, parts: list[Part], threads: int) -> np.ndarray:
+        """Fills out[:, first:end] with compute(executor, threads) for every part, the parts at the same
+        time when there are several (each writes its own slice)."""
+        def job(i: int, first: int, end: int, compute: Compute) -> Callable[[], None]:
+            e = self.executors[i]
+
+            def run() -> None:
+                out[:, first:end] = compute(e.backend, threads if e.threads is None else e.threads)
+            return run
+
+        jobs = [job(*part) for part in parts]
         if len(jobs) <= 1:
-            for job in jobs:
-                job()
-            return
+            for run in jobs:
+                run()
+            return out
         with self._lock:  # a pool does not survive fork: a child makes its own
             if self._pool is None or self._pool[0] != os.getpid():
                 self._pool = (os.getpid(), ThreadPoolExecutor(len(self.executors), "reprosparse-partition"))
             pool = self._pool[1]
-        for future in [pool.submit(job) for job in jobs]:
+        for future in [pool.submit(run) for run in jobs]:
             future.result()
+        return out
 
-    @staticmethod
-    def _place(out: np.ndarray, first: int, end: int, e: Executor, op: str, args: tuple[Any, ...],
-               mode: str, threads: int) -> Callable[[], None]:
-        """A job: executor e's `op` on args, written to out[:, first:end]."""
-        def job() -> None:
-            out[:, first:end] = getattr(e.backend, op)(
-                *args, mode=mode, threads=threads if e.threads is None else e.threads)
-        return job
-
-    # ---- hooks ------------------------------------------------------------
+    # ---- hooks: parts computed lazily, so that a subclass may compute only its own -----
 
     def _matvec(self, W: np.ndarray, x: np.ndarray, mode: str, threads: int) -> np.ndarray:
-        out = np.empty((x.shape[0], W.shape[0]), np.float32)
-        self._run([self._place(out, a, b, e, "matvec", (W[a:b], x), mode, threads)
-                   for e, a, b in self._parts(W.shape[0], self.row_unit)])
-        return out
+        def part(i: int, a: int, b: int) -> Part:
+            return i, a, b, lambda be, n: be.matvec(W[a:b], x, mode=mode, threads=n)
+
+        parts = [part(*p) for p in self._parts(W.shape[0], self.row_unit)]
+        return self._execute(np.empty((x.shape[0], W.shape[0]), np.float32), parts, threads)
 
     def _sparse_matvec(
         self, W: np.ndarray, x: np.ndarray, rows: np.ndarray, mode: str, threads: int
     ) -> np.ndarray:
-        out = np.empty((x.shape[0], rows.shape[0]), np.float32)
-        jobs = []
-        for e, a, b in self._parts(W.shape[0], self.row_unit):
-            i, j = (int(k) for k in np.searchsorted(rows, [a, b]))  # rows are strictly increasing
-            if j > i:
-                own = rows[i:j] - np.int32(a)
-                jobs.append(self._place(out, i, j, e, "sparse_matvec", (W[a:b], x, own), mode, threads))
-        self._run(jobs)
-        return out
+        def part(i: int, a: int, b: int) -> Part:
+            first, end = (int(k) for k in np.searchsorted(rows, [a, b]))  # rows are strictly increasing
+            own = rows[first:end] - np.int32(a)
+            return i, first, end, lambda be, n: be.sparse_matvec(W[a:b], x, own, mode=mode, threads=n)
+
+        parts = [q for q in (part(*p) for p in self._parts(W.shape[0], self.row_unit)) if q[2] > q[1]]
+        return self._execute(np.empty((x.shape[0], rows.shape[0]), np.float32), parts, threads)
 
     def _sparse_axpy(
         self, W: np.ndarray, h: np.ndarray, rows: np.ndarray, mode: str, threads: int
     ) -> np.ndarray:
-        y = np.empty((h.shape[0], W.shape[1]), np.float32)
-        self._run([self._place(y, a, b, e, "sparse_axpy", (self._columns_of(W, a, b), h, rows), mode, threads)
-                   for e, a, b in self._parts(W.shape[1], self.column_unit)])
-        return y
+        def part(i: int, a: int, b: int) -> Part:
+            return i, a, b, lambda be, n: be.sparse_axpy(self._columns_of(W, a, b), h, rows, mode=mode, threads=n)
+
+        parts = [part(*p) for p in self._parts(W.shape[1], self.column_unit)]
+        return self._execute(np.empty((h.shape[0], W.shape[1]), np.float32), parts, threads)

@@ -59,9 +59,11 @@ class RowSplitAxpy(Partition):
 
     def _sparse_axpy(self, W: np.ndarray, h: np.ndarray, rows: np.ndarray, mode: str, threads: int) -> np.ndarray:
         y = np.zeros((h.shape[0], W.shape[1]), np.float32)
-        for e, a, b in self._parts(W.shape[0], self.row_unit):
+        for k, a, b in self._parts(W.shape[0], self.row_unit):
             i, j = np.searchsorted(rows, [a, b])
-            y = y + e.backend.sparse_axpy(W[a:b], h[:, i:j], rows[i:j] - np.int32(a), mode=mode, threads=threads)
+            own = self.executors[k].backend.sparse_axpy(W[a:b], h[:, i:j], rows[i:j] - np.int32(a), mode=mode,
+                                                        threads=threads)
+            y = y + own
         return y
 
 

@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from ._model_args import add_model, add_prompt, backend, partition, prompt_ids
-from ._types import partition_spec, seed, temperature, thread_count
+from ._types import output_file, partition_spec, seed, temperature, thread_count
 
 if TYPE_CHECKING:
     from ..backends import Backend
@@ -30,29 +30,40 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--ffn", choices=("sparse", "dense"), default="sparse")
     p.add_argument("--temperature", type=temperature, default=0.0, help="0 is greedy")
     p.add_argument("--seed", type=seed, default=0, help="sampling key (with --temperature > 0)")
+    p.add_argument("--json", type=output_file, help="write the tokens and the SHA-256 of the logits' bits here")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+    import sys
     import time
 
     from rich.console import Console
     from rich.progress import Progress
 
-    from .. import _config
+    from .. import _config, mpi
     from ..model import ContextLengthError, Runtime, generate, load_model
-    from . import CommandFailed
+    from . import CommandFailed, UsageError
 
     settings = _config.current()
     mode = args.mode or settings.mode
     threads = args.threads or settings.threads
     chosen: Backend
+    primary = True  # the process that prints: rank 0 under mpiexec
     if args.partition:
+        if mpi.launched():
+            raise UsageError("--partition: under mpiexec the ranks are the partition; leave it out")
         split = partition(args.partition, (mode,), "--partition")
         chosen, label = split, split.label
     else:
         chosen = backend(args.backend or settings.backend, mode, "--backend" if args.backend else "REPROSPARSE_BACKEND")
         label = chosen.name
+        if mpi.launched():  # one executor per rank; rank 0 alone prints
+            ranks = mpi.MpiPartition(chosen, threads=threads)
+            chosen, label, primary = ranks, ranks.label, ranks.rank == 0
+            if not primary:
+                sys.stdout = open(os.devnull, "w")  # for the life of the process
     err = Console(stderr=True)
     model = load_model(args.model)  # a ModelFormatError names the file and the key
     prompt = prompt_ids(args, model, default=[1])
@@ -60,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     began = time.perf_counter()
     stopped: ContextLengthError | None = None
     # A progress bar is for a terminal: in a log, rich would leave a blank line where it stood.
-    with Progress(console=err, transient=True, disable=not err.is_terminal) as progress:
+    with Progress(console=err, transient=True, disable=not (err.is_terminal and primary)) as progress:
         task = progress.add_task(f"{label} {mode}", total=args.n)
         try:
             out = generate(runtime, [prompt], args.n, args.temperature, args.seed,
@@ -69,11 +80,26 @@ def run(args: argparse.Namespace) -> int:
             stopped, out = exc, exc.generated[0]
     seconds = time.perf_counter() - began
     _show(out, model)
-    err.print(f"{len(out.tokens)} tokens in {seconds:.2f} s ({len(out.tokens) / seconds:.1f} tokens/s, "
-              f"backend {label}, {mode}, prefill included)")
+    if primary:
+        if args.json:
+            _write_json(args.json, out)
+        err.print(f"{len(out.tokens)} tokens in {seconds:.2f} s ({len(out.tokens) / seconds:.1f} tokens/s, "
+                  f"backend {label}, {mode}, prefill included)")
     if stopped is not None:
         raise CommandFailed(f"-n {args.n}: {stopped}")
     return 0
+
+
+def _write_json(path: str, out: Generated) -> None:
+    """Tokens and the SHA-256 of the logits' float32 bytes (NaNs made one payload, as the spec compares them)."""
+    import hashlib
+    import json
+
+    import numpy as np
+
+    logits = np.where(np.isnan(out.logits), np.float32(np.nan), out.logits).astype(np.float32)
+    with open(path, "w") as f:
+        json.dump({"tokens": out.tokens, "logits_sha256": hashlib.sha256(logits.tobytes()).hexdigest()}, f)
 
 
 def _show(out: Generated, model: Model) -> None:
