@@ -35,6 +35,19 @@ def launched() -> bool:
     return any(os.environ.get(v) for v in LAUNCHER_VARIABLES)
 
 
+def mpiexec() -> str:
+    """The mpiexec beside this Python (where the mpi extra puts it) or on PATH, with mpi4py importable;
+    else a ValueError saying what is missing."""
+    import importlib.util
+    import shutil
+    import sys
+
+    found = shutil.which("mpiexec", path=os.path.dirname(sys.executable)) or shutil.which("mpiexec")
+    if found is None or importlib.util.find_spec("mpi4py") is None:
+        raise ValueError("needs mpi4py and an mpiexec (pip install 'reprosparse[mpi]')")
+    return found
+
+
 def world() -> Any:
     """MPI.COMM_WORLD, or a ValueError saying how to install mpi4py."""
     try:

@@ -88,3 +88,26 @@ def test_partition_and_mpiexec_do_not_mix(model_path: Path) -> None:
     done = mpiexec(2, "-m", "reprosparse.cli", "generate", str(model_path), "-n", "2", "--partition", "numpy")
     assert done.returncode == 2 and "under mpiexec the ranks are the partition" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_audit_counts_rank_runs_among_its_runs(model_path: Path, tmp_path: Path) -> None:
+    from reprosparse.cli import main
+
+    report = tmp_path / "audit.json"
+    code = main(["audit", str(model_path), "--tokens", "5,9,200", "-n", "4", "--backends", "numpy", "--modes",
+                 "deterministic", "--threads", "1", "--repeats", "1", "--ranks", "1,3", "--json", str(report)])
+    assert code == 0
+    got = json.loads(report.read_text())
+    assert [r["backend"] for r in got["runs"]] == ["numpy", "numpy", "mpi(numpy x 1)", "mpi(numpy x 3)"]
+    assert got["summaries"]["deterministic"]["deterministic_ok"]
+    assert len({tuple(r["tokens"]) for r in got["runs"]}) == 1
+
+
+def test_generate_writes_the_logits_it_chose_from(model_path: Path, tmp_path: Path) -> None:
+    out, logits = tmp_path / "g.json", tmp_path / "g.npy"
+    done = mpiexec(2, "-m", "reprosparse.cli", "generate", str(model_path), "--tokens", "5,9,200", "-n", "3",
+                   "--json", str(out), "--logits", str(logits))
+    assert done.returncode == 0, done.stderr
+    got = np.load(logits)
+    assert got.shape == (3, 256) and got.dtype == np.float32
+    assert json.loads(out.read_text())["tokens"] == np.argmax(got, axis=1).tolist()

@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--temperature", type=temperature, default=0.0, help="0 is greedy")
     p.add_argument("--seed", type=seed, default=0, help="sampling key (with --temperature > 0)")
     p.add_argument("--json", type=output_file, help="write the tokens and the SHA-256 of the logits' bits here")
+    p.add_argument("--logits", type=output_file, metavar="NPY",
+                   help="write the logits each new token was chosen from here (numpy .npy, float32)")
     p.set_defaults(func=run)
 
 
@@ -83,6 +85,11 @@ def run(args: argparse.Namespace) -> int:
     if primary:
         if args.json:
             _write_json(args.json, out)
+        if args.logits:
+            import numpy as np
+
+            with open(args.logits, "wb") as f:  # np.save would add .npy to a name without it
+                np.save(f, out.logits)
         err.print(f"{len(out.tokens)} tokens in {seconds:.2f} s ({len(out.tokens) / seconds:.1f} tokens/s, "
                   f"backend {label}, {mode}, prefill included)")
     if stopped is not None:

@@ -122,6 +122,48 @@ def run_audit(
     return runs, summaries
 
 
+def rank_runs(
+    model_path: str,
+    prompt: Sequence[int],
+    n_new: int,
+    backend: str,
+    ranks: Sequence[int],
+    modes: Sequence[str],
+    on_run: Callable[[Run], None] | None = None,
+) -> list[Run]:
+    """`mpiexec -n K reprosparse generate` for each rank count K and mode (the prompt alone, one thread
+    per rank), read back as runs; a run that fails raises RuntimeError with its last words."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from reprosparse import mpi
+
+    launcher = mpi.mpiexec()
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="reprosparse-audit-") as tmp:
+        for mode in modes:
+            for k in ranks:
+                out, logits = Path(tmp) / f"{mode}-{k}.json", Path(tmp) / f"{mode}-{k}.npy"
+                done = subprocess.run(
+                    [launcher, "-n", str(k), sys.executable, "-m", "reprosparse.cli", "generate", model_path,
+                     "--tokens", ",".join(map(str, prompt)), "-n", str(n_new), "--backend", backend, "--mode", mode,
+                     "--threads", "1", "--json", str(out), "--logits", str(logits)],
+                    capture_output=True, text=True, check=False,
+                )
+                if done.returncode != 0:
+                    last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+                    raise RuntimeError(f"mpiexec -n {k} ({mode}) failed: {last}")
+                run = Run(f"mpi({backend} x {k})", 1, mode, "alone", 0, json.loads(out.read_text())["tokens"],
+                          np.load(logits))
+                runs.append(run)
+                if on_run is not None:
+                    on_run(run)
+    return runs
+
+
 def report_json(runs: Sequence[Run], summaries: dict[str, ModeSummary]) -> dict[str, object]:
     return {
         "summaries": {m: {**asdict(s), "deterministic_ok": s.deterministic_ok} for m, s in summaries.items()},
