@@ -32,7 +32,8 @@ HERE = Path(__file__).parent
 
 def mpiexec(k: int, *args: str) -> subprocess.CompletedProcess[str]:
     # Oversubscribing the cores is fine: the ranks wait on each other, they do not race.
-    return subprocess.run([MPIEXEC, "-n", str(k), sys.executable, *args], capture_output=True, text=True,
+    # -P: a working directory holding the source tree must not shadow the installed package.
+    return subprocess.run([MPIEXEC, "-n", str(k), sys.executable, "-P", *args], capture_output=True, text=True,
                           timeout=300, check=False)
 
 
@@ -46,7 +47,7 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def single(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     out = tmp_path_factory.mktemp("single") / "one.json"
-    done = subprocess.run([sys.executable, "-m", "reprosparse.cli", "generate", str(model_path), "--tokens",
+    done = subprocess.run([sys.executable, "-P", "-m", "reprosparse.cli", "generate", str(model_path), "--tokens",
                            "5,9,200", "-n", "6", "--backend", "numpy", "--json", str(out)], capture_output=True,
                           text=True, check=False)
     assert done.returncode == 0, done.stderr

@@ -148,7 +148,7 @@ def rank_runs(
             for k in ranks:
                 out, logits = Path(tmp) / f"{mode}-{k}.json", Path(tmp) / f"{mode}-{k}.npy"
                 done = subprocess.run(
-                    [launcher, "-n", str(k), sys.executable, "-m", "reprosparse.cli", "generate", model_path,
+                    [launcher, "-n", str(k), sys.executable, "-P", "-m", "reprosparse.cli", "generate", model_path,
                      "--tokens", ",".join(map(str, prompt)), "-n", str(n_new), "--backend", backend, "--mode", mode,
                      "--threads", "1", "--json", str(out), "--logits", str(logits)],
                     capture_output=True, text=True, check=False,
