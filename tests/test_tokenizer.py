@@ -167,6 +167,62 @@ def test_make_model_with_a_tokenizer_is_deterministic(pair: tuple[Any, Tokenizer
     assert (tmp_path / "again.gguf").read_bytes() == (d / "m.gguf").read_bytes()
 
 
+def _llama_cpp_spm(vocabulary: Vocabulary, text: str) -> list[int]:
+    """llama.cpp's SPM tokenizer as PowerInfer (d3ebd7c) runs it, transcribed: llama_tokenize_internal's
+    " " + text with spaces escaped, then llm_tokenizer_spm: characters merge pairwise into vocabulary pieces,
+    highest score first (ties: leftmost), and a symbol that is no piece becomes its bytes' <0xNN> pieces.
+    (Its rev_merge never applies: a merged symbol is a piece by construction.)"""
+    import heapq
+
+    if not text:
+        return []
+    index = {p: i for i, p in enumerate(vocabulary.pieces)}
+    chars = list(("▁" + text).replace(" ", "▁"))
+    n, prev, nxt = [1] * len(chars), list(range(-1, len(chars) - 1)), [*range(1, len(chars)), -1]
+    start = list(range(len(chars)))
+    work: list[tuple[float, int, int, int]] = []
+
+    def text_of(i: int, length: int) -> str:
+        return "".join(chars[start[i]:start[i] + length])
+
+    def try_add(left: int, right: int) -> None:
+        if left != -1 and right != -1:
+            piece = text_of(left, n[left] + n[right])
+            if piece in index:
+                heapq.heappush(work, (-vocabulary.scores[index[piece]], left, right, len(piece)))
+
+    for i in range(1, len(chars)):
+        try_add(i - 1, i)
+    while work:
+        _, left, right, size = heapq.heappop(work)
+        if n[left] == 0 or n[right] == 0 or n[left] + n[right] != size:
+            continue  # one side merged since
+        n[left] += n[right]
+        n[right] = 0
+        nxt[left] = nxt[right]
+        if nxt[right] >= 0:
+            prev[nxt[right]] = left
+        try_add(prev[left], left)
+        try_add(left, nxt[left])
+    out, i = [], 0
+    while i != -1:
+        piece = text_of(i, n[i])
+        out += [index[piece]] if piece in index else [index[f"<0x{b:02X}>"] for b in piece.encode()]
+        i = nxt[i]
+    return out
+
+
+def test_llama_cpps_own_tokenizer_agrees_on_llama_style_vocabularies(tmp_path: Path) -> None:
+    """Where the vocabulary is LLaMA's kind (byte pieces, no user-defined or unused pieces), PowerInfer's
+    tokenizer gives the same ids: make-model's own vocabulary and a trained one."""
+    _train(tmp_path / "llama.model", vocab_size=600, byte_fallback=True, character_coverage=1.0,
+           allow_whitespace_only_pieces=True)
+    for vocabulary in (make_vocabulary(512), read_sentencepiece(tmp_path / "llama.model")):
+        ours = Tokenizer(vocabulary)
+        for text in _strings(4, 1500):
+            assert _llama_cpp_spm(vocabulary, text) == ours.encode(text, bos=False), text
+
+
 # --- the vocabulary make-model writes by default: what PowerInfer needs ---
 
 
