@@ -348,6 +348,21 @@ def test_cli_tokenize_prints_ids_and_pieces(pair: tuple[Any, Tokenizer, Path], c
         assert lines[1:] == [f"{t}\t{json.dumps(sp.id_to_piece(t), ensure_ascii=False)}" for t in ids]
 
 
+def test_cli_tokenize_reads_a_vocabulary_only_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A GGUF with the vocabulary keys and no tensors, like llama.cpp's ggml-vocab-*.gguf test files."""
+    v = make_vocabulary(300)
+    w = gguf.GGUFWriter(str(tmp_path / "vocab.gguf"), "llama")
+    w.add_tokenizer_model("llama")
+    w.add_token_list(list(v.pieces))
+    w.add_token_scores(list(v.scores))
+    w.add_token_types([int(t) for t in v.types])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.close()
+    assert main(["tokenize", str(tmp_path / "vocab.gguf"), "the bits", "--no-bos"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == ",".join(map(str, Tokenizer(v).encode("the bits", bos=False)))
+
+
 def _error(capsys: pytest.CaptureFixture[str]) -> str:
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
