@@ -374,11 +374,17 @@ def test_cli_errors_are_one_line(default_file: Path, tmp_path: Path, capsys: pyt
     from reprosparse.model import save_model
 
     save_model(dataclasses.replace(model, vocabulary=None), tmp_path / "novocab.gguf")
+    assert model.vocabulary is not None
+    no_unk = dataclasses.replace(model.vocabulary, types=(TokenType.NORMAL,) * len(model.vocabulary))
+    save_model(dataclasses.replace(model, vocabulary=no_unk), tmp_path / "nounk.gguf")
     (tmp_path / "bad.model").write_bytes(b"\xff\xff not a model")
     cases = [
         (["tokenize", str(default_file), "a\udcffb"], 2, "text is not valid Unicode: '\\udcff' at offset 1"),
         (["tokenize", str(tmp_path / "novocab.gguf"), "hi"], 1, "has no vocabulary (tokenizer.ggml.tokens)"),
         (["tokenize", str(tmp_path / "missing.gguf"), "hi"], 2, "cannot open"),
+        (["tokenize", str(tmp_path / "nounk.gguf"), "hi"], 1, "nounk.gguf: SentencePiece cannot use the model's "
+         "vocabulary: unk is not defined"),
+        (["generate", str(tmp_path / "nounk.gguf"), "--prompt", "hi"], 1, "--prompt: SentencePiece cannot use"),
         (["tokenize", str(default_file)], 2, "the following arguments are required: text"),
         (["make-model", str(tmp_path / "o.gguf"), "--tokenizer", str(tmp_path / "bad.model")], 2,
          "--tokenizer: " + str(tmp_path / "bad.model") + ": not a SentencePiece model"),

@@ -21,12 +21,12 @@ def add_model(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", type=model_file, help="model file (GGUF or PowerInfer PWRI)")
 
 
-def add_prompt(p: argparse.ArgumentParser, n_default: int) -> None:
+def add_prompt(p: argparse.ArgumentParser, n_default: int, n_help: str = "tokens to generate") -> None:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--tokens", type=token_ids, help="prompt as comma-separated token ids, e.g. 1,2,3")
     group.add_argument("--prompt", help="prompt text, tokenized by SentencePiece after a BOS token (needs a "
                        "vocabulary in the model file)")
-    p.add_argument("-n", type=positive_int, default=n_default, help="tokens to generate")
+    p.add_argument("-n", type=positive_int, default=n_default, help=n_help)
 
 
 def token_ids(text: str) -> list[int]:

@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("generate", help="generate tokens from a GGUF/PWRI model; with --prompt, text until EOS")
     add_model(p)
-    add_prompt(p, n_default=16)  # -n: at most, with --prompt (it stops at EOS); exactly, with --tokens
+    add_prompt(p, n_default=16, n_help="tokens to generate: at most, with --prompt (it stops after EOS); "
+               "exactly, with --tokens")
     # Omitted, these come from REPROSPARSE_BACKEND / _MODE / _THREADS, like every reprosparse op.
     p.add_argument("--backend", help="backend name or auto (default: REPROSPARSE_BACKEND, else auto)")
     p.add_argument("--mode", choices=("deterministic", "fast"),

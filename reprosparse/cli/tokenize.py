@@ -24,7 +24,10 @@ def run(args: argparse.Namespace) -> int:
     vocabulary = load_vocabulary(args.model)  # only the header: vocabulary-only GGUF files work too
     if vocabulary is None:
         raise CommandFailed(f"{args.model}: the file has no vocabulary (tokenizer.ggml.tokens)")
-    tokenizer = Tokenizer(vocabulary)  # a ValueError: SentencePiece refuses the vocabulary (exit 1)
+    try:
+        tokenizer = Tokenizer(vocabulary)
+    except ValueError as exc:  # SentencePiece refuses the vocabulary: the file's fault (exit 1)
+        raise CommandFailed(f"{args.model}: {exc}") from None
     try:
         ids = tokenizer.encode(args.text, bos=not args.no_bos)
     except ValueError as exc:
