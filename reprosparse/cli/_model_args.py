@@ -15,6 +15,7 @@ from ._types import model_file, names, positive_int
 if TYPE_CHECKING:
     from ..backends import Backend
     from ..model import Model, Tokenizer
+    from ..partition import Partition
 
 
 def add_model(p: argparse.ArgumentParser) -> None:
@@ -100,6 +101,18 @@ def backend(name: str, mode: str, option: str) -> Backend:
     if why is not None:
         raise CommandFailed(f"{option}: backend {got.name!r} refuses {mode} mode: {_first_line(why)}")
     return got
+
+
+def partition(spec: str, modes: tuple[str, ...], option: str) -> Partition:
+    """The partition spec describes, each executor's backend checked to run every mode."""
+    from ..partition import parse
+
+    def resolve(name: str) -> Backend:
+        for mode in modes:  # every mode is checked; the registry returns one backend for all
+            got = backend(name, mode, f"{option} {spec!r}")
+        return got
+
+    return parse(spec, resolve)
 
 
 def named_backends(wanted: tuple[str, ...], modes: tuple[str, ...], option: str) -> list[str]:

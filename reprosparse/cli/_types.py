@@ -68,6 +68,26 @@ def names(text: str) -> tuple[str, ...]:
     return got
 
 
+def partition_spec(text: str) -> str:
+    """A partition "NAME[:SHARE][@THREADS],..." of registered backend names (built once the mode is known)."""
+    from ..partition import parse_spec
+
+    try:
+        for name, _, _ in parse_spec(text):
+            _config.check_backend_name(name, "a partition's executor")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text.strip()
+
+
+def partition_specs(text: str) -> tuple[str, ...]:
+    """Partitions separated by ';'."""
+    got = tuple(partition_spec(spec) for spec in text.split(";") if spec.strip())
+    if not got:
+        raise argparse.ArgumentTypeError(f"expected partitions separated by ';', got {text!r}")
+    return got
+
+
 def modes(text: str) -> tuple[str, ...]:
     got = names(text)
     for mode in got:

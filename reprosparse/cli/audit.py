@@ -6,12 +6,13 @@ import argparse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from . import CommandFailed
-from ._model_args import add_model, add_prompt, check_room, named_backends, prompt_ids, refused_pairs
-from ._types import modes, names, output_file, png_file, positive_int, thread_counts
+from . import CommandFailed, UsageError
+from ._model_args import add_model, add_prompt, check_room, named_backends, partition, prompt_ids, refused_pairs
+from ._types import modes, names, output_file, partition_specs, png_file, positive_int, thread_counts
 
 if TYPE_CHECKING:
     from ..model.audit import Run
+    from ..partition import Partition
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -24,6 +25,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_prompt(p, n_default=16)
     p.add_argument("--backends", type=names,
                    help="comma-separated (default: every available backend that gives every mode)")
+    p.add_argument("--partitions", type=partition_specs, default=(), metavar="SPEC[;SPEC...]",
+                   help="also run partitions of the model over several backends, e.g. "
+                        "'opencl:0.3,cython;cython:1@1,cython:1@2' (see generate --partition)")
+    p.add_argument("--ranks", type=thread_counts, default=(), metavar="K,...",
+                   help="also run the prompt alone under mpiexec -n K for each K, on the first of --backends "
+                        "with one thread per rank (needs the mpi extra)")
     p.add_argument("--threads", type=thread_counts, default=(1, 2), help="comma-separated thread counts")
     p.add_argument("--modes", type=modes, default=("deterministic", "fast"), help="comma-separated modes")
     p.add_argument("--repeats", type=positive_int, default=2, help="runs of each configuration")
@@ -40,9 +47,9 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import Progress
     from rich.table import Table
 
-    from .. import available_backends
+    from .. import available_backends, mpi
     from ..model import load_model
-    from ..model.audit import COMPOSITIONS, others_for, report_json, run_audit
+    from ..model.audit import COMPOSITIONS, others_for, rank_runs, report_json, run_audit, summarize
     from . import cli_console
 
     console = cli_console()
@@ -54,20 +61,33 @@ def run(args: argparse.Namespace) -> int:
         backends = [s.name for s in available_backends().values() if s.available and s.name not in refused]
         if not backends:
             raise CommandFailed(f"no available backend gives every mode of --modes {','.join(modes)}")
+    if args.ranks:
+        try:
+            mpi.mpiexec()
+        except ValueError as exc:
+            raise UsageError(f"--ranks: {exc}") from None
+    targets: list[str | Partition] = [*backends, *(partition(spec, args.modes, "--partitions")
+                                                   for spec in args.partitions)]
     model = load_model(args.model)  # a ModelFormatError names the file and the key
     prompt = prompt_ids(args, model, default=[1, 2, 3, 4, 5])
     longest = max(len(p) for p in [prompt, *others_for(prompt, model.hyper.vocab)])  # the batched runs
     # The last new token is never fed back: a sequence holds its prompt and n - 1 new tokens.
     check_room(model, longest + args.n - 1, f"-n {args.n} (after the batched runs' {longest}-token prompt)")
-    total = len(modes) * len(backends) * len(args.threads) * len(COMPOSITIONS) * args.repeats
+    total = len(modes) * (len(targets) * len(args.threads) * len(COMPOSITIONS) * args.repeats + len(args.ranks))
     err = Console(stderr=True)
     # A progress bar is for a terminal: in a log, rich would leave a blank line where it stood.
     with Progress(console=err, transient=True, disable=not err.is_terminal) as progress:
         task = progress.add_task("audit", total=total)
-        runs, summaries = run_audit(model, prompt, args.n, backends, list(args.threads), modes, args.repeats,
+        runs, summaries = run_audit(model, prompt, args.n, targets, list(args.threads), modes, args.repeats,
                                     on_run=lambda _: progress.advance(task))
+        if args.ranks:
+            runs += rank_runs(args.model, prompt, args.n, backends[0], args.ranks, modes,
+                              on_run=lambda _: progress.advance(task))
+            summaries = {m: summarize(m, [r for r in runs if r.mode == m]) for m in modes}
 
-    table = Table(title=f"audit: {args.n} greedy tokens, backends {', '.join(backends)}")
+    labels = ", ".join([*(t if isinstance(t, str) else t.label for t in targets),
+                        *(f"mpi({backends[0]} x {k})" for k in args.ranks)])
+    table = Table(title=f"audit: {args.n} greedy tokens, backends {labels}")
     for col in ("mode", "runs", "distinct outputs", "distinct logits (bits)", "first divergence",
                 "max |logit diff|", "verdict"):
         table.add_column(col)

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from reprosparse import get_backend
+from reprosparse.backends import Backend
+from reprosparse.partition import Partition
 
 from .generate import generate
 from .runtime import Runtime
@@ -89,7 +91,7 @@ def run_audit(
     model: Model,
     prompt: Sequence[int],
     n_new: int,
-    backends: Sequence[str],
+    backends: Sequence[str | Partition],
     threads: Sequence[int],
     modes: Sequence[str],
     repeats: int,
@@ -98,8 +100,9 @@ def run_audit(
     runs: list[Run] = []
     companions = others_for(prompt, model.hyper.vocab)
     for mode in modes:
-        for name in backends:
-            backend = get_backend(name)
+        for what in backends:
+            backend: Backend = get_backend(what) if isinstance(what, str) else what
+            name = what if isinstance(what, str) else what.label
             # A backend without threads computes the same way whatever it is told: run it once.
             thread_counts = list(threads) if backend.has_threads else [1]
             for n_threads in thread_counts:
@@ -117,6 +120,48 @@ def run_audit(
                             on_run(run)
     summaries = {m: summarize(m, [r for r in runs if r.mode == m]) for m in modes}
     return runs, summaries
+
+
+def rank_runs(
+    model_path: str,
+    prompt: Sequence[int],
+    n_new: int,
+    backend: str,
+    ranks: Sequence[int],
+    modes: Sequence[str],
+    on_run: Callable[[Run], None] | None = None,
+) -> list[Run]:
+    """`mpiexec -n K reprosparse generate` for each rank count K and mode (the prompt alone, one thread
+    per rank), read back as runs; a run that fails raises RuntimeError with its last words."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from reprosparse import mpi
+
+    launcher = mpi.mpiexec()
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="reprosparse-audit-") as tmp:
+        for mode in modes:
+            for k in ranks:
+                out, logits = Path(tmp) / f"{mode}-{k}.json", Path(tmp) / f"{mode}-{k}.npy"
+                done = subprocess.run(
+                    [launcher, "-n", str(k), sys.executable, "-m", "reprosparse.cli", "generate", model_path,
+                     "--tokens", ",".join(map(str, prompt)), "-n", str(n_new), "--backend", backend, "--mode", mode,
+                     "--threads", "1", "--json", str(out), "--logits", str(logits)],
+                    capture_output=True, text=True, check=False,
+                )
+                if done.returncode != 0:
+                    last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+                    raise RuntimeError(f"mpiexec -n {k} ({mode}) failed: {last}")
+                run = Run(f"mpi({backend} x {k})", 1, mode, "alone", 0, json.loads(out.read_text())["tokens"],
+                          np.load(logits))
+                runs.append(run)
+                if on_run is not None:
+                    on_run(run)
+    return runs
 
 
 def report_json(runs: Sequence[Run], summaries: dict[str, ModeSummary]) -> dict[str, object]:
