@@ -109,5 +109,5 @@ def test_generate_writes_the_logits_it_chose_from(model_path: Path, tmp_path: Pa
                    "--json", str(out), "--logits", str(logits))
     assert done.returncode == 0, done.stderr
     got = np.load(logits)
-    assert got.shape == (3, 256) and got.dtype == np.float32
+    assert got.shape == (3, 512) and got.dtype == np.float32  # 512: the vocabulary
     assert json.loads(out.read_text())["tokens"] == np.argmax(got, axis=1).tolist()
