@@ -28,7 +28,7 @@ def main(out: str, row_unit: int, column_unit: int, fail: bool) -> None:
     native = "cython" if reprosparse.available_backends()["cython"].available else "numpy"
     backend = FailsOnRankOne() if fail else reprosparse.get_backend(native)
     ranks = MpiPartition(backend, threads=1, row_unit=row_unit, column_unit=column_unit)
-    model = make_model(layers=2, dim=64, ff=512, vocab=256, heads=4, kv_heads=2, seed=3)
+    model = make_model(layers=2, dim=64, ff=512, vocab=512, heads=4, kv_heads=2, seed=3)
     got = generate(Runtime(model, ranks, mode="deterministic"), [[5, 9, 200, 31, 7], [1, 2]], 4)
     if ranks.rank == 0:
         np.save(out, np.stack([g.logits for g in got]))

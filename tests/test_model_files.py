@@ -16,7 +16,7 @@ from gguf_layout import Slot, slots  # noqa: E402
 from reprosparse.model import Hyper, Model, ModelFormatError, load_model, make_model, save_model  # noqa: E402
 from reprosparse.model.weights import HyperError  # noqa: E402
 
-SHAPE: dict[str, Any] = {"layers": 2, "dim": 32, "ff": 256, "vocab": 128, "heads": 4}
+SHAPE: dict[str, Any] = {"layers": 2, "dim": 32, "ff": 256, "vocab": 300, "heads": 4}
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def model() -> Model:
 
 
 def _same(a: Model, b: Model) -> None:
-    assert a.hyper == b.hyper and a.tokens == b.tokens
+    assert a.hyper == b.hyper and a.vocabulary == b.vocabulary
     pairs = [(a.token_embd, b.token_embd), (a.output, b.output), (a.output_norm, b.output_norm)]
     for la, lb in zip(a.layers, b.layers, strict=True):
         pairs += [(getattr(la, f), getattr(lb, f)) for f in la.__dataclass_fields__]
@@ -72,7 +72,7 @@ def test_gguf_dimension_order(model: Model, tmp_path: Path) -> None:
 def test_sparse_threshold_key(tmp_path: Path) -> None:
     m = make_model(**SHAPE, seed=2)
     m = Model(m.hyper.__class__(**{**m.hyper.__dict__, "sparse_threshold": -0.25}), m.token_embd, m.layers,
-              m.output_norm, m.output, m.tokens)
+              m.output_norm, m.output, m.vocabulary)
     save_model(m, tmp_path / "t.gguf")
     assert load_model(tmp_path / "t.gguf").hyper.sparse_threshold == -0.25
 
@@ -104,6 +104,16 @@ def _rewrite(
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
+
+
+def _vocabulary_keys(model: Model) -> dict[str, tuple[object, Any]]:
+    """The vocabulary as save_model writes it, as _rewrite's keys."""
+    v = model.vocabulary
+    assert v is not None
+    return {TOKENS: (list(v.pieces), VT.ARRAY), "tokenizer.ggml.scores": (list(v.scores), VT.ARRAY),
+            "tokenizer.ggml.token_type": ([int(t) for t in v.types], VT.ARRAY),
+            "tokenizer.ggml.model": (v.model, VT.STRING), "tokenizer.ggml.bos_token_id": (v.bos, VT.UINT32),
+            "tokenizer.ggml.eos_token_id": (v.eos, VT.UINT32), "tokenizer.ggml.unknown_token_id": (v.unk, VT.UINT32)}
 
 
 def test_missing_tensor(model: Model, tmp_path: Path) -> None:
@@ -174,7 +184,7 @@ def test_not_a_model(tmp_path: Path) -> None:
 
 # --- corrupt metadata and tensor infos (issue 9); byte positions from gguf-py on the intact file ---
 
-SMALL: dict[str, Any] = {"layers": 1, "dim": 32, "ff": 256, "vocab": 64, "heads": 4}
+SMALL: dict[str, Any] = {"layers": 1, "dim": 32, "ff": 256, "vocab": 260, "heads": 4}
 NAN, INF = float("nan"), float("inf")
 VT = gguf.GGUFValueType
 
@@ -264,8 +274,9 @@ def test_context_length_bounds(small: tuple[bytes, list[Slot]], tmp_path: Path, 
 
 @pytest.mark.parametrize(("at", "value", "error"), [
     (4, 1, "GGUF version 1 is not supported"), (4, 4, "GGUF version 4 is not supported"),
-    (8, 2**64 - 1, r"the name of tensor #14 would need \d+ bytes.*truncated or corrupt"),  # tensor count
-    (16, 2**64 - 1, r"metadata key #13 would need \d+ bytes.*truncated or corrupt"),  # key count
+    # tensor count: a 15th tensor info is read from the zero padding before the data
+    (8, 2**64 - 1, r"tensor '' has 0 dimensions"),
+    (16, 2**64 - 1, r"metadata key #18 would need \d+ bytes.*truncated or corrupt"),  # key count
 ])
 def test_corrupt_counts_and_version(small: tuple[bytes, list[Slot]], tmp_path: Path, at: int, value: int,
                                     error: str) -> None:
@@ -316,11 +327,40 @@ def test_wrong_value_types_are_refused(model: Model, tmp_path: Path, keys: dict[
         load_model(tmp_path / "m.gguf")
 
 
+SCORES, TYPES, BOS = "tokenizer.ggml.scores", "tokenizer.ggml.token_type", "tokenizer.ggml.bos_token_id"
+
+
+@pytest.mark.parametrize(("key", "value", "error"), [
+    (SCORES, [0] * 300, r"'tokenizer\.ggml\.scores' must be an ARRAY of FLOAT32, but its GGUF type is ARRAY of INT32"),
+    (SCORES, [0.0] * 299, r"'tokenizer\.ggml\.scores' has 299 entries for 300 tokens"),
+    (TYPES, [1.0] * 300, r"'tokenizer\.ggml\.token_type' must be an ARRAY of INT32, but its GGUF type is ARRAY of F"),
+    (TYPES, [1] * 5 + [7] + [1] * 294, r"tokenizer\.ggml\.token_type\[5\] is 7; token types are 1 \(NORMAL\) to 6"),
+    (TYPES, [0] * 300, r"tokenizer\.ggml\.token_type\[0\] is 0"),
+    (BOS, 300, r"'tokenizer\.ggml\.bos_token_id' is 300, not a token id of the 300"),
+    ("tokenizer.ggml.eos_token_id", -1, r"'tokenizer\.ggml\.eos_token_id' is -1"),
+])
+def test_bad_vocabulary_keys_are_refused(model: Model, tmp_path: Path, key: str, value: object, error: str) -> None:
+    keys = _vocabulary_keys(model)
+    keys[key] = (value, VT.INT32 if key == "tokenizer.ggml.eos_token_id" else keys[key][1])
+    _rewrite(model, tmp_path / "m.gguf", keys=keys)
+    with pytest.raises(ModelFormatError, match=error):
+        load_model(tmp_path / "m.gguf")
+
+
+def test_vocabulary_defaults_are_llama_cpps(model: Model, tmp_path: Path) -> None:
+    """Without scores, types and ids, llama.cpp's llm_load_vocab takes 0.0, NORMAL and bos 1, eos 2, unk 0."""
+    assert model.vocabulary is not None
+    _rewrite(model, tmp_path / "m.gguf", keys={TOKENS: (list(model.vocabulary.pieces), VT.ARRAY)})
+    got = load_model(tmp_path / "m.gguf").vocabulary
+    assert got is not None and got.pieces == model.vocabulary.pieces and got.model == "llama"
+    assert set(got.scores) == {0.0} and set(got.types) == {1} and (got.bos, got.eos, got.unk) == (1, 2, 0)
+
+
 def test_custom_alignment(model: Model, tmp_path: Path) -> None:
     """general.alignment moves the data section and the tensor offsets; the weights must not move."""
     hp = model.hyper
     keys = {EPS: (hp.eps, VT.FLOAT32), ROPE: (hp.rope_base, VT.FLOAT32), CTX: (hp.context_length, VT.UINT32),
-            THRESHOLD: (hp.sparse_threshold, VT.FLOAT32), TOKENS: (list(model.tokens or ()), VT.ARRAY)}
+            THRESHOLD: (hp.sparse_threshold, VT.FLOAT32), **_vocabulary_keys(model)}
     _rewrite(model, tmp_path / "m.gguf", keys=keys, alignment=256)
     reader = gguf.GGUFReader(tmp_path / "m.gguf")
     assert reader.alignment == 256 and all(t.data_offset % 256 == 0 for t in reader.tensors)
@@ -342,6 +382,8 @@ def test_header_matches_gguf_py(model: Model, tmp_path: Path) -> None:
             value = value.decode()
         elif isinstance(value, tuple):
             value = [v.decode() for v in value]
+        elif isinstance(value, np.ndarray):  # an array of numbers: a view of the file
+            value = value.tolist()
         assert value == theirs[key], key
     assert header.data_start == reader.data_offset
     assert [t.name for t in reader.tensors] == list(header.tensors)
@@ -354,7 +396,7 @@ def test_header_matches_gguf_py(model: Model, tmp_path: Path) -> None:
 @pytest.mark.parametrize(("change", "error"), [
     ({"layers": 0}, "n_layer must be at least 1"), ({"heads": 0}, "n_head must be at least 1"),
     ({"dim": 30}, "n_head must split the embedding length 30"), ({"kv_heads": 3}, "n_head_kv must divide"),
-    ({"context_length": 1}, "context_length must be at least 2"), ({"vocab": 3}, "vocab must be at least 4"),
+    ({"context_length": 1}, "context_length must be at least 2"), ({"vocab": 258}, "vocab must be at least 259"),
 ])
 def test_make_model_refuses_what_load_model_would(change: dict[str, int], error: str) -> None:
     with pytest.raises(ValueError, match=error):

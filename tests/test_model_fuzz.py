@@ -35,6 +35,7 @@ from reprosparse.model import Model, ModelFormatError, load_model, make_model, s
 SEED = 9
 U32 = (0, 1, 2, 3, 4, 5, 7, 2**31, 2**32 - 1)
 U64 = (0, 1, 2, 2**32 - 1, 2**63, 2**64 - 1)
+I32 = (0, 1, 4, 5, 6, 7, -1, 2**31 - 1, -(2**31))  # token types: 1..6 are llama.cpp's
 F32 = (float("nan"), float("inf"), float("-inf"), 0.0, -0.0, -1.0, 1e-45, 3e38)
 VALUE_TYPES = (*range(14), 2**32 - 1)  # 13 is past GGUF's last type
 GGML_TYPES = (0, 1, 2, 4, 8, 30, 42, 2**32 - 1)  # F32, F16, Q4_0, a retired type, Q8_0, BF16, unknown, unknown
@@ -59,7 +60,7 @@ class Mutant:
 @pytest.fixture(scope="module")
 def original(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, list[Slot]]:
     path = tmp_path_factory.mktemp("fuzz") / "m.gguf"
-    save_model(make_model(layers=1, dim=32, ff=256, vocab=64, heads=4, seed=0), path, "GGUF")
+    save_model(make_model(layers=1, dim=32, ff=256, vocab=260, heads=4, seed=0), path, "GGUF")
     return b"PWRI" + path.read_bytes()[4:], slots(path)
 
 
@@ -87,14 +88,20 @@ def _values(slot: Slot, current: Any) -> tuple[Any, ...]:
     else:  # a count, length, dimension or offset: edges, and nudged modulo 2**bits (offset - 32 wraps)
         nudged = (-32, -1, 1, 32, current) if slot.role == "offset" else (-1, 1, current)
         chosen = (*(U32 if slot.fmt == "<I" else U64), *(current + d for d in nudged))
+    if slot.fmt == "<i":  # a token type
+        return tuple(sorted(set(I32) - {current}))
     modulus = 2**32 if slot.fmt == "<I" else 2**64
     return tuple(sorted({v % modulus for v in chosen} - {current}))
 
 
 def structured(data: bytes, all_slots: list[Slot]) -> Iterator[Mutant]:
-    # The 64 tokens are alike: mutate the first, a middle and the last one (each a str_len, str pair).
+    # The 260 tokens are alike: mutate the first, a byte token and the last one (each a str_len, str pair),
+    # and their scores and types (one slot per element).
     tokens = [s for s in all_slots if s.owner == "tokenizer.ggml.tokens" and s.role in ("str", "str_len")]
-    skip = {id(s) for i, s in enumerate(tokens) if i // 2 not in (0, 32, 63)}
+    skip = {id(s) for i, s in enumerate(tokens) if i // 2 not in (0, 13, 259)}
+    for key in ("tokenizer.ggml.scores", "tokenizer.ggml.token_type"):
+        elements = [s for s in all_slots if s.owner == key and s.role == "value"]
+        skip |= {id(s) for i, s in enumerate(elements) if i not in (0, 13, 259)}
     for slot in all_slots:
         if id(slot) in skip:
             continue
@@ -150,7 +157,13 @@ def _check_loaded(model: Model, data: bytes, path: Path) -> None:
             assert getattr(model.hyper, field) == reader.fields[key].contents(), key
     assert model.hyper.vocab == int(by_name["token_embd.weight"].shape[1])
     if "tokenizer.ggml.tokens" in reader.fields:  # contents() decodes strictly, as the GGUF spec asks
-        assert model.tokens == tuple(reader.fields["tokenizer.ggml.tokens"].contents())
+        assert model.vocabulary is not None
+        assert model.vocabulary.pieces == tuple(reader.fields["tokenizer.ggml.tokens"].contents())
+        n = len(model.vocabulary)
+        for key, got, default in (("tokenizer.ggml.scores", model.vocabulary.scores, 0.0),
+                                  ("tokenizer.ggml.token_type", model.vocabulary.types, 1)):  # llama.cpp's defaults
+            expected = reader.fields[key].contents() if key in reader.fields else [default] * n
+            assert np.array_equal(np.array(got, np.float64), np.array(expected, np.float64), equal_nan=True), key
 
 
 def _outcome(path: Path, data: bytes, check: Path) -> str:

@@ -35,7 +35,7 @@ try:
 except ImportError:
     from numpy.core import _multiarray_umath as core
 
-save_model(make_model(layers=2, dim=64, ff=512, vocab=256, heads=4, seed=0), sys.argv[1])
+save_model(make_model(layers=2, dim=64, ff=512, vocab=512, heads=4, seed=0), sys.argv[1])
 blas = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
 print(json.dumps({"sha256": hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest(),
                   "blas": blas[0]["internal_api"] if blas else None,

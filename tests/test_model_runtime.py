@@ -17,7 +17,7 @@ from reprosparse.cli import main
 from reprosparse.model import KVCache, Model, Runtime, generate, load_model, make_model, save_model
 
 BACKENDS = [s.name for s in reprosparse.available_backends().values() if s.available]
-TINY: dict[str, Any] = {"layers": 2, "dim": 64, "ff": 512, "vocab": 256, "heads": 4}
+TINY: dict[str, Any] = {"layers": 2, "dim": 64, "ff": 512, "vocab": 512, "heads": 4}
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,7 @@ def mpiexec(k: int, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("mpi") / "tiny.gguf"
-    save_model(make_model(layers=2, dim=64, ff=512, vocab=256, heads=4, kv_heads=2, seed=3), path)
+    save_model(make_model(layers=2, dim=64, ff=512, vocab=512, heads=4, kv_heads=2, seed=3), path)
     return path
 
 
@@ -73,7 +73,7 @@ def test_ranks_split_every_matrix_and_keep_the_bits_in_a_batch(tmp_path: Path, k
     out = tmp_path / "logits.npy"
     done = mpiexec(k, str(HERE / "mpi_ranks.py"), str(out), str(row_unit), str(column_unit))
     assert done.returncode == 0, done.stderr
-    model = make_model(layers=2, dim=64, ff=512, vocab=256, heads=4, kv_heads=2, seed=3)
+    model = make_model(layers=2, dim=64, ff=512, vocab=512, heads=4, kv_heads=2, seed=3)
     want = generate(Runtime(model, NumpyBackend(), mode="deterministic"), [[5, 9, 200, 31, 7], [1, 2]], 4)
     assert np.load(out).tobytes() == np.stack([g.logits for g in want]).tobytes()
 
@@ -110,5 +110,5 @@ def test_generate_writes_the_logits_it_chose_from(model_path: Path, tmp_path: Pa
                    "--json", str(out), "--logits", str(logits))
     assert done.returncode == 0, done.stderr
     got = np.load(logits)
-    assert got.shape == (3, 256) and got.dtype == np.float32
+    assert got.shape == (3, 512) and got.dtype == np.float32  # 512: the vocabulary
     assert json.loads(out.read_text())["tokens"] == np.argmax(got, axis=1).tolist()

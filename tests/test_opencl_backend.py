@@ -588,7 +588,7 @@ def test_loaded_model_weights_stay_on_the_device(tmp_path):
     from reprosparse.model import load_model, make_model, save_model
 
     path = tmp_path / "m.gguf"
-    save_model(make_model(layers=1, dim=32, ff=256, vocab=64, heads=4, seed=3), path)
+    save_model(make_model(layers=1, dim=32, ff=256, vocab=260, heads=4, seed=3), path)
     model = load_model(path)
     tensors = [model.token_embd, model.output, model.output_norm]
     tensors += [getattr(layer, f) for layer in model.layers for f in layer.__dataclass_fields__]

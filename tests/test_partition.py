@@ -92,7 +92,7 @@ if "opencl" in AVAILABLE:
 
 @pytest.fixture(scope="module")
 def tiny() -> Any:
-    return make_model(layers=2, dim=64, ff=512, vocab=256, heads=4, kv_heads=2, seed=3)
+    return make_model(layers=2, dim=64, ff=512, vocab=512, heads=4, kv_heads=2, seed=3)
 
 
 def _logits(runtime: Runtime) -> tuple[list[list[int]], np.ndarray]:

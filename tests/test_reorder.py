@@ -32,7 +32,7 @@ LAYERS, FF = 2, 512
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("reorder") / "tiny.gguf"
-    save_model(make_model(layers=LAYERS, dim=64, ff=FF, vocab=256, heads=4, seed=5), path)
+    save_model(make_model(layers=LAYERS, dim=64, ff=FF, vocab=512, heads=4, seed=5), path)
     return path
 
 

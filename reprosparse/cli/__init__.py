@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 # Each module defines register(subparsers), which adds its parser and sets func(args) -> int.
 # Modules are imported only to build the parser; heavy imports stay inside func.
-SUBCOMMANDS = ("info", "conformance", "bench", "make_model", "reorder_model", "generate", "audit")
+SUBCOMMANDS = ("info", "conformance", "bench", "make_model", "reorder_model", "generate", "audit", "tokenize")
 
 
 def cli_console() -> Any:

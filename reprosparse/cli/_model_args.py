@@ -14,7 +14,7 @@ from ._types import model_file, names, positive_int
 
 if TYPE_CHECKING:
     from ..backends import Backend
-    from ..model import Model
+    from ..model import Model, Tokenizer
     from ..partition import Partition
 
 
@@ -22,11 +22,12 @@ def add_model(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", type=model_file, help="model file (GGUF or PowerInfer PWRI)")
 
 
-def add_prompt(p: argparse.ArgumentParser, n_default: int) -> None:
+def add_prompt(p: argparse.ArgumentParser, n_default: int, n_help: str = "tokens to generate") -> None:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--tokens", type=token_ids, help="prompt as comma-separated token ids, e.g. 1,2,3")
-    group.add_argument("--prompt", help="prompt text (needs a vocabulary in the model file)")
-    p.add_argument("-n", type=positive_int, default=n_default, help="tokens to generate")
+    group.add_argument("--prompt", help="prompt text, tokenized by SentencePiece after a BOS token (needs a "
+                       "vocabulary in the model file)")
+    p.add_argument("-n", type=positive_int, default=n_default, help=n_help)
 
 
 def token_ids(text: str) -> list[int]:
@@ -39,20 +40,27 @@ def token_ids(text: str) -> list[int]:
     return ids
 
 
-def prompt_ids(args: argparse.Namespace, model: Model, default: list[int]) -> list[int]:
-    """The prompt from --tokens or --prompt (or `default`), every id checked against the model's vocabulary."""
-    from ..model.tokenizer import encode
+def tokenizer(model: Model, option: str) -> Tokenizer:
+    """The model's tokenizer; a model file without a usable vocabulary is the run's failure (exit 1)."""
+    from ..model import Tokenizer
 
+    if model.vocabulary is None:
+        raise UsageError(f"{option}: the model has no vocabulary; give --tokens instead")
+    try:
+        return Tokenizer(model.vocabulary)
+    except ValueError as exc:
+        raise CommandFailed(f"{option}: {exc}") from None
+
+
+def prompt_ids(args: argparse.Namespace, model: Model, default: list[int]) -> list[int]:
+    """The prompt from --tokens (exactly those ids) or --prompt (BOS, then the text's SentencePiece ids, as
+    llama.cpp's llama_tokenize with add_bos; '' is BOS alone), or `default`; every id checked."""
     if args.tokens is not None:
         ids, source = args.tokens, "--tokens"
     elif args.prompt is not None:
-        if model.tokens is None:
-            raise UsageError("--prompt: the model has no vocabulary; give --tokens instead")
-        if not args.prompt:
-            raise UsageError("--prompt: the prompt is empty")
         try:
-            ids, source = encode(args.prompt, model.tokens), "--prompt"
-        except ValueError as exc:
+            ids, source = tokenizer(model, "--prompt").encode(args.prompt), "--prompt"
+        except ValueError as exc:  # text the tokenizer cannot take, e.g. an undecodable byte
             raise UsageError(f"--prompt: {exc}") from None
     else:
         ids, source = default, "the default prompt (give --tokens)"

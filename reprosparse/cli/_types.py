@@ -96,19 +96,27 @@ def modes(text: str) -> tuple[str, ...]:
     return got
 
 
-def model_file(text: str) -> str:
+def _readable(text: str, what: str) -> str:
     """An existing, readable regular file: a directory or FIFO would fail late or block forever."""
     try:
         st = os.stat(text)
     except OSError as exc:
         raise argparse.ArgumentTypeError(f"cannot open {text!r}: {exc.strerror}") from None
     if stat.S_ISDIR(st.st_mode):
-        raise argparse.ArgumentTypeError(f"{text!r} is a directory, not a model file")
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory, not {what}")
     if not stat.S_ISREG(st.st_mode):
         raise argparse.ArgumentTypeError(f"{text!r} is not a regular file")
     if not os.access(text, os.R_OK):
         raise argparse.ArgumentTypeError(f"{text!r} is not readable")
     return text
+
+
+def model_file(text: str) -> str:
+    return _readable(text, "a model file")
+
+
+def input_file(text: str) -> str:
+    return _readable(text, "a file")
 
 
 def output_file(text: str) -> str:

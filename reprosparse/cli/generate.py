@@ -14,9 +14,10 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("generate", help="generate tokens from a GGUF/PWRI model")
+    p = sub.add_parser("generate", help="generate tokens from a GGUF/PWRI model; with --prompt, text until EOS")
     add_model(p)
-    add_prompt(p, n_default=16)
+    add_prompt(p, n_default=16, n_help="tokens to generate: at most, with --prompt (it stops after EOS); "
+               "exactly, with --tokens")
     # Omitted, these come from REPROSPARSE_BACKEND / _MODE / _THREADS, like every reprosparse op.
     where = p.add_mutually_exclusive_group()
     where.add_argument("--backend", help="backend name or auto (default: REPROSPARSE_BACKEND, else auto)")
@@ -69,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
     err = Console(stderr=True)
     model = load_model(args.model)  # a ModelFormatError names the file and the key
     prompt = prompt_ids(args, model, default=[1])
+    # Text in, text out, as PowerInfer's main: stop at EOS.  Ids in (--tokens): exactly -n ids, for comparisons.
+    eos = model.vocabulary.eos if args.prompt is not None and model.vocabulary is not None else None
     runtime = Runtime(model, chosen, mode=mode, threads=threads, ffn=args.ffn)
     began = time.perf_counter()
     stopped: ContextLengthError | None = None
@@ -77,12 +80,12 @@ def run(args: argparse.Namespace) -> int:
         task = progress.add_task(f"{label} {mode}", total=args.n)
         try:
             out = generate(runtime, [prompt], args.n, args.temperature, args.seed,
-                           on_token=lambda _: progress.advance(task))[0]
+                           on_token=lambda _: progress.advance(task), eos=eos)[0]
         except ContextLengthError as exc:  # show what was made, then fail
             stopped, out = exc, exc.generated[0]
     seconds = time.perf_counter() - began
-    _show(out, model)
     if primary:
+        _show(prompt, out, model)
         if args.json:
             _write_json(args.json, out)
         if args.logits:
@@ -109,12 +112,25 @@ def _write_json(path: str, out: Generated) -> None:
         json.dump({"tokens": out.tokens, "logits_sha256": hashlib.sha256(logits.tobytes()).hexdigest()}, f)
 
 
-def _show(out: Generated, model: Model) -> None:
+def _show(prompt: list[int], out: Generated, model: Model) -> None:
+    """The new ids, then their text: what decoding the prompt and them adds to the prompt's own text, so
+    the first new word keeps its space (SentencePiece drops a text's leading space)."""
     import sys
 
-    from ..model.tokenizer import decode
+    from ..model import Tokenizer
 
     print(",".join(str(t) for t in out.tokens))
-    if model.tokens is not None:
-        print(decode(out.tokens, model.tokens))
+    sys.stdout.flush()
+    if model.vocabulary is None:
+        return
+    try:
+        tokenizer = Tokenizer(model.vocabulary)
+    except ValueError as exc:  # the ids are the output; say why there is no text
+        print(f"no text: {exc}", file=sys.stderr)
+        return
+    before, whole = tokenizer.decode(prompt), tokenizer.decode(prompt + out.tokens)
+    # Not always a prefix: prompt bytes of an incomplete UTF-8 character decode to U+FFFD alone.
+    pairs = zip(before, whole, strict=False)
+    same = next((i for i, (a, b) in enumerate(pairs) if a != b), min(len(before), len(whole)))
+    print(whole[same:])
     sys.stdout.flush()

@@ -1,13 +1,17 @@
-"""`reprosparse make-model`: write a seeded random sparse ReLU-LLaMA model file."""
+"""`reprosparse make-model`: write a seeded random sparse ReLU-LLaMA model file with a SentencePiece vocabulary."""
 
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from . import UsageError
-from ._types import output_file, positive_int, seed
+from ._types import input_file, output_file, positive_int, seed
 
-MIN_VOCAB = 4  # make_model's own floor: the specials <unk>, <s>, </s> and one more token
+if TYPE_CHECKING:
+    from ..model import Vocabulary
+
+DEFAULT_VOCAB = 512
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("make-model", help="write a seeded random sparse ReLU-LLaMA model file (GGUF/PWRI)")
@@ -15,7 +19,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--layers", type=positive_int, default=2, help="decoder layers")
     p.add_argument("--dim", type=positive_int, default=64, help="model width (LLaMA-7B: 4096)")
     p.add_argument("--ff", type=positive_int, default=512, help="FFN neurons (LLaMA-7B: 11008)")
-    p.add_argument("--vocab", type=positive_int, default=256, help=f"vocabulary size, >= {MIN_VOCAB} (LLaMA: 32000)")
+    p.add_argument("--vocab", type=positive_int, default=None,
+                   help=f"vocabulary size, >= 259: <unk>, <s>, </s>, 256 byte tokens, then pieces (LLaMA: 32000); "
+                        f"omitted: {DEFAULT_VOCAB}, or --tokenizer's size")
+    p.add_argument("--tokenizer", type=input_file, default=None,
+                   help="a SentencePiece BPE .model file whose pieces, scores and types become the vocabulary "
+                        "(omitted: a generated LLaMA-style vocabulary)")
     p.add_argument("--heads", type=positive_int, default=4, help="attention heads (LLaMA-7B: 32)")
     p.add_argument("--kv-heads", type=positive_int, default=None, help="key/value heads for grouped-query attention; "
                    "omitted: as many as --heads")
@@ -35,8 +44,25 @@ def _check_shape(args: argparse.Namespace) -> None:
                          "heads need an even width (rope rotates pairs)")
     if args.heads % kv_heads:
         raise UsageError(f"--heads {args.heads} is not divisible by --kv-heads {kv_heads}")
-    if args.vocab < MIN_VOCAB:
-        raise UsageError(f"--vocab must be >= {MIN_VOCAB}, got {args.vocab}")
+
+
+def _vocabulary(args: argparse.Namespace) -> Vocabulary:
+    """--tokenizer's vocabulary (its size must agree with --vocab) or the generated one of --vocab tokens."""
+    from ..model import make_vocabulary, read_sentencepiece
+    from ..model.vocabulary import MIN_VOCAB
+
+    if args.tokenizer is None:
+        size = DEFAULT_VOCAB if args.vocab is None else args.vocab
+        if size < MIN_VOCAB:
+            raise UsageError(f"--vocab must be >= {MIN_VOCAB} (<unk>, <s>, </s> and 256 byte tokens), got {size}")
+        return make_vocabulary(size)
+    try:
+        vocabulary = read_sentencepiece(args.tokenizer)
+    except ValueError as exc:
+        raise UsageError(f"--tokenizer: {exc}") from None
+    if args.vocab is not None and args.vocab != len(vocabulary):
+        raise UsageError(f"--vocab {args.vocab} differs from --tokenizer's {len(vocabulary)} pieces; omit --vocab")
+    return vocabulary
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,10 +73,11 @@ def run(args: argparse.Namespace) -> int:
     from ..model import make_model, save_model
 
     _check_shape(args)
+    vocabulary = _vocabulary(args)
     console = Console(stderr=True)
-    model = make_model(layers=args.layers, dim=args.dim, ff=args.ff, vocab=args.vocab, heads=args.heads,
-                       kv_heads=args.kv_heads, seed=args.seed, dtype=args.dtype)
+    model = make_model(layers=args.layers, dim=args.dim, ff=args.ff, vocab=len(vocabulary), heads=args.heads,
+                       kv_heads=args.kv_heads, seed=args.seed, dtype=args.dtype, vocabulary=vocabulary)
     save_model(model, args.path, args.magic)
     size = os.path.getsize(args.path) / 2**20
-    console.print(f"wrote {args.path} ({size:.1f} MiB, {args.magic}, {args.dtype})")
+    console.print(f"wrote {args.path} ({size:.1f} MiB, {args.magic}, {args.dtype}, {len(vocabulary)} tokens)")
     return 0

@@ -3,6 +3,9 @@
 - `load_model(path)` / `save_model(model, path, magic)`: GGUF files with the
   "GGUF" or PowerInfer "PWRI" magic (gguf_file.py documents the tensor names
   and the GGUF -> numpy dimension mapping).
+- `load_vocabulary(path)`, `Vocabulary`, `Tokenizer`: the file's SentencePiece
+  vocabulary (vocabulary.py) and text <-> ids through the `sentencepiece`
+  library (tokenizer.py); `make_vocabulary(size)` is make_model's.
 - `make_model(...)`: seeded random models with realistic FFN sparsity and an
   imperfect predictor (`reprosparse make-model`).
 - `Runtime`: the decoder.  The weight-heavy operators (Q/K/V/O projections and
@@ -16,12 +19,15 @@
 """
 
 from .generate import ContextLengthError, Generated, generate
-from .gguf_file import ModelFormatError, load_model, save_model
+from .gguf_file import ModelFormatError, load_model, load_vocabulary, save_model
 from .make import make_model
 from .runtime import KVCache, Runtime
+from .tokenizer import Tokenizer, read_sentencepiece
+from .vocabulary import TokenType, Vocabulary, make_vocabulary
 from .weights import Hyper, Layer, Model
 
 __all__ = [
     "ContextLengthError", "Generated", "Hyper", "KVCache", "Layer", "Model", "ModelFormatError", "Runtime",
-    "generate", "load_model", "make_model", "save_model",
+    "TokenType", "Tokenizer", "Vocabulary", "generate", "load_model", "load_vocabulary", "make_model",
+    "make_vocabulary", "read_sentencepiece", "save_model",
 ]

@@ -37,11 +37,14 @@ def generate(
     temperature: float = 0.0,
     seed: int = 0,
     on_token: Callable[[int], None] | None = None,
+    eos: int | None = None,
 ) -> list[Generated]:
-    """Prefill all prompts together, then decode n_new tokens for each, all in one batch per step.
+    """Prefill all prompts together, then decode up to n_new tokens for each, all in one batch per step.
 
     temperature 0 is greedy (reference argmax); above 0 each token is drawn by the
     reference `sample` keyed by (seed, position of the token whose logits are used).
+    A sequence stops after it makes `eos` (kept as its last token; None: never), as PowerInfer's main does;
+    the others go on, so each sequence's tokens are the same alone or in a batch.
     on_token(step) is called after each decode step (for progress bars).  When a sequence would pass
     the model's context length, ContextLengthError stops decoding and carries the tokens made so far.
     """
@@ -50,6 +53,7 @@ def generate(
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     caches = [runtime.new_cache() for _ in prompts]
+    live = list(range(len(prompts)))  # the sequences still decoding; logits[k] is live[k]'s
     logits = runtime.step(caches, prompts)
     out: list[list[int]] = [[] for _ in prompts]
     trace: list[list[np.ndarray]] = [[] for _ in prompts]
@@ -57,19 +61,23 @@ def generate(
         if temperature == 0:
             chosen = [int(c) for c in argmax(logits)]
         else:
-            pairs = zip(logits, caches, strict=True)
-            chosen = [sample(row, temperature, seed, c.length - 1) for row, c in pairs]
-        for i, tok in enumerate(chosen):
+            pairs = zip(logits, live, strict=True)
+            chosen = [sample(row, temperature, seed, caches[i].length - 1) for row, i in pairs]
+        for k, (i, tok) in enumerate(zip(live, chosen, strict=True)):
             out[i].append(tok)
-            trace[i].append(logits[i])
+            trace[i].append(logits[k])
         if on_token is not None:
             on_token(step)
-        if step + 1 < n_new:
+        going = [k for k, tok in enumerate(chosen) if tok != eos]
+        live, chosen = [live[k] for k in going], [chosen[k] for k in going]
+        if step + 1 < n_new and live:
             context = runtime.model.hyper.context_length
-            if any(c.length + 1 > context for c in caches):
+            if any(caches[i].length + 1 > context for i in live):
                 raise ContextLengthError(f"stopped at the context length {context} after {step + 1} of {n_new} "
                                          "new tokens", _results(out, trace))
-            logits = runtime.step(caches, [[tok] for tok in chosen])
+            logits = runtime.step([caches[i] for i in live], [[tok] for tok in chosen])
+        else:
+            break
     return _results(out, trace)
 
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .vocabulary import DEFAULT_BOS, DEFAULT_EOS, DEFAULT_UNK, TokenType, Vocabulary
 from .weights import Hyper, HyperError, Layer, Model
 
 if TYPE_CHECKING:
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 MAGICS = (b"GGUF", b"PWRI")
 SPARSE_THRESHOLD_KEY = "powerinfer.sparse_threshold"
 TOKENS_KEY = "tokenizer.ggml.tokens"
+SCORES_KEY = "tokenizer.ggml.scores"
+TYPES_KEY = "tokenizer.ggml.token_type"
 
 
 class ModelFormatError(ValueError):
@@ -95,6 +98,45 @@ def _tokens(header: Header) -> tuple[str, ...] | None:
     if field.item is None or field.item.name != "STRING":
         raise ModelFormatError(f"{TOKENS_KEY!r} must be an ARRAY of STRING, but its GGUF type is {field.describe()}")
     return tuple(decode(raw, f"{TOKENS_KEY}[{i}]") for i, raw in enumerate(field.value))
+
+
+def _array(header: Header, key: str, item: str, n: int) -> np.ndarray | None:
+    """An optional ARRAY of `item` with one element per token: llama.cpp reads these as raw float/int32."""
+    field = header.fields.get(key)
+    if field is None:
+        return None
+    if field.item is None or field.item.name != item:
+        raise ModelFormatError(f"{key!r} must be an ARRAY of {item}, but its GGUF type is {field.describe()}")
+    if len(field.value) != n:
+        raise ModelFormatError(f"{key!r} has {len(field.value)} entries for {n} tokens in {TOKENS_KEY!r}")
+    return np.asarray(field.value)
+
+
+def read_vocabulary(header: Header) -> Vocabulary | None:
+    """The SentencePiece vocabulary, with llama.cpp's defaults: scores 0, type NORMAL, ids 1, 2, 0."""
+    tokens = _tokens(header)
+    if tokens is None:
+        return None
+    n = len(tokens)
+    scores = _array(header, SCORES_KEY, "FLOAT32", n)
+    raw_types = _array(header, TYPES_KEY, "INT32", n)
+    types = (TokenType.NORMAL,) * n
+    if raw_types is not None:
+        known = {int(t) for t in TokenType}
+        bad = next((i for i, t in enumerate(raw_types.tolist()) if t not in known), None)
+        if bad is not None:
+            raise ModelFormatError(f"{TYPES_KEY}[{bad}] is {raw_types[bad]}; token types are 1 (NORMAL) to 6 (BYTE)")
+        types = tuple(TokenType(t) for t in raw_types.tolist())
+    ids = {}
+    for name, default in (("bos", DEFAULT_BOS), ("eos", DEFAULT_EOS), ("unk", DEFAULT_UNK)):
+        key = f"tokenizer.ggml.{'unknown' if name == 'unk' else name}_token_id"
+        ids[name] = _integer(header, key, default)
+        if not 0 <= ids[name] < n:
+            raise ModelFormatError(f"{key!r} is {ids[name]}, not a token id of the {n} in {TOKENS_KEY!r}")
+    return Vocabulary(
+        pieces=tokens, scores=(0.0,) * n if scores is None else tuple(scores.tolist()), types=types,
+        model=_text(header, "tokenizer.ggml.model", "llama"), **ids,
+    )
 
 
 def read_hyper(header: Header, vocab: int) -> Hyper:
@@ -177,7 +219,16 @@ def load_model(path: str | os.PathLike[str]) -> Model:
         raise ModelFormatError(f"{path}: {exc}") from exc
 
 
-def _load(path: Path) -> Model:
+def load_vocabulary(path: str | os.PathLike[str]) -> Vocabulary | None:
+    """The vocabulary of a model file, or of a vocabulary-only GGUF such as llama.cpp's ggml-vocab-*.gguf."""
+    path = Path(path)
+    try:
+        return read_vocabulary(_open(path)[0])
+    except ModelFormatError as exc:
+        raise ModelFormatError(f"{path}: {exc}") from exc
+
+
+def _open(path: Path) -> tuple[Header, np.memmap]:
     _gguf()
     from . import gguf_header
 
@@ -185,7 +236,11 @@ def _load(path: Path) -> Model:
     if size < 4:  # numpy cannot map an empty file
         raise ModelFormatError(f"not a GGUF or PowerInfer (PWRI) file: it has {size} bytes")
     pages = np.memmap(path, mode="r")
-    header = gguf_header.parse(pages.data)
+    return gguf_header.parse(pages.data), pages
+
+
+def _load(path: Path) -> Model:
+    header, pages = _open(path)
     _refuse_dense(header)
     vocab = _ne(header, "token_embd.weight", 2, "[dim, vocab]")[1]
     hp = read_hyper(header, vocab)
@@ -203,16 +258,16 @@ def _load(path: Path) -> Model:
             gate=w("ffn_gate", (ff, dim)), up=w("ffn_up", (ff, dim)), down_t=w("ffn_down_t", (ff, dim)),
             fc1=w("fc1", (rank, dim)), fc2=w("fc2", (ff, rank)),
         ))
-    tokens = _tokens(header)
-    if tokens is not None and len(tokens) != vocab:
-        raise ModelFormatError(f"{TOKENS_KEY!r} has {len(tokens)} entries for a vocabulary of {vocab}")
+    vocabulary = read_vocabulary(header)
+    if vocabulary is not None and len(vocabulary) != vocab:
+        raise ModelFormatError(f"{TOKENS_KEY!r} has {len(vocabulary)} entries for a vocabulary of {vocab}")
     return Model(
         hyper=hp,
         token_embd=get("token_embd.weight", (vocab, dim)),
         layers=tuple(layers),
         output_norm=get("output_norm.weight", (dim,)),
         output=get("output.weight", (vocab, dim)),
-        tokens=tokens,
+        vocabulary=vocabulary,
     )
 
 
@@ -232,9 +287,15 @@ def save_model(model: Model, path: str | os.PathLike[str], magic: str = "PWRI") 
     writer.add_layer_norm_rms_eps(hp.eps)
     writer.add_rope_freq_base(hp.rope_base)
     writer.add_float32(SPARSE_THRESHOLD_KEY, hp.sparse_threshold)
-    if model.tokens is not None:
-        writer.add_tokenizer_model("llama")
-        writer.add_token_list(list(model.tokens))
+    vocabulary = model.vocabulary
+    if vocabulary is not None:
+        writer.add_tokenizer_model(vocabulary.model)
+        writer.add_token_list(list(vocabulary.pieces))
+        writer.add_token_scores([float(s) for s in vocabulary.scores])  # FLOAT32
+        writer.add_token_types([int(t) for t in vocabulary.types])  # INT32
+        writer.add_bos_token_id(vocabulary.bos)
+        writer.add_eos_token_id(vocabulary.eos)
+        writer.add_unk_token_id(vocabulary.unk)
     writer.add_tensor("token_embd.weight", model.token_embd)
     for i, layer in enumerate(model.layers):
         for name, arr in (

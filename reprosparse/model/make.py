@@ -38,6 +38,7 @@ import numpy as np
 from reprosparse import get_backend
 
 from .runtime import Runtime
+from .vocabulary import MIN_VOCAB, Vocabulary, make_vocabulary
 from .weights import Hyper, Layer, Model
 
 BIAS_VALUE = 2.0
@@ -45,17 +46,6 @@ ACTIVE_FRACTION = 0.10
 GATE_NOISE = 0.08
 PREDICTOR_NOISE = 0.1
 CALIBRATION_PROMPTS = (8, 16)  # prompts x tokens
-
-
-def vocabulary(size: int) -> tuple[str, ...]:
-    """Specials, printable ASCII, then short words, then numbered fillers."""
-    words = [
-        " the", " a", " of", " and", " to", " in", " is", " it", " that", " was", " for", " on", " with",
-        " as", " be", " at", " by", " this", " from", " or", " sparse", " model", " token", " same",
-        " bits", " every", " time", " run", " again", "ing", "ed", "er", "es", " un", " re", "th", "he",
-    ]
-    base = ["<unk>", "<s>", "</s>", *[chr(c) for c in range(32, 127)], *words]
-    return tuple(base[:size]) + tuple(f"<t{i}>" for i in range(len(base), size))
 
 
 def _normal(rng: np.random.Generator, shape: tuple[int, ...], scale: float) -> np.ndarray:
@@ -70,8 +60,12 @@ def _product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def make_model(
     *, layers: int, dim: int, ff: int, vocab: int, heads: int, seed: int, dtype: str = "f16",
     kv_heads: int | None = None, rank: int | None = None, context_length: int = 512,
+    vocabulary: Vocabulary | None = None,
 ) -> Model:
-    """Build the model; calibration runs the real runtime on the reference (numpy, deterministic)."""
+    """Build the model; calibration runs the real runtime on the reference (numpy, deterministic).
+
+    `vocabulary` (e.g. tokenizer.read_sentencepiece's) must have `vocab` tokens; None: make_vocabulary(vocab).
+    """
     if dtype not in ("f16", "f32"):
         raise ValueError(f"dtype must be f16 or f32, got {dtype!r}")
     kv_heads = heads if kv_heads is None else kv_heads
@@ -79,6 +73,12 @@ def make_model(
     hyper = Hyper(dim=dim, n_layer=layers, n_ff=ff, n_head=heads, n_head_kv=kv_heads, vocab=vocab,
                   eps=float(np.float32(1e-5)),
                   rope_base=10000.0, context_length=context_length, sparse_threshold=0.0)
+    if vocabulary is None:
+        if vocab < MIN_VOCAB:
+            raise ValueError(f"vocab must be at least {MIN_VOCAB} (<unk>, <s>, </s> and 256 byte tokens), got {vocab}")
+        vocabulary = make_vocabulary(vocab)
+    if len(vocabulary) != vocab:
+        raise ValueError(f"vocabulary has {len(vocabulary)} tokens, but vocab is {vocab}")
     if vocab < 4:
         raise ValueError(f"vocab must be at least 4 (calibration prompts draw tokens 3 .. vocab-1), got {vocab}")
     wdt = np.float16 if dtype == "f16" else np.float32
@@ -118,7 +118,7 @@ def make_model(
         ))
         lowrank.append((u, v))
     model = Model(hyper, embd.astype(wdt), tuple(built), (1.0 + _normal(rng, (dim,), 0.1)).astype(np.float32),
-                  _normal(rng, (vocab, dim), 1.0 / np.sqrt(dim)).astype(wdt), vocabulary(vocab))
+                  _normal(rng, (vocab, dim), 1.0 / np.sqrt(dim)).astype(wdt), vocabulary)
     return _calibrate(model, lowrank, rng)
 
 
@@ -138,7 +138,7 @@ def _calibrate(model: Model, lowrank: list[tuple[np.ndarray, np.ndarray]], rng: 
     for li in range(hp.n_layer):
         # Layers above li cannot change layer li's input, so the run stops at li.
         upto = Model(dataclasses.replace(hp, n_layer=li + 1), model.token_embd, tuple(layers[: li + 1]),
-                     model.output_norm, model.output, model.tokens)
+                     model.output_norm, model.output, model.vocabulary)
         runtime = Runtime(upto, get_backend(), mode="deterministic", observer=keep)
         runtime.step([runtime.new_cache() for _ in prompts], prompts)
         x = captured[li]
@@ -161,4 +161,4 @@ def _calibrate(model: Model, lowrank: list[tuple[np.ndarray, np.ndarray]], rng: 
         wdt = layer.gate.dtype
         layers[li] = Layer(**{**layer.__dict__, "gate": new_gate.astype(wdt), "fc1": fc1.astype(wdt),
                               "fc2": fc2.astype(wdt)})
-    return Model(hp, model.token_embd, tuple(layers), model.output_norm, model.output, model.tokens)
+    return Model(hp, model.token_embd, tuple(layers), model.output_norm, model.output, model.vocabulary)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .vocabulary import Vocabulary
+
 #: The shortest usable context: one prompt token plus one generated token fed back.
 MIN_CONTEXT_LENGTH = 2
 
@@ -85,4 +87,4 @@ class Model:
     layers: tuple[Layer, ...]
     output_norm: np.ndarray  # (dim,)
     output: np.ndarray  # (vocab, dim), the LM head
-    tokens: tuple[str, ...] | None  # token strings, when the file has a vocabulary
+    vocabulary: Vocabulary | None  # when the file has one
