@@ -34,6 +34,11 @@ def _c(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
+def _quiet() -> np.errstate:
+    """Inf and NaN are valid inputs; their propagation is the spec's business, not a warning's."""
+    return np.errstate(all="ignore")
+
+
 class RuntimeOps:
     """Mixed into `Backend`; `_resolve` is Backend's (mode and thread count of one call)."""
 
@@ -77,7 +82,7 @@ class RuntimeOps:
         The rows of one sequence give exactly what `attention(q[rows], k[s], v[s], positions[rows])`
         gives (every row is computed on its own), so a batch changes no bit.
         """
-        q, ks, vs, seq, positions = _runtime_checks.attention_batch_args(q, list(k), list(v), seq, positions)
+        q, ks, vs, seq, positions = _runtime_checks.attention_batch_args(q, k, v, seq, positions)
         mode, threads = self._resolve(mode, threads)
         return self._attention_batch(_c(q), [_c(a) for a in ks], [_c(a) for a in vs], seq, positions, mode, threads)
 
@@ -104,27 +109,32 @@ class RuntimeOps:
     # ---- optional hooks: checked, C-contiguous inputs; defaults are the reference ----
 
     def _rmsnorm(self, x: np.ndarray, weight: np.ndarray, eps: np.float32, mode: str, threads: int) -> np.ndarray:
-        return rmsnorm(x, weight, eps)
+        with _quiet():
+            return rmsnorm(x, weight, float(eps))  # exact: eps is already a float32 value
 
     def _rope(self, x: np.ndarray, positions: np.ndarray, base: float, mode: str, threads: int) -> np.ndarray:
-        return rope(x, positions, base)
+        with _quiet():
+            return rope(x, positions, base)
 
     def _attention_batch(
         self, q: np.ndarray, k: list[np.ndarray], v: list[np.ndarray], seq: np.ndarray, positions: np.ndarray,
         mode: str, threads: int,
     ) -> np.ndarray:
         out = np.empty_like(q)
-        for s in np.unique(seq):
-            rows = seq == s
-            out[rows] = attention(q[rows], k[s], v[s], positions[rows])
+        with _quiet():
+            for s in np.unique(seq):
+                rows = seq == s
+                out[rows] = attention(q[rows], k[s], v[s], positions[rows])
         return out
 
     def _softmax(self, x: np.ndarray, lengths: np.ndarray, mode: str, threads: int) -> np.ndarray:
-        return softmax(x, lengths)
+        with _quiet():
+            return softmax(x, lengths)
 
     def _argmax(self, x: np.ndarray, mode: str, threads: int) -> np.ndarray:
-        return argmax(x)
+        with _quiet():
+            return argmax(x)
 
     def _add(self, a: np.ndarray, b: np.ndarray, mode: str, threads: int) -> np.ndarray:
-        with np.errstate(all="ignore"):  # Inf - Inf is NaN by IEEE, not an accident
+        with _quiet():
             return a + b

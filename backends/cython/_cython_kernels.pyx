@@ -435,7 +435,7 @@ def add(cnp.ndarray a not None, cnp.ndarray b not None, int threads):
     _positive(threads)
     _array("a", a, np.float32, a.ndim)
     _array("b", b, np.float32, a.ndim)
-    if a.shape != b.shape:
+    if np.shape(a) != np.shape(b):  # cnp.ndarray.shape is a C pointer here
         raise ValueError(f"b must have the shape of a {np.shape(a)}, got {np.shape(b)}")
     y = np.empty_like(a)
     cdef const float *ap = <const float *>cnp.PyArray_DATA(a)

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from reprosparse import get_backend
-from reprosparse.reference.argmax import argmax
 
 from .runtime import Runtime
 from .weights import Model
@@ -55,7 +54,7 @@ def decode_speed(
             runtime.timings.update(layers=0.0, head=0.0)
             began = time.perf_counter()
             for _ in range(tokens):
-                nxt = int(argmax(logits)[0])
+                nxt = int(be.argmax(logits, mode=mode, threads=threads)[0])
                 logits = runtime.step(caches, [[nxt]])
             wall = time.perf_counter() - began
             layer_s = runtime.timings["layers"] / tokens / model.hyper.n_layer

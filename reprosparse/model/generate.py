@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reprosparse.reference.argmax import argmax
 from reprosparse.reference.sample import sample
 
 from .runtime import Runtime
@@ -40,7 +39,7 @@ def generate(
 ) -> list[Generated]:
     """Prefill all prompts together, then decode n_new tokens for each, all in one batch per step.
 
-    temperature 0 is greedy (reference argmax); above 0 each token is drawn by the
+    temperature 0 is greedy (the backend's argmax, spec §12); above 0 each token is drawn by the
     reference `sample` keyed by (seed, position of the token whose logits are used).
     on_token(step) is called after each decode step (for progress bars).  When a sequence would pass
     the model's context length, ContextLengthError stops decoding and carries the tokens made so far.
@@ -55,7 +54,7 @@ def generate(
     trace: list[list[np.ndarray]] = [[] for _ in prompts]
     for step in range(n_new):
         if temperature == 0:
-            chosen = [int(c) for c in argmax(logits)]
+            chosen = [int(c) for c in runtime.backend.argmax(logits, mode=runtime.mode, threads=runtime.threads)]
         else:
             pairs = zip(logits, caches, strict=True)
             chosen = [sample(row, temperature, seed, c.length - 1) for row, c in pairs]
