@@ -88,8 +88,8 @@ def all_cases(quick: bool = False) -> list[Case]:
     # Big enough that the kernels really split the work over threads (small calls run on one), so the
     # thread sweep compares different partitions.
     split: dict[str, dict[str, Any]] = {
-        "rmsnorm": {"t": 64, "d": 4096}, "softmax": {"t": 64, "n": 4096}, "argmax": {"t": 64, "n": 32000},
-        "add": {"t": 64, "d": 4096}, "rope": {"t": 64, "n_head": 32, "head_dim": 128},
+        "rmsnorm": {"t": 512, "d": 4096}, "softmax": {"t": 64, "n": 4096}, "argmax": {"t": 64, "n": 32000},
+        "add": {"t": 512, "d": 4096}, "rope": {"t": 128, "n_head": 32, "head_dim": 128},
         "attention": {"t": 32, "n_head": 32, "n_kv": 8, "head_dim": 128, "cache": 200, "positions": "prefill"},
         "attention_batch": {"t": 32, "n_head": 32, "n_kv": 8, "head_dim": 128, "cache": 200},
     }
