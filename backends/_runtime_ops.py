@@ -71,20 +71,27 @@ class RuntimeOps:
         q, k, v, positions = _runtime_checks.attention_args(q, k, v, positions)
         mode, threads = self._resolve(mode, threads)
         seq = np.zeros(q.shape[0], np.int64)
-        return self._attention_batch(_c(q), [_c(k)], [_c(v)], seq, positions, mode, threads)
+        return self._attention_batch(_c(q), [_c(k)], [_c(v)], seq, positions, None, None, mode, threads)
 
     def attention_batch(
-        self, q: Any, k: Sequence[Any], v: Sequence[Any], seq: Any, positions: Any, *,
-        mode: str | None = None, threads: int | None = None,
+        self, q: Any, k: Sequence[Any], v: Sequence[Any], seq: Any, positions: Any,
+        new_k: Any = None, new_v: Any = None, *, mode: str | None = None, threads: int | None = None,
     ) -> np.ndarray:
         """Several sequences in one call: row r of q is `attention` over the caches k[seq[r]], v[seq[r]].
 
         The rows of one sequence give exactly what `attention(q[rows], k[s], v[s], positions[rows])`
-        gives (every row is computed on its own), so a batch changes no bit.
+        gives (every row is computed on its own), so a batch changes no bit.  With new_k and new_v
+        ((t, n_kv_head, head_dim)), row r's key and value are first written to cache row positions[r]
+        of its sequence (the caches are modified in place; later rows win a tie), then every row attends:
+        a decode step's cache update and attention in one call, without a loop over sequences.
         """
-        q, ks, vs, seq, positions = _runtime_checks.attention_batch_args(q, k, v, seq, positions)
+        q, ks, vs, seq, positions, new_k, new_v = _runtime_checks.attention_batch_args(
+            q, k, v, seq, positions, new_k, new_v)
         mode, threads = self._resolve(mode, threads)
-        return self._attention_batch(_c(q), [_c(a) for a in ks], [_c(a) for a in vs], seq, positions, mode, threads)
+        if new_k is not None:  # checked C-contiguous: the hook writes into the caller's arrays
+            return self._attention_batch(_c(q), ks, vs, seq, positions, _c(new_k), _c(new_v), mode, threads)
+        return self._attention_batch(_c(q), [_c(a) for a in ks], [_c(a) for a in vs], seq, positions, None, None,
+                                     mode, threads)
 
     def softmax(
         self, x: Any, lengths: Any = None, *, mode: str | None = None, threads: int | None = None
@@ -118,8 +125,12 @@ class RuntimeOps:
 
     def _attention_batch(
         self, q: np.ndarray, k: list[np.ndarray], v: list[np.ndarray], seq: np.ndarray, positions: np.ndarray,
-        mode: str, threads: int,
+        new_k: np.ndarray | None, new_v: np.ndarray | None, mode: str, threads: int,
     ) -> np.ndarray:
+        if new_k is not None and new_v is not None:
+            for r in range(q.shape[0]):  # row order, as the spec'd store
+                k[seq[r]][positions[r]] = new_k[r]
+                v[seq[r]][positions[r]] = new_v[r]
         out = np.empty_like(q)
         with _quiet():
             for s in np.unique(seq):

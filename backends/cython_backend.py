@@ -134,9 +134,9 @@ class CythonBackend(Backend):
 
     def _attention_batch(
         self, q: np.ndarray, k: list[np.ndarray], v: list[np.ndarray], seq: np.ndarray, positions: np.ndarray,
-        mode: str, threads: int,
+        new_k: np.ndarray | None, new_v: np.ndarray | None, mode: str, threads: int,
     ) -> np.ndarray:
-        return self._k.attention(q, k, v, seq, positions, self._team(threads))
+        return self._k.attention(q, k, v, seq, positions, new_k, new_v, self._team(threads))
 
     def _softmax(self, x: np.ndarray, lengths: np.ndarray, mode: str, threads: int) -> np.ndarray:
         return self._k.softmax(x, lengths, self._team(threads))

@@ -44,7 +44,7 @@ from .compare import mismatch
 
 THREAD_SWEEP = (1, 2, 3, 4, 7, 8)
 # arguments whose first axis is the token (the runtime ops' q, positions, ... included)
-BATCHED = ("x", "h", "mask", "q", "positions", "lengths", "seq", "a", "b")
+BATCHED = ("x", "h", "mask", "q", "positions", "lengths", "seq", "a", "b", "new_k", "new_v")
 
 
 @dataclass

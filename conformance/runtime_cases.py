@@ -10,6 +10,7 @@ around a small default:
 - float16: rmsnorm's float16 weight
 - positions: rope near 2**24 and several bases; causal prefill rows
 - split:   sizes at which the kernels spread the work over threads
+- store:   attention_batch with new_k and new_v, stored in the caches before attending
 
 The expected output is the reference's (for attention_batch, the reference's
 attention of each sequence; for add, one float32 addition per element).
@@ -29,12 +30,17 @@ from .cases import VALUE_KINDS, Case, _values
 OPS = ("rmsnorm", "rope", "attention", "attention_batch", "softmax", "argmax", "add")
 DEFAULT: dict[str, Any] = {
     "t": 3, "d": 33, "n": 40, "n_head": 4, "n_kv": 2, "head_dim": 16, "cache": 20, "base": 10000.0,
-    "values": "normal", "dtype": "float32", "positions": "random",
+    "values": "normal", "dtype": "float32", "positions": "random", "store": False,
 }
 
 
 def _attention_batch(q: np.ndarray, k: list[np.ndarray], v: list[np.ndarray], seq: np.ndarray,
-                     positions: np.ndarray) -> np.ndarray:
+                     positions: np.ndarray, new_k: np.ndarray | None = None,
+                     new_v: np.ndarray | None = None) -> np.ndarray:
+    if new_k is not None and new_v is not None:
+        for r in range(q.shape[0]):  # the store comes first, in row order
+            k[seq[r]][positions[r]] = new_k[r]
+            v[seq[r]][positions[r]] = new_v[r]
     out = np.empty_like(q)
     for s in range(len(k)):
         rows = seq == s
@@ -85,6 +91,12 @@ def all_cases(quick: bool = False) -> list[Case]:
             **rows,
         })
         family(op, "values", values)
+    # attention_batch storing each row's key and value first (the runtime's decode and prefill steps)
+    family("attention_batch", "store", {
+        "decode": {"store": True}, "prefill-17": {"store": True, "t": 17, "positions": "prefill"},
+        "values-nan": {"store": True, "values": "nan"}, "llama": {"store": True, "t": 4, "n_head": 32, "n_kv": 32,
+                                                                 "head_dim": 128, "cache": 64},
+    })
     # Big enough that the kernels really split the work over threads (small calls run on one), so the
     # thread sweep compares different partitions.
     split: dict[str, dict[str, Any]] = {
@@ -135,4 +147,14 @@ def make_inputs(op: str, p: dict[str, Any], rng: np.random.Generator) -> dict[st
     if p["positions"] == "prefill":  # sequence 0 holds the prompt, in order
         seq[:] = 0
         positions = _positions(rng, p, t, lengths[0])
-    return {"q": q, "k": ks, "v": vs, "seq": seq, "positions": positions}
+    args = {"q": q, "k": ks, "v": vs, "seq": seq, "positions": positions}
+    if p["store"]:
+        if p["positions"] != "prefill":  # distinct positions within a sequence, as a real step has
+            seq = np.arange(t) % 3
+            positions = np.empty(t, np.int64)
+            for s in range(3):
+                rows = seq == s
+                positions[rows] = rng.permutation(lengths[s])[: int(rows.sum())]
+            args |= {"seq": seq, "positions": positions}
+        args |= {"new_k": _values(rng, (t, n_kv, hd), kind), "new_v": _values(rng, (t, n_kv, hd), kind)}
+    return args

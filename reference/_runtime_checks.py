@@ -128,9 +128,14 @@ def attention_args(
 
 
 def attention_batch_args(
-    q: Any, k: Any, v: Any, seq: Any, positions: Any
-) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]:
-    """attention_args for several sequences: k[s], v[s] are sequence s's caches, row r is sequence seq[r]'s."""
+    q: Any, k: Any, v: Any, seq: Any, positions: Any, new_k: Any = None, new_v: Any = None
+) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray, np.ndarray | None,
+           np.ndarray | None]:
+    """attention_args for several sequences: k[s], v[s] are sequence s's caches, row r is sequence seq[r]'s.
+
+    new_k and new_v, if given, are (t, n_kv_head, head_dim) rows to store in the caches first, which must
+    then be C-contiguous and writeable (a copy would take the stores).
+    """
     for name, caches in (("k", k), ("v", v)):
         if not isinstance(caches, (list, tuple)):
             raise TypeError(f"{name} must be a list of cache arrays, one per sequence, got {type(caches).__name__}")
@@ -154,7 +159,20 @@ def attention_batch_args(
         r = int(np.argmax(beyond))
         raise ValueError(f"positions must lie inside their sequence's cache; row {r} is at {int(positions[r])} "
                          f"but k[{int(seq[r])}] holds {int(lengths[seq[r]])} rows")
-    return q, ks, vs, seq, positions
+    if (new_k is None) != (new_v is None):
+        raise ValueError("new_k and new_v must be given together")
+    if new_k is not None:
+        shape = (t, ks[0].shape[1], q.shape[2])
+        new_k = f32_array("new_k", new_k, "(t, n_kv_head, head_dim)", 3)
+        new_v = f32_array("new_v", new_v, "(t, n_kv_head, head_dim)", 3)
+        for name, a in (("new_k", new_k), ("new_v", new_v)):
+            if a.shape != shape:
+                raise ValueError(f"{name} must have shape {shape}, one row per row of q, got {a.shape}")
+        for name, caches in (("k", ks), ("v", vs)):
+            for s, a in enumerate(caches):
+                if not (a.flags.c_contiguous and a.flags.writeable):
+                    raise ValueError(f"{name}[{s}] must be C-contiguous and writeable to store new_k and new_v")
+    return q, ks, vs, seq, positions, new_k, new_v
 
 
 def softmax_args(x: Any, lengths: Any) -> tuple[np.ndarray, np.ndarray]:

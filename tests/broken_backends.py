@@ -195,7 +195,10 @@ class RuntimeNumpyExp(NumpyBackend):
     def _softmax(self, x, lengths, mode, threads):
         return _softmax_np_exp(x, lengths)
 
-    def _attention_batch(self, q, k, v, seq, positions, mode, threads):
+    def _attention_batch(self, q, k, v, seq, positions, new_k, new_v, mode, threads):
+        for r in range(q.shape[0] if new_k is not None else 0):
+            k[seq[r]][positions[r]] = new_k[r]
+            v[seq[r]][positions[r]] = new_v[r]
         t, n_head, hd = q.shape
         out = np.zeros_like(q)
         with np.errstate(all="ignore"):

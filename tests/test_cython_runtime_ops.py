@@ -87,13 +87,13 @@ def test_non_contiguous_inputs_are_copied_not_misread(backend):
         (lambda k: k.rope(np.zeros((2, 1, 4), np.float32), np.array([0, 1], np.int32), 10000.0, 1), TypeError,
          "positions"),
         (lambda k: k.attention(np.zeros((1, 2, 4), np.float32), [np.zeros((3, 1, 4), np.float32)],
-                               [np.zeros((3, 1, 4), np.float32)], np.zeros(1, np.int64), np.array([3]), 1),
+                               [np.zeros((3, 1, 4), np.float32)], np.zeros(1, np.int64), np.array([3]), None, None, 1),
          ValueError, "out of range"),
         (lambda k: k.attention(np.zeros((1, 2, 4), np.float32), [np.zeros((3, 1, 4), np.float32)],
-                               [np.zeros((3, 1, 4), np.float32)], np.array([1]), np.array([0]), 1),
+                               [np.zeros((3, 1, 4), np.float32)], np.array([1]), np.array([0]), None, None, 1),
          ValueError, "out of range"),
         (lambda k: k.attention(np.zeros((1, 2, 4), np.float32), [np.zeros((3, 1, 4), np.float32)],
-                               [np.zeros((2, 1, 4), np.float32)], np.zeros(1, np.int64), np.array([0]), 1),
+                               [np.zeros((2, 1, 4), np.float32)], np.zeros(1, np.int64), np.array([0]), None, None, 1),
          ValueError, "every k and v"),
         (lambda k: k.softmax(np.zeros((1, 3), np.float32), np.array([4]), 1), ValueError, "out of range"),
         (lambda k: k.rmsnorm(np.zeros((1, 3), np.float32), np.zeros(4, np.float32), 0.0, 1), ValueError, "weight"),
@@ -124,3 +124,35 @@ def test_backend_names_the_bad_argument_before_native_code(backend):
         backend.rmsnorm(np.zeros((1, 3), np.float32), np.zeros(3, np.float32), True)
     with pytest.raises(TypeError, match="b must have dtype float32"):
         backend.add(np.zeros(3, np.float32), np.zeros(3, np.float64))
+
+
+def test_attention_batch_stores_the_new_rows_like_the_reference_hook(backend):
+    """The cache update inside attention_batch: the same caches and bits as the numpy backend's reference hook."""
+    from reprosparse.backends.numpy_backend import NumpyBackend
+
+    rng = np.random.default_rng(4)
+    q = rng.standard_normal((5, 4, 16)).astype(np.float32)
+    new_k, new_v = (rng.standard_normal((5, 2, 16)).astype(np.float32) for _ in range(2))
+    seq, positions = np.array([0, 0, 0, 1, 1]), np.array([7, 8, 9, 2, 3])  # a prefill and a two-token step
+    k0 = [rng.standard_normal((12, 2, 16)).astype(np.float32) for _ in range(2)]
+    results = []
+    for be in (backend, NumpyBackend()):
+        k = [a.copy() for a in k0]
+        v = [a * np.float32(0.5) for a in k0]
+        out = be.attention_batch(q, k, v, seq, positions, new_k, new_v, threads=2)
+        assert np.array_equal(k[0][7:10], new_k[:3]) and np.array_equal(v[1][2:4], new_v[3:])
+        results.append(out)
+    assert mismatch(results[0], results[1]) is None
+
+
+def test_attention_batch_refuses_a_store_it_could_not_make(backend):
+    q = np.zeros((1, 2, 4), np.float32)
+    new = np.zeros((1, 1, 4), np.float32)
+    strided = np.zeros((6, 1, 4), np.float32)[::2]
+    with pytest.raises(ValueError, match=r"k\[0\] must be C-contiguous and writeable"):
+        backend.attention_batch(q, [strided], [strided.copy()], np.array([0]), np.array([0]), new, new)
+    with pytest.raises(ValueError, match="together"):
+        backend.attention_batch(q, [strided.copy()], [strided.copy()], np.array([0]), np.array([0]), new)
+    with pytest.raises(ValueError, match="new_v must have shape"):
+        backend.attention_batch(q, [strided.copy()], [strided.copy()], np.array([0]), np.array([0]), new,
+                                np.zeros((1, 1, 3), np.float32))

@@ -262,9 +262,9 @@ cdef extern from "rs_runtime.h" nogil:
     int rs_rmsnorm(const float *x, int64_t t, int64_t d, const void *w, int w_f16, float eps, float *y, int threads)
     int rs_rope(const float *x, int64_t t, int64_t n_head, int64_t head_dim, const int64_t *positions, double base,
                 float *y, int threads)
-    int rs_attention(const float *q, int64_t t, int64_t n_head, int64_t head_dim, const float *const *k,
-                     const float *const *v, const int64_t *cache_len, int64_t n_seq, int64_t n_kv, const int64_t *seq,
-                     const int64_t *positions, float *out, int threads)
+    int rs_attention(const float *q, int64_t t, int64_t n_head, int64_t head_dim, float *const *k, float *const *v,
+                     const int64_t *cache_len, int64_t n_seq, int64_t n_kv, const int64_t *seq,
+                     const int64_t *positions, const float *new_k, const float *new_v, float *out, int threads)
     int rs_softmax(const float *x, int64_t t, int64_t n, const int64_t *lengths, float *y, int threads)
     int rs_argmax(const float *x, int64_t t, int64_t n, int64_t *out, int threads)
     int rs_add(const float *a, const float *b, int64_t n, float *y, int threads)
@@ -349,10 +349,15 @@ def rope(cnp.ndarray x not None, cnp.ndarray positions not None, double base, in
 
 
 def attention(cnp.ndarray q not None, list k not None, list v not None, cnp.ndarray seq not None,
-              cnp.ndarray positions not None, int threads):
-    """q (t, n_head, hd); k[s], v[s] (P_s, n_kv, hd) caches; row r reads k[seq[r]], v[seq[r]]."""
+              cnp.ndarray positions not None, new_k, new_v, int threads):
+    """q (t, n_head, hd); k[s], v[s] (P_s, n_kv, hd) caches; row r reads k[seq[r]], v[seq[r]].
+
+    new_k, new_v (t, n_kv, hd) or None: stored at cache row positions[r] first (the caches are written).
+    """
     cdef int rc
     cdef int64_t s, n_seq = len(k)
+    cdef const float *nkp = NULL
+    cdef const float *nvp = NULL
     _positive(threads)
     _array("q", q, np.float32, 3)
     _array("seq", seq, np.int64, 1)
@@ -376,19 +381,33 @@ def attention(cnp.ndarray q not None, list k not None, list v not None, cnp.ndar
         _array("v", vs, np.float32, 3)
         if ks.shape[1] != n_kv or ks.shape[2] != hd or vs.shape[0] != ks.shape[0] or vs.shape[1] != n_kv or vs.shape[2] != hd:
             raise ValueError("every k and v must be (P, n_kv_head, head_dim) with q's head_dim")
+        if new_k is not None and not (ks.flags.writeable and vs.flags.writeable):
+            raise ValueError("the caches must be writeable to store new_k and new_v")
         kp[s] = <size_t>cnp.PyArray_DATA(ks)
         vp[s] = <size_t>cnp.PyArray_DATA(vs)
         lens[s] = ks.shape[0]
+    cdef cnp.ndarray nk, nv
+    if (new_k is None) != (new_v is None):
+        raise ValueError("give both new_k and new_v, or neither")
+    if new_k is not None:
+        nk = new_k
+        nv = new_v
+        _array("new_k", nk, np.float32, 3)
+        _array("new_v", nv, np.float32, 3)
+        if np.shape(nk) != (t, n_kv, hd) or np.shape(nv) != (t, n_kv, hd):
+            raise ValueError(f"new_k and new_v must have shape {(t, n_kv, hd)}")
+        nkp = <const float *>cnp.PyArray_DATA(nk)
+        nvp = <const float *>cnp.PyArray_DATA(nv)
     out = np.empty_like(q)
     cdef const float *qp = <const float *>cnp.PyArray_DATA(q)
-    cdef const float *const *kpp = <const float *const *>cnp.PyArray_DATA(kp)
-    cdef const float *const *vpp = <const float *const *>cnp.PyArray_DATA(vp)
+    cdef float *const *kpp = <float *const *>cnp.PyArray_DATA(kp)
+    cdef float *const *vpp = <float *const *>cnp.PyArray_DATA(vp)
     cdef const int64_t *lp = <const int64_t *>cnp.PyArray_DATA(lens)
     cdef const int64_t *sp = <const int64_t *>cnp.PyArray_DATA(seq)
     cdef const int64_t *pp = <const int64_t *>cnp.PyArray_DATA(positions)
     cdef float *op = <float *>cnp.PyArray_DATA(out)
     with nogil:
-        rc = rs_attention(qp, t, nh, hd, kpp, vpp, lp, n_seq, n_kv, sp, pp, op, threads)
+        rc = rs_attention(qp, t, nh, hd, kpp, vpp, lp, n_seq, n_kv, sp, pp, nkp, nvp, op, threads)
     _runtime_check(rc)
     return out
 

@@ -12,9 +12,10 @@ runs the reference's (backends/_runtime_ops.py).
 A step stacks the new tokens of every sequence into one activation matrix,
 so the backend sees a real batch; every operator is per row in
 deterministic mode, so each token's result is independent of the batch.
-One `attention_batch` call per layer covers every sequence and head: the
-kernels read each sequence's cache, a C-contiguous (capacity, n_head_kv,
-head_dim) float32 array per layer, where it lies.
+One `attention_batch` call per layer covers every sequence and head and
+stores the step's keys and values first: the kernels write and read each
+sequence's cache, a C-contiguous (capacity, n_head_kv, head_dim) float32
+array per layer, where it lies.
 """
 
 from __future__ import annotations
@@ -96,6 +97,8 @@ class Runtime:
         starts = np.cumsum([0, *counts])
         positions = np.concatenate([c.length + np.arange(n) for c, n in zip(caches, counts, strict=True)])
         seq = np.repeat(np.arange(len(caches)), counts)
+        cache_k = [[c.k[li] for c in caches] for li in range(hp.n_layer)]  # the arrays, per layer
+        cache_v = [[c.v[li] for c in caches] for li in range(hp.n_layer)]
         be = self.backend
         run: dict[str, Any] = {"mode": self.mode, "threads": self.threads}
 
@@ -109,13 +112,9 @@ class Runtime:
             v = be.matvec(layer.wv, h, **run).reshape(t, hp.n_head_kv, hp.head_dim)
             q = be.rope(q, positions, hp.rope_base, **run)
             k = be.rope(k, positions, hp.rope_base, **run)
-            ks, vs = [c.k[li] for c in caches], [c.v[li] for c in caches]
-            for si, cache in enumerate(caches):  # a copy of this step's rows into each cache, no arithmetic
-                rows = slice(starts[si], starts[si + 1])
-                ks[si][cache.length : cache.length + counts[si]] = k[rows]
-                vs[si][cache.length : cache.length + counts[si]] = v[rows]
-            # Rows past a sequence's end are never read: row r attends to cache rows 0..positions[r].
-            att = be.attention_batch(q, ks, vs, seq, positions, **run)
+            # Stores this step's keys and values at their positions, then attends; rows past a sequence's
+            # end are never read (row r attends to cache rows 0..positions[r]).
+            att = be.attention_batch(q, cache_k[li], cache_v[li], seq, positions, k, v, **run)
             x = be.add(x, be.matvec(layer.wo, att.reshape(t, hp.dim), **run), **run)
             h = be.rmsnorm(x, layer.ffn_norm, hp.eps, **run)
             if self.ffn == "sparse":

@@ -302,18 +302,24 @@ static void attention_item(const void *ctx, int64_t item, float *a) {
     }
 }
 
-int rs_attention(const float *q, int64_t t, int64_t n_head, int64_t head_dim, const float *const *k,
-                 const float *const *v, const int64_t *cache_len, int64_t n_seq, int64_t n_kv, const int64_t *seq,
-                 const int64_t *positions, float *out, int threads) {
+int rs_attention(const float *q, int64_t t, int64_t n_head, int64_t head_dim, float *const *k, float *const *v,
+                 const int64_t *cache_len, int64_t n_seq, int64_t n_kv, const int64_t *seq, const int64_t *positions,
+                 const float *new_k, const float *new_v, float *out, int threads) {
     int64_t longest = 0, work = 0;
+    const int64_t row = n_kv * head_dim;
     for (int64_t r = 0; r < t; r++) {
         if (seq[r] < 0 || seq[r] >= n_seq) return RS_EPOS;
         if (positions[r] < 0 || positions[r] >= cache_len[seq[r]]) return RS_EPOS;
         if (positions[r] + 1 > longest) longest = positions[r] + 1;
         work += (positions[r] + 1) * head_dim * 2 * n_head;
     }
-    const attention_ctx C = {q,   n_head, head_dim,  n_kv, n_head / n_kv, k, v, seq, positions,
-                             1.0f / sqrtf((float)head_dim), out};
+    /* a copy, no arithmetic: all rows are in place before a prefill row reads its predecessors */
+    for (int64_t r = 0; new_k && r < t; r++) {
+        memcpy(k[seq[r]] + positions[r] * row, new_k + r * row, (size_t)row * sizeof(float));
+        memcpy(v[seq[r]] + positions[r] * row, new_v + r * row, (size_t)row * sizeof(float));
+    }
+    const attention_ctx C = {q,   n_head, head_dim,  n_kv, n_head / n_kv, (const float *const *)k,
+                             (const float *const *)v, seq, positions, 1.0f / sqrtf((float)head_dim), out};
     return rt_for(t * n_head, threads, work, attention_item, &C, longest);
 }
 

@@ -29,10 +29,13 @@ int rs_rope(const float *x, int64_t t, int64_t n_head, int64_t head_dim, const i
 
 /* Row r of q (t, n_head, head_dim) belongs to sequence seq[r] < n_seq, whose
  * cache rows k[seq[r]], v[seq[r]] are (cache_len[seq[r]], n_kv, head_dim);
- * it attends to cache rows 0 .. positions[r] -> out (t, n_head, head_dim). */
-int rs_attention(const float *q, int64_t t, int64_t n_head, int64_t head_dim, const float *const *k,
-                 const float *const *v, const int64_t *cache_len, int64_t n_seq, int64_t n_kv, const int64_t *seq,
-                 const int64_t *positions, float *out, int threads);
+ * it attends to cache rows 0 .. positions[r] -> out (t, n_head, head_dim).
+ * With new_k and new_v (t, n_kv, head_dim) (else NULL), every row's key and
+ * value are first stored at cache row positions[r] of its sequence, in row
+ * order, before any row attends. */
+int rs_attention(const float *q, int64_t t, int64_t n_head, int64_t head_dim, float *const *k, float *const *v,
+                 const int64_t *cache_len, int64_t n_seq, int64_t n_kv, const int64_t *seq, const int64_t *positions,
+                 const float *new_k, const float *new_v, float *out, int threads);
 
 /* x (t, n), lengths (t,) in [1, n] -> y (t, n) */
 int rs_softmax(const float *x, int64_t t, int64_t n, const int64_t *lengths, float *y, int threads);
