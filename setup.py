@@ -102,7 +102,10 @@ class BuildKernels(build_ext):
 
 extension = Extension(
     "reprosparse.backends._cython_kernels",
-    sources=[str(Path("backends") / "cython" / "_cython_kernels.pyx"), str(CSRC / "dispatch.c")],
+    sources=[
+        str(Path("backends") / "cython" / "_cython_kernels.pyx"), str(CSRC / "dispatch.c"), str(CSRC / "rs_runtime.c"),
+    ],
+    libraries=["m"],  # rs_runtime.c: rint, floor, frexp, sqrtf
     include_dirs=[np.get_include(), str(CSRC)],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
     depends=[str(p) for p in CSRC.glob("*")],

@@ -8,6 +8,9 @@ C-contiguous, of the spec's dtypes and shapes, and rows are sorted and in
 range.  `predict`, `sparse_ffn` and `dense_ffn` are composed from the
 primitives exactly as the spec composes them; a backend may override their
 hooks to fuse work, and the conformance suite holds it to the same bits.
+The runtime's per-token operators (rmsnorm, rope, attention, softmax, argmax,
+add) come from `RuntimeOps` (_runtime_ops.py), with optional hooks that
+default to the reference.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from reprosparse.reference import _checks
 from reprosparse.reference.ffn import ffn_rows, gated_h
 from reprosparse.reference.relu import relu
 
+from ._runtime_ops import RuntimeOps
+
 
 class BackendUnavailable(RuntimeError):
     """Raised by a backend's loader when it cannot run here; the message says why."""
@@ -33,7 +38,7 @@ class BackendConfigError(ValueError):
     backend: every request that loads it raises this error."""
 
 
-class Backend:
+class Backend(RuntimeOps):
     #: registry name, also used in reports and reproductions
     name: ClassVar[str] = ""
     #: higher is preferred by REPROSPARSE_BACKEND=auto

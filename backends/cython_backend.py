@@ -124,6 +124,29 @@ class CythonBackend(Backend):
         # One native call: no Python between the gate/up products, h and the axpy.
         return self._k.sparse_ffn(x, gate, up, down_t, mask, mode == "fast", self._team(threads), self.isa)
 
+    # ---- the runtime's per-token operators (csrc/rs_runtime.c): one mode, the spec's order ----
+
+    def _rmsnorm(self, x: np.ndarray, weight: np.ndarray, eps: np.float32, mode: str, threads: int) -> np.ndarray:
+        return self._k.rmsnorm(x, weight, float(eps), self._team(threads))
+
+    def _rope(self, x: np.ndarray, positions: np.ndarray, base: float, mode: str, threads: int) -> np.ndarray:
+        return self._k.rope(x, positions, base, self._team(threads))
+
+    def _attention_batch(
+        self, q: np.ndarray, k: list[np.ndarray], v: list[np.ndarray], seq: np.ndarray, positions: np.ndarray,
+        new_k: np.ndarray | None, new_v: np.ndarray | None, mode: str, threads: int,
+    ) -> np.ndarray:
+        return self._k.attention(q, k, v, seq, positions, new_k, new_v, self._team(threads))
+
+    def _softmax(self, x: np.ndarray, lengths: np.ndarray, mode: str, threads: int) -> np.ndarray:
+        return self._k.softmax(x, lengths, self._team(threads))
+
+    def _argmax(self, x: np.ndarray, mode: str, threads: int) -> np.ndarray:
+        return self._k.argmax(x, self._team(threads))
+
+    def _add(self, a: np.ndarray, b: np.ndarray, mode: str, threads: int) -> np.ndarray:
+        return self._k.add(a, b, self._team(threads))
+
 
 def load() -> CythonBackend:
     return CythonBackend()

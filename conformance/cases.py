@@ -13,6 +13,9 @@ at a time around a small default shape:
 - ties:    predict only; every logit is the same exact sum in another order and
            the threshold is that sum, so any other summation order flips neurons
 - llama:   LLaMA-7B layer shapes, 4096 x 11008 at 10% active (not in --quick)
+
+The runtime's per-token operators have their own families (runtime_cases.py),
+listed after these.
 """
 
 from __future__ import annotations
@@ -85,6 +88,9 @@ def all_cases(quick: bool = False) -> list[Case]:
             llama = {"4096x11008-10%": {"n": 11008, "d": 4096, "d_out": 4096, "t": 1, "density": 0.1,
                                         "dtype": "float16"}}
         cases += _family(op, "llama", llama, quick=False)
+    from . import runtime_cases  # imported here: it builds on this module's Case and value generator
+
+    cases += runtime_cases.all_cases()
     return [c for c in cases if c.quick or not quick]
 
 
@@ -156,6 +162,10 @@ def _mask(rng: np.random.Generator, t: int | None, n: int, density: str | float)
 
 
 def _make_inputs(op: str, p: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+    from . import runtime_cases
+
+    if op in runtime_cases.OPS:
+        return runtime_cases.make_inputs(op, p, rng)
     n, d, t, dtype, kind = p["n"], p["d"], p["t"], p["dtype"], p["values"]
     lead = () if t is None else (t,)
     if op in ("matvec", "sparse_matvec"):

@@ -7,7 +7,7 @@ import numpy as np
 
 def same_bits(got: np.ndarray, want: np.ndarray) -> np.ndarray:
     """Elementwise equality of bits, the sign of zero included, with NaN == NaN."""
-    if want.dtype == np.bool_:
+    if want.dtype == np.bool_ or want.dtype.kind in "iu":  # predict's mask, argmax's indices
         return np.asarray(got == want)
     g = got.view(np.uint32)
     w = want.view(np.uint32)
@@ -17,6 +17,8 @@ def same_bits(got: np.ndarray, want: np.ndarray) -> np.ndarray:
 def _show(v: np.generic) -> str:
     if isinstance(v, np.bool_):
         return str(bool(v))
+    if isinstance(v, np.integer):
+        return str(int(v))
     return f"{float(v)!r} ({int(np.float32(v).view(np.uint32)):#010x})"
 
 

@@ -6,7 +6,9 @@ for each token computed alone instead of in its batch, and (sparse_ffn) with a
 mask that covers every nonzero neuron it must equal dense_ffn.  Fast mode:
 every element must lie inside the spec's error bound (reference.bounds).
 Threaded backends are also bound-checked in fast mode at every thread count of
-THREAD_SWEEP, where a lost update would show.  Every failing result carries a
+THREAD_SWEEP, where a lost update would show.  The runtime's per-token ops
+(runtime_cases.py) have no fast variant: in both modes they get the
+deterministic checks.  Every failing result carries a
 command that reproduces it.
 
 The numpy backend's deterministic mode runs the reference's own kernels, so
@@ -36,11 +38,13 @@ from reprosparse.backends.numpy_backend import NumpyBackend
 from reprosparse.reference import bounds
 from reprosparse.reference.relu import relu
 
+from . import runtime_cases
 from .cases import Case
 from .compare import mismatch
 
 THREAD_SWEEP = (1, 2, 3, 4, 7, 8)
-BATCHED = ("x", "h", "mask")  # arguments whose first axis is the token
+# arguments whose first axis is the token (the runtime ops' q, positions, ... included)
+BATCHED = ("x", "h", "mask", "q", "positions", "lengths", "seq", "a", "b", "new_k", "new_v")
 
 
 @dataclass
@@ -80,6 +84,8 @@ class Expected:
     @classmethod
     def of(cls, case: Case) -> Expected:
         inputs = case.inputs()
+        if case.op in runtime_cases.OPS:
+            return cls(case, inputs, runtime_cases.expected(case.op, inputs))
         return cls(case, inputs, getattr(reference, case.op)(**inputs))
 
     def allowed(self, got: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -100,12 +106,13 @@ class Expected:
 IS_THE_REFERENCE = "is the reference"
 
 
-def is_the_reference(backend: Backend, mode: str) -> bool:
-    """Whether `backend` in `mode` computes with the reference's own code.
+def is_the_reference(backend: Backend, mode: str, op: str = "") -> bool:
+    """Whether `backend` in `mode` computes `op` with the reference's own code.
 
     The exact type, not a flag a backend could set: a subclass may override any hook.
+    The numpy backend runs the runtime ops' reference hooks in both modes.
     """
-    return mode == "deterministic" and type(backend) is NumpyBackend
+    return (mode == "deterministic" or op in runtime_cases.OPS) and type(backend) is NumpyBackend
 
 
 def _call(backend: Backend, op: str, inputs: dict[str, Any], mode: str, threads: int | None = None) -> Any:
@@ -129,14 +136,15 @@ def check_case(backend: Backend, mode: str, exp: Expected) -> Iterator[Result]:
     def bitwise(check: str, compute: Callable[[], Any], want: np.ndarray) -> Result:
         return _guard(lambda: result(check, mismatch(compute(), want)), lambda why: result(check, why))
 
-    if mode == "fast":
+    # The runtime ops have no fast variant (spec §12): fast mode must give their deterministic bits.
+    if mode == "fast" and case.op not in runtime_cases.OPS:
         # Thread counts matter in fast mode too: a race shows up as an element outside the bound.
         for n in (None, *THREAD_SWEEP) if backend.has_threads else (None,):
             check = "bound" if n is None else f"bound threads={n}"
             yield _guard(partial(_fast, backend, exp, partial(result, check), n), partial(result, check))
         return
 
-    if is_the_reference(backend, mode):
+    if is_the_reference(backend, mode, case.op):
         yield Result(backend.name, mode, case, IS_THE_REFERENCE, True, independent=False)
     else:
         yield bitwise("reference", partial(_call, backend, case.op, inputs, mode), exp.reference)
@@ -144,8 +152,8 @@ def check_case(backend: Backend, mode: str, exp: Expected) -> Iterator[Result]:
     if backend.has_threads:
         for n in THREAD_SWEEP:
             yield bitwise(f"threads={n}", partial(_call, backend, case.op, inputs, mode, n), exp.reference)
-    x = inputs.get("x", inputs.get("h"))
-    if x is not None and x.ndim == 2 and x.shape[0] >= 2:
+    x = next((inputs[k] for k in ("x", "h", "q", "a") if k in inputs), None)
+    if x is not None and x.ndim >= 2 and x.shape[0] >= 2:
         for ti in sorted({0, x.shape[0] // 2, x.shape[0] - 1}):
             alone = {k: (v[ti : ti + 1] if k in BATCHED else v) for k, v in inputs.items()}
             yield bitwise(f"alone[{ti}]", partial(_call, backend, case.op, alone, mode), exp.reference[ti : ti + 1])

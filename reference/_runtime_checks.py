@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import array
+from ._bits import real_to_f32
+from ._checks import WEIGHT_DTYPES, array
 
 F32 = np.dtype(np.float32)
 
@@ -75,3 +76,118 @@ def unsigned(name: str, value: Any, bits: int) -> int:
     if not 0 <= v < 1 << bits:
         raise ValueError(f"{name} must lie in [0, 2**{bits}), got {v}")
     return v
+
+
+# ---- whole-argument checks, shared by the reference operators and Backend's public methods ----
+
+
+def rmsnorm_args(x: Any, weight: Any, eps: Any) -> tuple[np.ndarray, np.ndarray, np.float32]:
+    """(x (t, d) float32, weight (d,) float32 or float16, eps rounded once to float32)."""
+    x = f32_array("x", x, "(t, d)", 2)
+    w = array("weight", weight)
+    if w.dtype not in WEIGHT_DTYPES:
+        raise TypeError(f"weight must have dtype float32 or float16, got {w.dtype}")
+    if w.shape != (x.shape[1],):
+        raise ValueError(f"weight must have shape ({x.shape[1]},) to match x {x.shape}, got {w.shape}")
+    return x, w, real_to_f32(real("eps", eps))
+
+
+def rope_args(x: Any, positions: Any, base: Any) -> tuple[np.ndarray, np.ndarray, float]:
+    """(x (t, n_head, head_dim) float32 with an even head_dim >= 2, positions (t,) int64 in [0, 2**24), base)."""
+    x = f32_array("x", x, "(t, n_head, head_dim)", 3)
+    t, _, head_dim = x.shape
+    if head_dim < 2 or head_dim % 2:
+        raise ValueError(f"x must have an even head_dim >= 2 (its last axis), got shape {x.shape}")
+    positions = int_vector("positions", positions, t, 0, 1 << 24)
+    return x, positions, finite_positive("base", base)
+
+
+def _cache(name: str, a: Any, q: np.ndarray) -> np.ndarray:
+    """One (P, n_kv_head, head_dim) float32 cache array that fits the queries q."""
+    a = f32_array(name, a, "(P, n_kv_head, head_dim)", 3)
+    n_head, hd = q.shape[1], q.shape[2]
+    if a.shape[2] != hd:
+        raise ValueError(f"{name} must have head_dim {hd} like q {q.shape}, got shape {a.shape}")
+    if a.shape[1] < 1 or n_head % a.shape[1]:
+        raise ValueError(f"{name} must have n_kv_head >= 1 dividing n_head = {n_head}, got shape {a.shape}")
+    return a
+
+
+def attention_args(
+    q: Any, k: Any, v: Any, positions: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(q (t, n_head, hd), k and v (P, n_kv_head, hd), positions (t,) int64 in [0, P))."""
+    q = f32_array("q", q, "(t, n_head, head_dim)", 3)
+    if q.shape[2] < 1:
+        raise ValueError(f"q must have head_dim >= 1 (its last axis), got shape {q.shape}")
+    k = _cache("k", k, q)
+    v = f32_array("v", v, "(P, n_kv_head, head_dim)", 3)
+    if v.shape != k.shape:
+        raise ValueError(f"v must have the shape of k {k.shape}, got {v.shape}")
+    return q, k, v, int_vector("positions", positions, q.shape[0], 0, k.shape[0])
+
+
+def attention_batch_args(
+    q: Any, k: Any, v: Any, seq: Any, positions: Any, new_k: Any = None, new_v: Any = None
+) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray, np.ndarray | None,
+           np.ndarray | None]:
+    """attention_args for several sequences: k[s], v[s] are sequence s's caches, row r is sequence seq[r]'s.
+
+    new_k and new_v, if given, are (t, n_kv_head, head_dim) rows to store in the caches first, which must
+    then be C-contiguous and writeable (a copy would take the stores).
+    """
+    for name, caches in (("k", k), ("v", v)):
+        if not isinstance(caches, (list, tuple)):
+            raise TypeError(f"{name} must be a list of cache arrays, one per sequence, got {type(caches).__name__}")
+    if len(k) < 1 or len(v) != len(k):
+        raise ValueError(f"k and v must be lists of the same length >= 1, got {len(k)} and {len(v)}")
+    q = f32_array("q", q, "(t, n_head, head_dim)", 3)
+    if q.shape[2] < 1:
+        raise ValueError(f"q must have head_dim >= 1 (its last axis), got shape {q.shape}")
+    ks = [_cache(f"k[{s}]", a, q) for s, a in enumerate(k)]
+    vs = [f32_array(f"v[{s}]", a, "(P, n_kv_head, head_dim)", 3) for s, a in enumerate(v)]
+    for s, (ka, va) in enumerate(zip(ks, vs, strict=True)):
+        if va.shape != ka.shape or ka.shape[1] != ks[0].shape[1]:
+            raise ValueError(f"v[{s}] must have the shape of k[{s}] {ka.shape} and every cache the same "
+                             f"n_kv_head {ks[0].shape[1]}, got k[{s}] {ka.shape} and v[{s}] {va.shape}")
+    t = q.shape[0]
+    seq = int_vector("seq", seq, t, 0, len(ks))
+    positions = int_vector("positions", positions, t, 0, 1 << 62)
+    lengths = np.array([a.shape[0] for a in ks], np.int64)
+    beyond = positions >= lengths[seq]
+    if beyond.any():
+        r = int(np.argmax(beyond))
+        raise ValueError(f"positions must lie inside their sequence's cache; row {r} is at {int(positions[r])} "
+                         f"but k[{int(seq[r])}] holds {int(lengths[seq[r]])} rows")
+    if (new_k is None) != (new_v is None):
+        raise ValueError("new_k and new_v must be given together")
+    if new_k is not None:
+        shape = (t, ks[0].shape[1], q.shape[2])
+        new_k = f32_array("new_k", new_k, "(t, n_kv_head, head_dim)", 3)
+        new_v = f32_array("new_v", new_v, "(t, n_kv_head, head_dim)", 3)
+        for name, a in (("new_k", new_k), ("new_v", new_v)):
+            if a.shape != shape:
+                raise ValueError(f"{name} must have shape {shape}, one row per row of q, got {a.shape}")
+        for name, caches in (("k", ks), ("v", vs)):
+            for s, a in enumerate(caches):
+                if not (a.flags.c_contiguous and a.flags.writeable):
+                    raise ValueError(f"{name}[{s}] must be C-contiguous and writeable to store new_k and new_v")
+    return q, ks, vs, seq, positions, new_k, new_v
+
+
+def softmax_args(x: Any, lengths: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(x (t, n) float32 with n >= 1, lengths (t,) int64 in [1, n]; None means n)."""
+    x = rows_of("x", x, "(t, n)")
+    t, n = x.shape
+    if lengths is None:
+        return x, np.full(t, n, np.int64)
+    return x, int_vector("lengths", lengths, t, 1, n + 1)
+
+
+def add_args(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Two float32 arrays of one shape."""
+    a = f32_array("a", a)
+    b = f32_array("b", b)
+    if b.shape != a.shape:
+        raise ValueError(f"b must have the shape of a {a.shape}, got {b.shape}")
+    return a, b

@@ -27,20 +27,9 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, positions: np.ndarray
 
     Returns (t, n_head, hd) float32.
     """
-    q = _runtime_checks.f32_array("q", q, "(t, n_head, head_dim)", 3)
-    k = _runtime_checks.f32_array("k", k, "(P, n_kv_head, head_dim)", 3)
-    v = _runtime_checks.f32_array("v", v, "(P, n_kv_head, head_dim)", 3)
+    q, k, v, pos = _runtime_checks.attention_args(q, k, v, positions)
     t, n_head, hd = q.shape
-    p_len, n_kv, _ = k.shape
-    if hd < 1:
-        raise ValueError(f"q must have head_dim >= 1 (its last axis), got shape {q.shape}")
-    if k.shape[2] != hd:
-        raise ValueError(f"k must have head_dim {hd} like q {q.shape}, got shape {k.shape}")
-    if v.shape != k.shape:
-        raise ValueError(f"v must have the shape of k {k.shape}, got {v.shape}")
-    if n_kv < 1 or n_head % n_kv:
-        raise ValueError(f"k must have n_kv_head >= 1 dividing n_head = {n_head}, got shape {k.shape}")
-    pos = _runtime_checks.int_vector("positions", positions, t, 0, p_len)
+    n_kv = k.shape[1]
     scale = attention_scale(hd)
     group = n_head // n_kv
     out = np.empty((t, n_head, hd), np.float32)

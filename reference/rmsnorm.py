@@ -9,21 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _checks, _runtime_checks
-from ._bits import real_to_f32
+from . import _runtime_checks
 from .lane_dot import lane_dot_rows
 
 
 def rmsnorm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
     """x (t, d) float32, weight (d,) float32 or float16, eps a real number -> (t, d) float32."""
-    x = _runtime_checks.f32_array("x", x, "(t, d)", 2)
-    if not isinstance(weight, np.ndarray):
-        raise TypeError(f"weight must be a numpy.ndarray, got {type(weight).__name__}")
-    if weight.dtype not in _checks.WEIGHT_DTYPES:
-        raise TypeError(f"weight must have dtype float32 or float16, got {weight.dtype}")
-    if weight.shape != (x.shape[1],):
-        raise ValueError(f"weight must have shape ({x.shape[1]},) to match x {x.shape}, got {weight.shape}")
-    eps32 = real_to_f32(_runtime_checks.real("eps", eps))
+    x, weight, eps32 = _runtime_checks.rmsnorm_args(x, weight, eps)
     w = weight.astype(np.float32)  # float16 converts exactly
     # One lane_dot per row, so a row's sum of squares never depends on the other rows.
     ss = np.array([lane_dot_rows(row[None, :], None, row[None, :])[0, 0] for row in x], np.float32)

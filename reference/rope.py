@@ -71,12 +71,8 @@ def rope(x: np.ndarray, positions: np.ndarray, base: float) -> np.ndarray:
 
     Returns a new (t, n_head, head_dim) float32 array.
     """
-    x = _runtime_checks.f32_array("x", x, "(t, n_head, head_dim)", 3)
-    t, _, head_dim = x.shape
-    if head_dim < 2 or head_dim % 2:
-        raise ValueError(f"x must have an even head_dim >= 2 (its last axis), got shape {x.shape}")
-    positions = _runtime_checks.int_vector("positions", positions, t, 0, 1 << 24)
-    sin, cos = rope_tables(positions, head_dim, _runtime_checks.finite_positive("base", base))
+    x, positions, base = _runtime_checks.rope_args(x, positions, base)
+    sin, cos = rope_tables(positions, x.shape[2], base)
     sin = sin[:, None, :]
     cos = cos[:, None, :]
     even = x[..., 0::2]

@@ -21,12 +21,8 @@ from .lane_dot import lane_dot_rows
 
 def softmax(x: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
     """x (t, n) float32, n >= 1; lengths (t,) integers in [1, n], default n -> (t, n) float32."""
-    x = _runtime_checks.rows_of("x", x, "(t, n)")
+    x, lens = _runtime_checks.softmax_args(x, lengths)
     t, n = x.shape
-    if lengths is None:
-        lens = np.full(t, n, np.int64)
-    else:
-        lens = _runtime_checks.int_vector("lengths", lengths, t, 1, n + 1)
     valid = np.arange(n)[None, :] < lens[:, None]
     usable = valid & ~np.isnan(x)
     top = np.where(usable, x, np.float32(-np.inf)).max(axis=1, keepdims=True)

@@ -28,6 +28,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -243,3 +244,38 @@ class Partition(Backend):
 
         parts = [part(*p) for p in self._parts(W.shape[1], self.column_unit)]
         return self._execute(np.empty((h.shape[0], W.shape[1]), np.float32), parts, threads)
+
+    # ---- the runtime's per-token ops read no weights: the first executor runs them whole ----
+    # Every backend gives their bits in both modes (docs/spec.md §12), so which executor runs them
+    # changes nothing; under MPI each rank runs them on the same activations.
+
+    def _first(self, threads: int) -> tuple[Any, int]:
+        e = self.executors[0]
+        return e.backend, threads if e.threads is None else e.threads
+
+    def _rmsnorm(self, x: np.ndarray, weight: np.ndarray, eps: np.float32, mode: str, threads: int) -> np.ndarray:
+        backend, n = self._first(threads)
+        return backend._rmsnorm(x, weight, eps, mode, n)
+
+    def _rope(self, x: np.ndarray, positions: np.ndarray, base: float, mode: str, threads: int) -> np.ndarray:
+        backend, n = self._first(threads)
+        return backend._rope(x, positions, base, mode, n)
+
+    def _attention_batch(
+        self, q: np.ndarray, k: list[np.ndarray], v: list[np.ndarray], seq: np.ndarray, positions: np.ndarray,
+        new_k: np.ndarray | None, new_v: np.ndarray | None, mode: str, threads: int,
+    ) -> np.ndarray:
+        backend, n = self._first(threads)
+        return backend._attention_batch(q, k, v, seq, positions, new_k, new_v, mode, n)
+
+    def _softmax(self, x: np.ndarray, lengths: np.ndarray, mode: str, threads: int) -> np.ndarray:
+        backend, n = self._first(threads)
+        return backend._softmax(x, lengths, mode, n)
+
+    def _argmax(self, x: np.ndarray, mode: str, threads: int) -> np.ndarray:
+        backend, n = self._first(threads)
+        return backend._argmax(x, mode, n)
+
+    def _add(self, a: np.ndarray, b: np.ndarray, mode: str, threads: int) -> np.ndarray:
+        backend, n = self._first(threads)
+        return backend._add(a, b, mode, n)

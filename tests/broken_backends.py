@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from reprosparse.backends.numpy_backend import NumpyBackend
-from reprosparse.reference.lane_dot import fold
+from reprosparse.reference.attention import attention_scale
+from reprosparse.reference.lane_dot import fold, lane_dot_rows
 from reprosparse.reference.sparse_axpy import sparse_axpy
 
 
@@ -172,3 +173,56 @@ class FlushesSubnormals(NumpyBackend):
 
     def _sparse_matvec(self, W, x, rows, mode, threads):
         return self._ftz(super()._sparse_matvec(W, x, rows, mode, threads))
+
+
+
+def _softmax_np_exp(x, lengths):
+    """The spec's softmax with numpy's float32 exp in place of exp32."""
+    valid = np.arange(x.shape[1])[None, :] < lengths[:, None]
+    with np.errstate(all="ignore"):
+        m = np.array([np.nanmax(r[:n]) if not np.isnan(r[:n]).all() else r[0] for r, n in zip(x, lengths, strict=True)],
+                     np.float32)
+        e = np.where(valid, np.exp(x - m[:, None]), np.float32(0.0))
+        s = lane_dot_rows(e, None, np.ones((1, x.shape[1]), np.float32))[0]
+        return np.where(valid, e / s[:, None], np.float32(0.0))
+
+
+class RuntimeNumpyExp(NumpyBackend):
+    """softmax and attention with numpy's float32 exp instead of the spec's exp32: close, not the same bits."""
+
+    name = "broken-runtime-exp"
+
+    def _softmax(self, x, lengths, mode, threads):
+        return _softmax_np_exp(x, lengths)
+
+    def _attention_batch(self, q, k, v, seq, positions, new_k, new_v, mode, threads):
+        for r in range(q.shape[0] if new_k is not None else 0):
+            k[seq[r]][positions[r]] = new_k[r]
+            v[seq[r]][positions[r]] = new_v[r]
+        t, n_head, hd = q.shape
+        out = np.zeros_like(q)
+        with np.errstate(all="ignore"):
+            for r in range(t):
+                ks, vs, p = k[seq[r]], v[seq[r]], positions[r]
+                group = n_head // ks.shape[1]
+                for h in range(n_head):
+                    kh = np.ascontiguousarray(ks[: p + 1, h // group])
+                    scores = lane_dot_rows(kh, None, q[r, h][None, :]) * attention_scale(hd)
+                    a = _softmax_np_exp(scores, np.array([p + 1]))[0]
+                    for j in range(p + 1):
+                        out[r, h] = out[r, h] + a[j] * vs[j, h // group]
+        return out
+
+
+class RuntimeSequentialNorm(NumpyBackend):
+    """rmsnorm's sum of squares with one accumulator instead of the spec's sixteen lanes."""
+
+    name = "broken-runtime-rmsnorm"
+
+    def _rmsnorm(self, x, weight, eps, mode, threads):
+        ss = np.zeros(x.shape[0], np.float32)
+        with np.errstate(all="ignore"):
+            for j in range(x.shape[1]):
+                ss = ss + x[:, j] * x[:, j]
+            inv = np.float32(1.0) / np.sqrt(ss / np.float32(x.shape[1]) + eps)
+            return (x * inv[:, None]) * weight.astype(np.float32)[None, :]

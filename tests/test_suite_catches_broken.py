@@ -27,6 +27,9 @@ def _failures(backend, mode, ops, family=None):
         (broken.FarOff(), "fast", ("matvec", "sparse_matvec", "sparse_axpy", "sparse_ffn", "predict"), None),
         (broken.NoZeroSkip(), "fast", ("sparse_axpy",), "values"),
         (broken.FlushesSubnormals(), "deterministic", ("matvec", "sparse_matvec"), "values"),
+        (broken.RuntimeNumpyExp(), "deterministic", ("softmax", "attention", "attention_batch"), "values"),
+        (broken.RuntimeNumpyExp(), "fast", ("softmax", "attention", "attention_batch"), "values"),
+        (broken.RuntimeSequentialNorm(), "deterministic", ("rmsnorm",), "shapes"),
     ],
     ids=lambda v: getattr(v, "name", None) if hasattr(v, "name") else None,
 )
@@ -58,6 +61,7 @@ def test_numpy_backend_passes_what_the_broken_ones_fail():
     honest = Honest()
     for mode in ("deterministic", "fast"):
         assert not _failures(honest, mode, ("matvec", "sparse_matvec", "sparse_axpy", "sparse_ffn", "predict"))
+        assert not _failures(honest, mode, ("softmax", "attention", "attention_batch", "rmsnorm"), "values")
 
 
 def test_a_crashing_backend_fails_instead_of_stopping_the_suite():

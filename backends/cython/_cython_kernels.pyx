@@ -249,3 +249,219 @@ def evict(cnp.ndarray W not None, rows=None):
             raise ValueError(f"row {i} out of range")
         ok = rs_evict(p + i * row_bytes, row_bytes)
     return bool(ok)
+
+
+# ---- the runtime's per-token operators (csrc/rs_runtime.c, docs/spec.md §12) ----
+
+cdef extern from "rs_runtime.h" nogil:
+    enum:
+        RS_EPOS
+
+    float rs_exp32(float x)
+    void rs_sincos32(float a, float *sin_out, float *cos_out)
+    int rs_rmsnorm(const float *x, int64_t t, int64_t d, const void *w, int w_f16, float eps, float *y, int threads)
+    int rs_rope(const float *x, int64_t t, int64_t n_head, int64_t head_dim, const int64_t *positions, double base,
+                float *y, int threads)
+    int rs_attention(const float *q, int64_t t, int64_t n_head, int64_t head_dim, float *const *k, float *const *v,
+                     const int64_t *cache_len, int64_t n_seq, int64_t n_kv, const int64_t *seq,
+                     const int64_t *positions, const float *new_k, const float *new_v, float *out, int threads)
+    int rs_softmax(const float *x, int64_t t, int64_t n, const int64_t *lengths, float *y, int threads)
+    int rs_argmax(const float *x, int64_t t, int64_t n, int64_t *out, int threads)
+    int rs_add(const float *a, const float *b, int64_t n, float *y, int threads)
+
+
+cdef _runtime_check(int rc):
+    if rc == RS_EPOS:
+        raise ValueError("positions, lengths or sequence indices out of range")
+    _check(rc)
+
+
+def exp32(cnp.ndarray x not None):
+    """The spec's exp32, elementwise over a C-contiguous float32 array."""
+    _array("x", x, np.float32, x.ndim)
+    y = np.empty_like(x)
+    cdef const float *xp = <const float *>cnp.PyArray_DATA(x)
+    cdef float *yp = <float *>cnp.PyArray_DATA(y)
+    cdef int64_t i, n = x.size
+    with nogil:
+        for i in range(n):
+            yp[i] = rs_exp32(xp[i])
+    return y
+
+
+def sincos32(cnp.ndarray a not None):
+    """The spec's (sin, cos) pair, elementwise over a C-contiguous float32 array."""
+    _array("angle", a, np.float32, a.ndim)
+    s = np.empty_like(a)
+    c = np.empty_like(a)
+    cdef const float *ap = <const float *>cnp.PyArray_DATA(a)
+    cdef float *sp = <float *>cnp.PyArray_DATA(s)
+    cdef float *cp = <float *>cnp.PyArray_DATA(c)
+    cdef int64_t i, n = a.size
+    with nogil:
+        for i in range(n):
+            rs_sincos32(ap[i], sp + i, cp + i)
+    return s, c
+
+
+def rmsnorm(cnp.ndarray x not None, cnp.ndarray w not None, float eps, int threads):
+    """x (t, d) float32, w (d,) float32 or float16, eps already a float32 value."""
+    cdef int rc, f16
+    _positive(threads)
+    _array("x", x, np.float32, 2)
+    if w.dtype == np.float16:
+        f16 = 1
+    else:
+        f16 = 0
+        _array("weight", w, np.float32, 1)
+    if w.ndim != 1 or not w.flags.c_contiguous or w.shape[0] != x.shape[1]:
+        raise ValueError(f"weight must be a C-contiguous ({x.shape[1]},) array")
+    y = np.empty_like(x)
+    cdef const float *xp = <const float *>cnp.PyArray_DATA(x)
+    cdef const void *wp = cnp.PyArray_DATA(w)
+    cdef float *yp = <float *>cnp.PyArray_DATA(y)
+    cdef int64_t t = x.shape[0], d = x.shape[1]
+    with nogil:
+        rc = rs_rmsnorm(xp, t, d, wp, f16, eps, yp, threads)
+    _runtime_check(rc)
+    return y
+
+
+def rope(cnp.ndarray x not None, cnp.ndarray positions not None, double base, int threads):
+    """x (t, n_head, head_dim) float32, positions (t,) int64, base finite and > 0."""
+    cdef int rc
+    _positive(threads)
+    _array("x", x, np.float32, 3)
+    _array("positions", positions, np.int64, 1)
+    if positions.shape[0] != x.shape[0] or x.shape[2] % 2:
+        raise ValueError("positions must have one entry per row of x, and x an even head_dim")
+    if not (base > 0 and base < float("inf")):
+        raise ValueError(f"base must be finite and > 0, got {base}")
+    y = np.empty_like(x)
+    cdef const float *xp = <const float *>cnp.PyArray_DATA(x)
+    cdef const int64_t *pp = <const int64_t *>cnp.PyArray_DATA(positions)
+    cdef float *yp = <float *>cnp.PyArray_DATA(y)
+    cdef int64_t t = x.shape[0], nh = x.shape[1], hd = x.shape[2]
+    with nogil:
+        rc = rs_rope(xp, t, nh, hd, pp, base, yp, threads)
+    _runtime_check(rc)
+    return y
+
+
+def attention(cnp.ndarray q not None, list k not None, list v not None, cnp.ndarray seq not None,
+              cnp.ndarray positions not None, new_k, new_v, int threads):
+    """q (t, n_head, hd); k[s], v[s] (P_s, n_kv, hd) caches; row r reads k[seq[r]], v[seq[r]].
+
+    new_k, new_v (t, n_kv, hd) or None: stored at cache row positions[r] first (the caches are written).
+    """
+    cdef int rc
+    cdef int64_t s, n_seq = len(k)
+    cdef const float *nkp = NULL
+    cdef const float *nvp = NULL
+    _positive(threads)
+    _array("q", q, np.float32, 3)
+    _array("seq", seq, np.int64, 1)
+    _array("positions", positions, np.int64, 1)
+    cdef int64_t t = q.shape[0], nh = q.shape[1], hd = q.shape[2]
+    if len(v) != n_seq or seq.shape[0] != t or positions.shape[0] != t:
+        raise ValueError("need one v per k, and seq and positions with one entry per row of q")
+    if n_seq < 1:
+        raise ValueError("need at least one cache")
+    cdef int64_t n_kv = (<cnp.ndarray>k[0]).shape[1]
+    if n_kv < 1 or nh % n_kv:
+        raise ValueError("the caches' n_kv_head must divide n_head")
+    kp = np.empty(n_seq, np.uintp)
+    vp = np.empty(n_seq, np.uintp)
+    lens = np.empty(n_seq, np.int64)
+    cdef cnp.ndarray ks, vs
+    for s in range(n_seq):
+        ks = k[s]
+        vs = v[s]
+        _array("k", ks, np.float32, 3)
+        _array("v", vs, np.float32, 3)
+        if ks.shape[1] != n_kv or ks.shape[2] != hd or vs.shape[0] != ks.shape[0] or vs.shape[1] != n_kv or vs.shape[2] != hd:
+            raise ValueError("every k and v must be (P, n_kv_head, head_dim) with q's head_dim")
+        if new_k is not None and not (ks.flags.writeable and vs.flags.writeable):
+            raise ValueError("the caches must be writeable to store new_k and new_v")
+        kp[s] = <size_t>cnp.PyArray_DATA(ks)
+        vp[s] = <size_t>cnp.PyArray_DATA(vs)
+        lens[s] = ks.shape[0]
+    cdef cnp.ndarray nk, nv
+    if (new_k is None) != (new_v is None):
+        raise ValueError("give both new_k and new_v, or neither")
+    if new_k is not None:
+        nk = new_k
+        nv = new_v
+        _array("new_k", nk, np.float32, 3)
+        _array("new_v", nv, np.float32, 3)
+        if np.shape(nk) != (t, n_kv, hd) or np.shape(nv) != (t, n_kv, hd):
+            raise ValueError(f"new_k and new_v must have shape {(t, n_kv, hd)}")
+        nkp = <const float *>cnp.PyArray_DATA(nk)
+        nvp = <const float *>cnp.PyArray_DATA(nv)
+    out = np.empty_like(q)
+    cdef const float *qp = <const float *>cnp.PyArray_DATA(q)
+    cdef float *const *kpp = <float *const *>cnp.PyArray_DATA(kp)
+    cdef float *const *vpp = <float *const *>cnp.PyArray_DATA(vp)
+    cdef const int64_t *lp = <const int64_t *>cnp.PyArray_DATA(lens)
+    cdef const int64_t *sp = <const int64_t *>cnp.PyArray_DATA(seq)
+    cdef const int64_t *pp = <const int64_t *>cnp.PyArray_DATA(positions)
+    cdef float *op = <float *>cnp.PyArray_DATA(out)
+    with nogil:
+        rc = rs_attention(qp, t, nh, hd, kpp, vpp, lp, n_seq, n_kv, sp, pp, nkp, nvp, op, threads)
+    _runtime_check(rc)
+    return out
+
+
+def softmax(cnp.ndarray x not None, cnp.ndarray lengths not None, int threads):
+    """x (t, n) float32, lengths (t,) int64 in [1, n]."""
+    cdef int rc
+    _positive(threads)
+    _array("x", x, np.float32, 2)
+    _array("lengths", lengths, np.int64, 1)
+    if lengths.shape[0] != x.shape[0]:
+        raise ValueError("lengths must have one entry per row of x")
+    y = np.empty_like(x)
+    cdef const float *xp = <const float *>cnp.PyArray_DATA(x)
+    cdef const int64_t *lp = <const int64_t *>cnp.PyArray_DATA(lengths)
+    cdef float *yp = <float *>cnp.PyArray_DATA(y)
+    cdef int64_t t = x.shape[0], n = x.shape[1]
+    with nogil:
+        rc = rs_softmax(xp, t, n, lp, yp, threads)
+    _runtime_check(rc)
+    return y
+
+
+def argmax(cnp.ndarray x not None, int threads):
+    """x (t, n) float32, n >= 1 -> (t,) int64."""
+    cdef int rc
+    _positive(threads)
+    _array("x", x, np.float32, 2)
+    if x.shape[1] < 1:
+        raise ValueError("x must have at least one column")
+    out = np.empty(x.shape[0], np.int64)
+    cdef const float *xp = <const float *>cnp.PyArray_DATA(x)
+    cdef int64_t *op = <int64_t *>cnp.PyArray_DATA(out)
+    cdef int64_t t = x.shape[0], n = x.shape[1]
+    with nogil:
+        rc = rs_argmax(xp, t, n, op, threads)
+    _runtime_check(rc)
+    return out
+
+
+def add(cnp.ndarray a not None, cnp.ndarray b not None, int threads):
+    """a + b, two C-contiguous float32 arrays of one shape."""
+    cdef int rc
+    _positive(threads)
+    _array("a", a, np.float32, a.ndim)
+    _array("b", b, np.float32, a.ndim)
+    if np.shape(a) != np.shape(b):  # cnp.ndarray.shape is a C pointer here
+        raise ValueError(f"b must have the shape of a {np.shape(a)}, got {np.shape(b)}")
+    y = np.empty_like(a)
+    cdef const float *ap = <const float *>cnp.PyArray_DATA(a)
+    cdef const float *bp = <const float *>cnp.PyArray_DATA(b)
+    cdef float *yp = <float *>cnp.PyArray_DATA(y)
+    cdef int64_t n = a.size
+    with nogil:
+        rc = rs_add(ap, bp, n, yp, threads)
+    _runtime_check(rc)
+    return y

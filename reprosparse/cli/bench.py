@@ -11,7 +11,7 @@ from . import UsageError
 from ._model_args import check_room, named_backends, refused_pairs
 from ._types import model_file, modes, names, output_file, png_file, positive_int, thread_counts
 
-DEFAULT_TOKENS, DEFAULT_DEPTH = 4, 32
+DEFAULT_TOKENS, DEFAULT_DEPTH, DEFAULT_PREFILL = 4, 32, 128
 
 
 def _threads(r: Any) -> str:
@@ -54,6 +54,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help=f"with --decode: timed decode steps per configuration (default {DEFAULT_TOKENS})")
     p.add_argument("--depth", type=positive_int,
                    help=f"with --decode: layer count to extrapolate to (default {DEFAULT_DEPTH})")
+    p.add_argument("--prefill", type=positive_int,
+                   help=f"with --decode: prompt tokens of the timed prefill step (default {DEFAULT_PREFILL})")
     p.set_defaults(func=run)
 
 
@@ -64,7 +66,8 @@ def _check_combination(args: argparse.Namespace) -> None:
         if given:
             raise UsageError(f"{given[0]} times the operator cases, not --decode (use --tokens)")
     else:
-        given = [o for o, v in (("--tokens", args.tokens), ("--depth", args.depth)) if v is not None]
+        given = [o for o, v in (("--tokens", args.tokens), ("--depth", args.depth), ("--prefill", args.prefill))
+                 if v is not None]
         if given:
             raise UsageError(f"{given[0]} applies only with --decode MODEL")
 
@@ -149,35 +152,51 @@ def _decode(
     from rich.table import Table
 
     from .. import _registry
+    from ..bench import stream_read_gbps
     from ..model import load_model
     from ..model.bench import PROMPT, decode_speed
 
     tokens = args.tokens or DEFAULT_TOKENS
     depth = args.depth or DEFAULT_DEPTH
+    prefill = args.prefill or DEFAULT_PREFILL
     model = load_model(args.decode)  # a ModelFormatError names the file and the key
     hp = model.hyper
     if max(PROMPT) >= hp.vocab:
         raise UsageError(f"--decode: the timing prompt {PROMPT} needs a vocabulary of {max(PROMPT) + 1} or more; "
                          f"{args.decode} has {hp.vocab}")
     check_room(model, len(PROMPT) + tokens, f"--tokens {tokens} (after the {len(PROMPT)}-token prompt)")
-    rows = []
+    check_room(model, prefill, f"--prefill {prefill}")
+    rows, streams = [], {}
     for name in backends:
         modes = [m for m in args.mode if (name, m) not in skip]
         # None: the backend's default (REPROSPARSE_THREADS, else all cores); a backend without threads runs once
-        threads = args.threads if args.threads and _registry.get_backend(name).has_threads else (None,)
+        backend = _registry.get_backend(name)
+        threads = args.threads if args.threads and backend.has_threads else (None,)
         for n_threads in threads:
             with console.status(f"decoding with {name}"):
-                rows += decode_speed(model, name, modes, ("dense", "sparse"), n_threads, tokens, depths=[depth])
+                rows += decode_speed(model, name, modes, ("dense", "sparse"), n_threads, tokens, depths=[depth],
+                                     prefill=prefill)
+            n = n_threads or backend.default_threads()
+            if n not in streams:  # the host's streaming read at this thread count, in the same run
+                with console.status(f"streaming read, {n} threads"):
+                    streams[n] = stream_read_gbps(n, repeats=5)
     table = Table(title=f"decode: dim {hp.dim}, ff {hp.n_ff}, {hp.n_layer} layers, vocab {hp.vocab}, "
-                        f"{model.layers[0].gate.dtype}; {tokens} tokens after a {len(PROMPT)}-token prompt")
-    for col in ("backend", "mode", "ffn", "threads", "tokens/s", "s/layer", "s head", f"tokens/s @{depth} layers"):
+                        f"{model.layers[0].gate.dtype}; median of {tokens} tokens after a {len(PROMPT)}-token "
+                        f"prompt; prefill of {prefill} tokens; streaming read "
+                        + ", ".join(f"{gb:.1f} GB/s at {n} threads" for n, gb in streams.items()))
+    for col in ("backend", "mode", "ffn", "threads", "tokens/s", "MB/token", "GB/s", "of stream", "s/layer",
+                "s head", f"tokens/s @{depth} layers", "prefill tokens/s"):
         table.add_column(col)
     for r in rows:
+        stream = streams[r.threads or _registry.get_backend(r.backend).default_threads()]
         table.add_row(r.backend, r.mode, r.ffn, "default" if r.threads is None else str(r.threads),
-                      f"{r.tokens_per_s:.3g}", f"{r.layer_s:.3g}", f"{r.head_s:.3g}", f"{r.tokens_per_s_at[depth]:.3g}")
+                      f"{r.tokens_per_s:.3g}", f"{r.bytes_per_token / 1e6:.0f}", f"{r.gbps:.1f}",
+                      f"{r.gbps / stream:.0%}", f"{r.layer_s:.3g}", f"{r.head_s:.3g}",
+                      f"{r.tokens_per_s_at[depth]:.3g}", f"{r.prefill_tokens_per_s:.3g}")
     console.print(table)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump([dataclasses.asdict(r) for r in rows], f, indent=1)
+            json.dump({"stream_gbps": {str(n): gb for n, gb in streams.items()},
+                       "results": [dataclasses.asdict(r) for r in rows]}, f, indent=1)
         console.print(f"wrote {args.json}")
     return 0

@@ -8,10 +8,11 @@
   library (tokenizer.py); `make_vocabulary(size)` is make_model's.
 - `make_model(...)`: seeded random models with realistic FFN sparsity and an
   imperfect predictor (`reprosparse make-model`).
-- `Runtime`: the decoder.  The weight-heavy operators (Q/K/V/O projections and
-  LM head = `matvec`, predictor = `predict`, FFN = `sparse_ffn`/`dense_ffn`) run
-  on the selected backend; rmsnorm, rope, attention, residual adds, argmax and
-  sampling run on `reprosparse.reference` (docs/spec.md §12).
+- `Runtime`: the decoder.  Every operator runs on the selected backend: the
+  weight-heavy ones (Q/K/V/O projections and LM head = `matvec`, predictor =
+  `predict`, FFN = `sparse_ffn`/`dense_ffn`) and the per-token ones of
+  docs/spec.md §12 (rmsnorm, rope, attention, residual adds, argmax), which a
+  backend may leave to the reference; sampling is `reprosparse.reference`.
 - `generate(...)`: greedy or counter-based sampled decoding of a batch of prompts.
 - `audit.run_audit(...)`: the same greedy generation across backends, thread
   counts, modes and batch compositions (`reprosparse audit`).

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reprosparse.reference.argmax import argmax
 from reprosparse.reference.sample import sample
 
 from .runtime import Runtime
@@ -41,7 +40,7 @@ def generate(
 ) -> list[Generated]:
     """Prefill all prompts together, then decode up to n_new tokens for each, all in one batch per step.
 
-    temperature 0 is greedy (reference argmax); above 0 each token is drawn by the
+    temperature 0 is greedy (the backend's argmax, spec §12); above 0 each token is drawn by the
     reference `sample` keyed by (seed, position of the token whose logits are used).
     A sequence stops after it makes `eos` (kept as its last token; None: never), as PowerInfer's main does;
     the others go on, so each sequence's tokens are the same alone or in a batch.
@@ -59,7 +58,7 @@ def generate(
     trace: list[list[np.ndarray]] = [[] for _ in prompts]
     for step in range(n_new):
         if temperature == 0:
-            chosen = [int(c) for c in argmax(logits)]
+            chosen = [int(c) for c in runtime.backend.argmax(logits, mode=runtime.mode, threads=runtime.threads)]
         else:
             pairs = zip(logits, live, strict=True)
             chosen = [sample(row, temperature, seed, caches[i].length - 1) for row, i in pairs]

@@ -1,17 +1,21 @@
-"""The ReLU-LLaMA decoder: weight-heavy operators on a backend, the rest on the reference.
+"""The ReLU-LLaMA decoder: every operator on the chosen backend.
 
 Per step and layer: rmsnorm -> Q/K/V `matvec` -> rope -> attention over the
-sequence's KV cache -> O `matvec` -> residual r -> `predict` mask on r (the
+sequences' KV caches -> O `matvec` -> residual r -> `predict` mask on r (the
 pre-norm residual, PowerInfer's `ffn_inp`) -> rmsnorm -> `sparse_ffn` (or
-`dense_ffn`) -> residual; then the final rmsnorm and the LM
-head `matvec` for each sequence's last token.  The `matvec`, `predict`,
-`sparse_ffn` and `dense_ffn` calls go to the chosen backend in the chosen
-mode and thread count; rmsnorm, rope, attention, residual adds, argmax and
-sampling are `reprosparse.reference` (docs/spec.md §12 lists both sides).
+`dense_ffn`) -> residual; then the final rmsnorm and the LM head `matvec`
+for each sequence's last token.  All of them, the per-token operators of
+docs/spec.md §12 included, are backend operations in the chosen mode and
+thread count; a backend that does not implement the per-token ones natively
+runs the reference's (backends/_runtime_ops.py).
 
 A step stacks the new tokens of every sequence into one activation matrix,
 so the backend sees a real batch; every operator is per row in
 deterministic mode, so each token's result is independent of the batch.
+One `attention_batch` call per layer covers every sequence and head and
+stores the step's keys and values first: the kernels write and read each
+sequence's cache, a C-contiguous (capacity, n_head_kv, head_dim) float32
+array per layer, where it lies.
 """
 
 from __future__ import annotations
@@ -24,9 +28,6 @@ from typing import Any
 import numpy as np
 
 from reprosparse.backends import Backend
-from reprosparse.reference.attention import attention
-from reprosparse.reference.rmsnorm import rmsnorm
-from reprosparse.reference.rope import rope
 
 from .weights import Model
 
@@ -95,6 +96,9 @@ class Runtime:
             cache.reserve(cache.length + n)
         starts = np.cumsum([0, *counts])
         positions = np.concatenate([c.length + np.arange(n) for c, n in zip(caches, counts, strict=True)])
+        seq = np.repeat(np.arange(len(caches)), counts)
+        cache_k = [[c.k[li] for c in caches] for li in range(hp.n_layer)]  # the arrays, per layer
+        cache_v = [[c.v[li] for c in caches] for li in range(hp.n_layer)]
         be = self.backend
         run: dict[str, Any] = {"mode": self.mode, "threads": self.threads}
 
@@ -102,21 +106,17 @@ class Runtime:
         x = self.model.token_embd[ids].astype(np.float32)  # float16 converts exactly
         t = x.shape[0]
         for li, layer in enumerate(self.model.layers):
-            h = rmsnorm(x, layer.attn_norm, hp.eps)
+            h = be.rmsnorm(x, layer.attn_norm, hp.eps, **run)
             q = be.matvec(layer.wq, h, **run).reshape(t, hp.n_head, hp.head_dim)
             k = be.matvec(layer.wk, h, **run).reshape(t, hp.n_head_kv, hp.head_dim)
             v = be.matvec(layer.wv, h, **run).reshape(t, hp.n_head_kv, hp.head_dim)
-            q = rope(q, positions, hp.rope_base)
-            k = rope(k, positions, hp.rope_base)
-            att = np.empty((t, hp.n_head, hp.head_dim), np.float32)
-            for si, cache in enumerate(caches):
-                rows = slice(starts[si], starts[si + 1])
-                end = cache.length + counts[si]
-                cache.k[li][cache.length : end] = k[rows]
-                cache.v[li][cache.length : end] = v[rows]
-                att[rows] = attention(q[rows], cache.k[li][:end], cache.v[li][:end], positions[rows])
-            x = x + be.matvec(layer.wo, att.reshape(t, hp.dim), **run)
-            h = rmsnorm(x, layer.ffn_norm, hp.eps)
+            q = be.rope(q, positions, hp.rope_base, **run)
+            k = be.rope(k, positions, hp.rope_base, **run)
+            # Stores this step's keys and values at their positions, then attends; rows past a sequence's
+            # end are never read (row r attends to cache rows 0..positions[r]).
+            att = be.attention_batch(q, cache_k[li], cache_v[li], seq, positions, k, v, **run)
+            x = be.add(x, be.matvec(layer.wo, att.reshape(t, hp.dim), **run), **run)
+            h = be.rmsnorm(x, layer.ffn_norm, hp.eps, **run)
             if self.ffn == "sparse":
                 # PowerInfer feeds its predictors the residual before ffn_norm, and real predictors were
                 # trained on that input, so the mask comes from x, not from the FFN's input h.
@@ -127,12 +127,12 @@ class Runtime:
                 y = be.dense_ffn(h, layer.gate, layer.up, layer.down_t, **run)
             if self.observer is not None:
                 self.observer(li, h, mask)
-            x = x + y
+            x = be.add(x, y, **run)
         for cache, n in zip(caches, counts, strict=True):
             cache.length += n
         mid = time.perf_counter()
         last = x[starts[1:] - 1]
-        logits = be.matvec(self.model.output, rmsnorm(last, self.model.output_norm, hp.eps), **run)
+        logits = be.matvec(self.model.output, be.rmsnorm(last, self.model.output_norm, hp.eps, **run), **run)
         self.timings["layers"] += mid - began
         self.timings["head"] += time.perf_counter() - mid
         return logits
