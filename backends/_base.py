@@ -19,6 +19,7 @@ import numpy as np
 from reprosparse import _config
 from reprosparse.reference import _checks
 from reprosparse.reference.ffn import ffn_rows, gated_h
+from reprosparse.reference.quant import WEIGHT_TYPES, Weights, weight_type
 from reprosparse.reference.relu import relu
 
 
@@ -40,6 +41,8 @@ class Backend:
     priority: ClassVar[int] = 0
     #: True when results may be computed on several threads (conformance sweeps them)
     has_threads: ClassVar[bool] = False
+    #: the weight types its kernels take (reference.quant.WEIGHT_TYPES); ops refuse others
+    weight_types: ClassVar[tuple[str, ...]] = WEIGHT_TYPES
 
     # ---- configuration -------------------------------------------------
 
@@ -55,6 +58,20 @@ class Backend:
         or None.  REPROSPARSE_BACKEND=auto skips a backend that refuses the current mode."""
         return None
 
+    def refuses_weights(self, w: Weights) -> str | None:
+        """Why this backend does not take the checked weight matrix `w`, or None."""
+        wt = weight_type(w)
+        if wt in self.weight_types:
+            return None
+        return f"the {self.name} backend does not take {wt} weights (it takes {', '.join(self.weight_types)})"
+
+    def _take(self, **weights: Weights) -> None:
+        """TypeError naming the first weight argument this backend does not take: never a wrong answer."""
+        for name, w in weights.items():
+            why = self.refuses_weights(w)
+            if why is not None:
+                raise TypeError(f"{name}: {why}")
+
     def _resolve(self, mode: str | None, threads: int | None) -> tuple[str, int]:
         mode = _config.check_mode(mode if mode is not None else _config.current().mode)
         if threads is None:
@@ -67,6 +84,7 @@ class Backend:
 
     def matvec(self, W: Any, x: Any, *, mode: str | None = None, threads: int | None = None) -> np.ndarray:
         W, x = _checks.matvec_args(W, x)
+        self._take(W=W)
         mode, threads = self._resolve(mode, threads)
         return _checks.like_input(self._matvec(W, _checks.as_2d(x), mode, threads), x)
 
@@ -74,6 +92,7 @@ class Backend:
         self, W: Any, x: Any, rows: Any, *, mode: str | None = None, threads: int | None = None
     ) -> np.ndarray:
         W, x, rows = _checks.sparse_matvec_args(W, x, rows)
+        self._take(W=W)
         mode, threads = self._resolve(mode, threads)
         return _checks.like_input(self._sparse_matvec(W, _checks.as_2d(x), rows, mode, threads), x)
 
@@ -81,6 +100,7 @@ class Backend:
         self, W: Any, h: Any, rows: Any, *, mode: str | None = None, threads: int | None = None
     ) -> np.ndarray:
         W, h, rows = _checks.sparse_axpy_args(W, h, rows)
+        self._take(W=W)
         mode, threads = self._resolve(mode, threads)
         return _checks.like_input(self._sparse_axpy(W, _checks.as_2d(h), rows, mode, threads), h)
 
@@ -89,6 +109,7 @@ class Backend:
         mode: str | None = None, threads: int | None = None,
     ) -> np.ndarray:
         x, fc1, fc2, thr = _checks.predict_args(x, fc1, fc2, threshold)
+        self._take(fc1=fc1, fc2=fc2)
         mode, threads = self._resolve(mode, threads)
         return _checks.like_input(self._predict(_checks.as_2d(x), fc1, fc2, thr, mode, threads), x)
 
@@ -98,6 +119,7 @@ class Backend:
     ) -> np.ndarray:
         x, gate, up, down_t = _checks.ffn_args(x, gate, up, down_t)
         mask = _checks.mask("mask", mask, x, gate.shape[0])
+        self._take(gate=gate, up=up, down_t=down_t)
         mode, threads = self._resolve(mode, threads)
         y = self._sparse_ffn(_checks.as_2d(x), gate, up, down_t, _checks.as_2d(mask), mode, threads)
         return _checks.like_input(y, x)
@@ -107,6 +129,7 @@ class Backend:
         mode: str | None = None, threads: int | None = None,
     ) -> np.ndarray:
         x, gate, up, down_t = _checks.ffn_args(x, gate, up, down_t)
+        self._take(gate=gate, up=up, down_t=down_t)
         mode, threads = self._resolve(mode, threads)
         x2 = _checks.as_2d(x)
         y = self._dense_ffn(x2, gate, up, down_t, mode, threads)
@@ -114,27 +137,27 @@ class Backend:
 
     # ---- hooks: validated 2-D inputs in, 2-D outputs out ----------------
 
-    def _matvec(self, W: np.ndarray, x: np.ndarray, mode: str, threads: int) -> np.ndarray:
+    def _matvec(self, W: Weights, x: np.ndarray, mode: str, threads: int) -> np.ndarray:
         raise NotImplementedError
 
     def _sparse_matvec(
-        self, W: np.ndarray, x: np.ndarray, rows: np.ndarray, mode: str, threads: int
+        self, W: Weights, x: np.ndarray, rows: np.ndarray, mode: str, threads: int
     ) -> np.ndarray:
         raise NotImplementedError
 
     def _sparse_axpy(
-        self, W: np.ndarray, h: np.ndarray, rows: np.ndarray, mode: str, threads: int
+        self, W: Weights, h: np.ndarray, rows: np.ndarray, mode: str, threads: int
     ) -> np.ndarray:
         raise NotImplementedError
 
     def _predict(
-        self, x: np.ndarray, fc1: np.ndarray, fc2: np.ndarray, thr: np.float32, mode: str, threads: int
+        self, x: np.ndarray, fc1: Weights, fc2: Weights, thr: np.float32, mode: str, threads: int
     ) -> np.ndarray:
         z = self._matvec(fc2, relu(self._matvec(fc1, x, mode, threads)), mode, threads)
         return (z >= thr) | np.isnan(z)
 
     def _sparse_ffn(
-        self, x: np.ndarray, gate: np.ndarray, up: np.ndarray, down_t: np.ndarray,
+        self, x: np.ndarray, gate: Weights, up: Weights, down_t: Weights,
         mask: np.ndarray, mode: str, threads: int,
     ) -> np.ndarray:
         rows = ffn_rows(mask)
@@ -143,7 +166,7 @@ class Backend:
         return self._sparse_axpy(down_t, gated_h(g, u, mask[:, rows]), rows, mode, threads)
 
     def _dense_ffn(
-        self, x: np.ndarray, gate: np.ndarray, up: np.ndarray, down_t: np.ndarray, mode: str, threads: int
+        self, x: np.ndarray, gate: Weights, up: Weights, down_t: Weights, mode: str, threads: int
     ) -> np.ndarray:
         return self._sparse_ffn(x, gate, up, down_t, np.ones((x.shape[0], gate.shape[0]), bool), mode, threads)
 

@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from reprosparse.reference.quant import Weights
+
 OPENMP_ENABLED: bool
 COMPILER: str
 ISAS: tuple[str, ...]
@@ -13,14 +15,14 @@ MAX_THREADS: int
 def max_threads() -> int: ...
 def team_size(threads: int) -> int: ...
 def lane_dot_rows(
-    W: np.ndarray, rows: np.ndarray | None, x: np.ndarray, fast: bool, threads: int, isa: str
+    W: Weights, rows: np.ndarray | None, x: np.ndarray, fast: bool, threads: int, isa: str
 ) -> np.ndarray: ...
 def sparse_axpy(
-    W: np.ndarray, h: np.ndarray, rows: np.ndarray, fast: bool, threads: int, isa: str
+    W: Weights, h: np.ndarray, rows: np.ndarray, fast: bool, threads: int, isa: str
 ) -> np.ndarray: ...
 def sparse_ffn(
-    x: np.ndarray, gate: np.ndarray, up: np.ndarray, down_t: np.ndarray, mask: np.ndarray,
+    x: np.ndarray, gate: Weights, up: Weights, down_t: Weights, mask: np.ndarray,
     fast: bool, threads: int, isa: str,
 ) -> np.ndarray: ...
 def read_sum(a: np.ndarray, threads: int, isa: str) -> float: ...
-def evict(W: np.ndarray, rows: np.ndarray | None = None) -> bool: ...
+def evict(W: Weights, rows: np.ndarray | None = None) -> bool: ...

@@ -34,6 +34,7 @@ from reprosparse import reference
 from reprosparse.backends import Backend
 from reprosparse.backends.numpy_backend import NumpyBackend
 from reprosparse.reference import bounds
+from reprosparse.reference.quant import QuantizedMatrix
 from reprosparse.reference.relu import relu
 
 from .cases import Case
@@ -41,6 +42,7 @@ from .compare import mismatch
 
 THREAD_SWEEP = (1, 2, 3, 4, 7, 8)
 BATCHED = ("x", "h", "mask")  # arguments whose first axis is the token
+WEIGHTS = ("W", "fc1", "fc2", "gate", "up", "down_t")  # arguments that are weight matrices
 
 
 @dataclass
@@ -84,10 +86,12 @@ class Expected:
 
     def allowed(self, got: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """(allowed?, fraction of bound used, unconstrained?) per element of a fast result."""
+        # The bounds of a quantized matrix are those of its exact float32 matrix (spec §13).
+        plain = {k: v.dequantize() if isinstance(v, QuantizedMatrix) else v for k, v in self.inputs.items()}
         if self.case.op == "predict":
-            return bounds.predict_allows(**self.inputs, got=got), None, None
+            return bounds.predict_allows(**plain, got=got), None, None
         if self._bound is None:
-            self._bound = getattr(bounds, self.case.op)(**self.inputs)
+            self._bound = getattr(bounds, self.case.op)(**plain)
         b = self._bound
         shape = self.reference.shape
         return (
@@ -98,6 +102,8 @@ class Expected:
 
 
 IS_THE_REFERENCE = "is the reference"
+#: the check of a case whose weight type the backend refuses (Backend.weight_types): no result to compare
+REFUSES_WEIGHTS = "refuses the weights"
 
 
 def is_the_reference(backend: Backend, mode: str) -> bool:
@@ -122,6 +128,10 @@ def _guard(make: Callable[[], Result], fail: Callable[[str], Result]) -> Result:
 
 def check_case(backend: Backend, mode: str, exp: Expected) -> Iterator[Result]:
     case, inputs = exp.case, exp.inputs
+    refused = [why for k, v in inputs.items() if k in WEIGHTS and (why := backend.refuses_weights(v)) is not None]
+    if refused:
+        yield Result(backend.name, mode, case, REFUSES_WEIGHTS, True, refused[0], independent=False)
+        return
 
     def result(check: str, detail: str | None, **extra: Any) -> Result:
         return Result(backend.name, mode, case, check, detail is None, detail or "", **extra)
