@@ -34,6 +34,10 @@ class BackendConfigError(ValueError):
     backend: every request that loads it raises this error."""
 
 
+class WeightsUnsupported(TypeError):
+    """An op was given weights of a type this backend does not take (Backend.weight_types)."""
+
+
 class Backend:
     #: registry name, also used in reports and reproductions
     name: ClassVar[str] = ""
@@ -66,11 +70,12 @@ class Backend:
         return f"the {self.name} backend does not take {wt} weights (it takes {', '.join(self.weight_types)})"
 
     def _take(self, **weights: Weights) -> None:
-        """TypeError naming the first weight argument this backend does not take: never a wrong answer."""
+        """WeightsUnsupported (a TypeError) naming the first weight argument this backend does not
+        take: never a wrong answer."""
         for name, w in weights.items():
             why = self.refuses_weights(w)
             if why is not None:
-                raise TypeError(f"{name}: {why}")
+                raise WeightsUnsupported(f"{name}: {why}")
 
     def _resolve(self, mode: str | None, threads: int | None) -> tuple[str, int]:
         mode = _config.check_mode(mode if mode is not None else _config.current().mode)

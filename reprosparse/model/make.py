@@ -37,6 +37,8 @@ import numpy as np
 
 from reprosparse import get_backend
 
+from ..reference.quant import BLOCK
+from ..reference.quant import TYPES as QUANT_TYPES
 from .runtime import Runtime
 from .weights import Hyper, Layer, Model
 
@@ -71,9 +73,20 @@ def make_model(
     *, layers: int, dim: int, ff: int, vocab: int, heads: int, seed: int, dtype: str = "f16",
     kv_heads: int | None = None, rank: int | None = None, context_length: int = 512,
 ) -> Model:
-    """Build the model; calibration runs the real runtime on the reference (numpy, deterministic)."""
+    """Build the model; calibration runs the real runtime on the reference (numpy, deterministic).
+
+    dtype q8_0 or q4_0: the float32 model, calibrated, then quantized as PowerInfer's quantize
+    would (reprosparse.model.quantize)."""
+    if dtype in QUANT_TYPES:
+        from .quantize import quantize_model
+
+        if dim % BLOCK:  # before minutes of calibration
+            raise ValueError(f"a {dtype} model needs dim to be a multiple of {BLOCK}, got {dim}")
+        built = make_model(layers=layers, dim=dim, ff=ff, vocab=vocab, heads=heads, seed=seed, dtype="f32",
+                           kv_heads=kv_heads, rank=rank, context_length=context_length)
+        return quantize_model(built, dtype)
     if dtype not in ("f16", "f32"):
-        raise ValueError(f"dtype must be f16 or f32, got {dtype!r}")
+        raise ValueError(f"dtype must be f16, f32, q8_0 or q4_0, got {dtype!r}")
     kv_heads = heads if kv_heads is None else kv_heads
     # Hyper checks counts, head split and context length (HyperError, a ValueError), as load_model does.
     hyper = Hyper(dim=dim, n_layer=layers, n_ff=ff, n_head=heads, n_head_kv=kv_heads, vocab=vocab,
