@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING
 
 from . import CommandFailed
 from ._model_args import (
-    add_model, add_prompt, check_room, named_backends, prompt_ids, refused_pairs, weights_refusal,
+    add_model,
+    add_prompt,
+    check_room,
+    named_backends,
+    prompt_ids,
+    refused_pairs,
+    weights_refusal,
 )
 from ._types import modes, names, output_file, png_file, positive_int, thread_counts
 
