@@ -27,6 +27,10 @@ def _failures(backend, mode, ops, family=None):
         (broken.FarOff(), "fast", ("matvec", "sparse_matvec", "sparse_axpy", "sparse_ffn", "predict"), None),
         (broken.NoZeroSkip(), "fast", ("sparse_axpy",), "values"),
         (broken.FlushesSubnormals(), "deterministic", ("matvec", "sparse_matvec"), "values"),
+        (broken.InterleavedNibbles(), "deterministic",
+         ("matvec", "sparse_matvec", "sparse_axpy", "predict", "sparse_ffn", "dense_ffn"), "q4_0"),
+        (broken.InterleavedNibbles(), "fast",
+         ("matvec", "sparse_matvec", "sparse_axpy", "predict", "sparse_ffn", "dense_ffn"), "q4_0"),
     ],
     ids=lambda v: getattr(v, "name", None) if hasattr(v, "name") else None,
 )

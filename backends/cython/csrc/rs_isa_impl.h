@@ -232,7 +232,22 @@ RS_INLINE void dot_tile(const rs_dot_args *A, int64_t a, int64_t a_end, const in
         for (int u = 0; u < T; u++) acc[r][u] = v_zero();
     }
     for (int u = 0; u < T; u++) x[u] = A->x + (t0 + u) * d;
-    for (int64_t k = 0; k < full; k += 16) {
+    if (WT == RS_W_Q8_0 || WT == RS_W_Q4_0) { /* whole blocks (d % 32 == 0): terms k.. then k+16.., as below */
+        for (int64_t k = 0; k < d; k += RS_QBLOCK) {
+            v16 xlo[RS_TOKENS], xhi[RS_TOKENS];
+            for (int u = 0; u < T; u++) {
+                xlo[u] = v_ld(x[u] + k);
+                xhi[u] = v_ld(x[u] + k + 16);
+            }
+            for (int r = 0; r < R; r++) {
+                if (pf[r]) RS_PREFETCH(pf[r] + w_offset(k, WT));
+                v16 wlo, whi;
+                ld_q_block(w[r], k, WT, &wlo, &whi);
+                for (int u = 0; u < T; u++) acc[r][u] = madd(madd(acc[r][u], wlo, xlo[u], FAST), whi, xhi[u], FAST);
+            }
+        }
+    }
+    for (int64_t k = WT == RS_W_Q8_0 || WT == RS_W_Q4_0 ? full : 0; k < full; k += 16) {
         v16 xv[RS_TOKENS];
         for (int u = 0; u < T; u++) xv[u] = v_ld(x[u] + k);
         for (int r = 0; r < R; r++) {
@@ -296,28 +311,46 @@ static void dot_rows(const rs_dot_args *A, int64_t a0, int64_t a1) { RS_BY_WTYPE
  * sign of zero right).  LAST: the finished partial is added into y instead of
  * being stored; for a token without live rows in the block that adds +0.0,
  * which changes no bit of a y that can never be -0.0. */
+/* Columns j .. j+15 of axpy_group, with the G rows' weights there already in wv. */
+RS_INLINE void axpy_slice(float *const *p, float *const *y, int U, const v16 *wv, const float (*h)[4],
+                          const unsigned *live, int64_t j, const int G, const int FIRST, const int LAST,
+                          const int FAST) {
+    const unsigned all = (1u << G) - 1;
+    for (int u = 0; u < U; u++) {
+        v16 acc = FIRST ? v_zero() : v_ld(p[u] + j);
+        if (live[u] == all) {
+            for (int g = 0; g < G; g++) acc = madd(acc, wv[g], v_set1(h[u][g]), FAST);
+        } else {
+            for (int g = 0; g < G; g++)
+                if (live[u] >> g & 1u) acc = madd(acc, wv[g], v_set1(h[u][g]), FAST);
+        }
+        if (LAST) v_st(y[u] + j, v_add(v_ld(y[u] + j), acc));
+        else v_st(p[u] + j, acc);
+    }
+}
+
 RS_INLINE void axpy_group(float *const *p, float *const *y, int U, const char *const *w,
                           const char *const *pf, const float (*h)[4], const unsigned *live, int64_t ncol,
                           const int G, const int FIRST, const int LAST, const int WT, const int FAST) {
     const int64_t full = ncol - ncol % 16;
-    const unsigned all = (1u << G) - 1;
+    if (WT == RS_W_Q8_0 || WT == RS_W_Q4_0) { /* whole blocks (ncol % 32 == 0), each decoded once */
+        for (int64_t j = 0; j < ncol; j += RS_QBLOCK) {
+            for (int g = 0; g < 4; g++)
+                if (pf[g]) RS_PREFETCH(pf[g] + w_offset(j, WT));
+            v16 lo[4], hi[4];
+            for (int g = 0; g < G; g++) ld_q_block(w[g], j, WT, &lo[g], &hi[g]);
+            axpy_slice(p, y, U, lo, h, live, j, G, FIRST, LAST, FAST);
+            axpy_slice(p, y, U, hi, h, live, j + 16, G, FIRST, LAST, FAST);
+        }
+        return;
+    }
     for (int64_t j = 0; j < full; j += 16) {
         /* the next group's slices, at the same columns: more misses in flight */
         for (int g = 0; g < 4; g++)
             if (pf[g]) RS_PREFETCH(pf[g] + w_offset(j, WT));
         v16 wv[4];
         for (int g = 0; g < G; g++) wv[g] = ld_w(w[g], j, WT);
-        for (int u = 0; u < U; u++) {
-            v16 acc = FIRST ? v_zero() : v_ld(p[u] + j);
-            if (live[u] == all) {
-                for (int g = 0; g < G; g++) acc = madd(acc, wv[g], v_set1(h[u][g]), FAST);
-            } else {
-                for (int g = 0; g < G; g++)
-                    if (live[u] >> g & 1u) acc = madd(acc, wv[g], v_set1(h[u][g]), FAST);
-            }
-            if (LAST) v_st(y[u] + j, v_add(v_ld(y[u] + j), acc));
-            else v_st(p[u] + j, acc);
-        }
+        axpy_slice(p, y, U, wv, h, live, j, G, FIRST, LAST, FAST);
     }
     for (int64_t j = full; j < ncol; j++) {
         for (int u = 0; u < U; u++) {

@@ -46,25 +46,40 @@ RS_INLINE v16 q16_scaled(__m128i q, float d) {
 #endif
 }
 
-RS_INLINE v16 ld_q(const void *row, int64_t k, const int WT) {
-    const uint8_t *block = (const uint8_t *)row + w_offset(k, WT);
-    const int half = (int)(k >> 4) & 1;
-    const float d = _cvtsh_ss((unsigned short)(block[0] | block[1] << 8)); /* F16C: exact, subnormals too */
+RS_INLINE float q_scale_f16c(const uint8_t *block) {
+    return _cvtsh_ss((unsigned short)(block[0] | block[1] << 8)); /* F16C: exact, subnormals too */
+}
+
+/* Half `half` (elements 16*half ..) of a block whose scale is d. */
+RS_INLINE v16 q_half(const uint8_t *block, int half, float d, const int WT) {
     if (WT == RS_W_Q8_0) return q16_scaled(_mm_loadu_si128((const __m128i *)(block + 2 + 16 * half)), d);
     __m128i packed = _mm_loadu_si128((const __m128i *)(block + 2));
     __m128i nib = _mm_and_si128(half ? _mm_srli_epi16(packed, 4) : packed, _mm_set1_epi8(15));
     return q16_scaled(_mm_sub_epi8(nib, _mm_set1_epi8(8)), d);
 }
+#define RS_Q_SCALE q_scale_f16c
 #else
-RS_INLINE v16 ld_q(const void *row, int64_t k, const int WT) {
-    const uint8_t *block = (const uint8_t *)row + w_offset(k, WT);
-    const int j0 = (int)(k & 16);
-    const float d = q_scale(block);
+RS_INLINE v16 q_half(const uint8_t *block, int half, float d, const int WT) {
     RS_ALIGN64 float buf[16];
-    for (int i = 0; i < 16; i++) buf[i] = (float)q_at(block, j0 + i, WT) * d;
+    for (int i = 0; i < 16; i++) buf[i] = (float)q_at(block, 16 * half + i, WT) * d;
     return v_ld(buf);
 }
+#define RS_Q_SCALE q_scale
 #endif
+
+RS_INLINE v16 ld_q(const void *row, int64_t k, const int WT) {
+    const uint8_t *block = (const uint8_t *)row + w_offset(k, WT);
+    return q_half(block, (int)(k >> 4) & 1, RS_Q_SCALE(block), WT);
+}
+
+/* Both halves of the block holding weights k .. k+31 (k a multiple of 32): the
+ * scale is converted and the bytes loaded once for the two. */
+RS_INLINE void ld_q_block(const void *row, int64_t k, const int WT, v16 *lo, v16 *hi) {
+    const uint8_t *block = (const uint8_t *)row + w_offset(k, WT);
+    const float d = RS_Q_SCALE(block);
+    *lo = q_half(block, 0, d, WT);
+    *hi = q_half(block, 1, d, WT);
+}
 
 /* Weight k of a quantized row, alone. */
 RS_INLINE float q_w_at(const void *row, int64_t k, const int WT) {
