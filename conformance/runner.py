@@ -34,7 +34,6 @@ from reprosparse import reference
 from reprosparse.backends import Backend
 from reprosparse.backends.numpy_backend import NumpyBackend
 from reprosparse.reference import bounds
-from reprosparse.reference.quant import QuantizedMatrix
 from reprosparse.reference.relu import relu
 
 from .cases import Case
@@ -86,12 +85,10 @@ class Expected:
 
     def allowed(self, got: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """(allowed?, fraction of bound used, unconstrained?) per element of a fast result."""
-        # The bounds of a quantized matrix are those of its exact float32 matrix (spec §13).
-        plain = {k: v.dequantize() if isinstance(v, QuantizedMatrix) else v for k, v in self.inputs.items()}
         if self.case.op == "predict":
-            return bounds.predict_allows(**plain, got=got), None, None
+            return bounds.predict_allows(**self.inputs, got=got), None, None
         if self._bound is None:
-            self._bound = getattr(bounds, self.case.op)(**plain)
+            self._bound = getattr(bounds, self.case.op)(**self.inputs)
         b = self._bound
         shape = self.reference.shape
         return (

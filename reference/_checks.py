@@ -149,6 +149,11 @@ def threshold(value: Any) -> np.float32:
     return thr
 
 
+def dense(w: Weights) -> np.ndarray:
+    """A checked weight matrix as an array: a quantized one as its exact float32 matrix (spec §13)."""
+    return w.dequantize() if isinstance(w, QuantizedMatrix) else w
+
+
 def as_2d(x: np.ndarray) -> np.ndarray:
     return x if x.ndim == 2 else x.reshape(1, -1)
 

@@ -82,9 +82,9 @@ def make_model(
 
         if dim % BLOCK:  # before minutes of calibration
             raise ValueError(f"a {dtype} model needs dim to be a multiple of {BLOCK}, got {dim}")
-        built = make_model(layers=layers, dim=dim, ff=ff, vocab=vocab, heads=heads, seed=seed, dtype="f32",
-                           kv_heads=kv_heads, rank=rank, context_length=context_length)
-        return quantize_model(built, dtype)
+        floats = make_model(layers=layers, dim=dim, ff=ff, vocab=vocab, heads=heads, seed=seed, dtype="f32",
+                            kv_heads=kv_heads, rank=rank, context_length=context_length)
+        return quantize_model(floats, dtype)
     if dtype not in ("f16", "f32"):
         raise ValueError(f"dtype must be f16, f32, q8_0 or q4_0, got {dtype!r}")
     kv_heads = heads if kv_heads is None else kv_heads
@@ -157,6 +157,7 @@ def _calibrate(model: Model, lowrank: list[tuple[np.ndarray, np.ndarray]], rng: 
         x = captured[li]
         u, v = lowrank[li]
         layer = layers[li]
+        assert isinstance(layer.gate, np.ndarray)  # float models only: quantized ones are quantized after this
         gate = layer.gate.copy()
         gate[:, 0] = 0.0
         # Neuron j fires when (gate_j . x) + beta_j * x0 > 0; x0 > 0 (the bias unit).

@@ -19,6 +19,7 @@ the same dequantized weights.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 
@@ -59,8 +60,9 @@ def quantize_model(model: Model, qtype: str) -> Model:
     layers = []
     for layer in model.layers:
         layer = _pad_rank(layer)
-        layers.append(dataclasses.replace(
-            layer, **{name: quantize(np.asarray(getattr(layer, name), np.float32), qtype) for name in MATRICES}))
+        blocks: dict[str, Any] = {name: quantize(np.asarray(getattr(layer, name), np.float32), qtype)
+                                  for name in MATRICES}
+        layers.append(dataclasses.replace(layer, **blocks))
     return dataclasses.replace(
         model, layers=tuple(layers),
         token_embd=quantize(np.asarray(model.token_embd, np.float32), qtype),
