@@ -5,7 +5,10 @@ three primitive hooks `_matvec`, `_sparse_matvec` and `_sparse_axpy`.  The
 public methods check every argument with the reference's own checks before a
 hook sees it, so a hook may hand the arrays straight to native code: they are
 C-contiguous, of the spec's dtypes and shapes, and rows are sorted and in
-range.  `predict`, `sparse_ffn` and `dense_ffn` are composed from the
+range.  A weight is a float32/float16 array or, for a backend whose
+`weight_types` include them, a `QuantizedMatrix` (spec §13); the public
+methods refuse the types a backend does not list before any work.
+`predict`, `sparse_ffn` and `dense_ffn` are composed from the
 primitives exactly as the spec composes them; a backend may override their
 hooks to fuse work, and the conformance suite holds it to the same bits.
 """
@@ -19,7 +22,7 @@ import numpy as np
 from reprosparse import _config
 from reprosparse.reference import _checks
 from reprosparse.reference.ffn import ffn_rows, gated_h
-from reprosparse.reference.quant import WEIGHT_TYPES, Weights, weight_type
+from reprosparse.reference.quant import Weights, weight_type
 from reprosparse.reference.relu import relu
 
 
@@ -45,8 +48,10 @@ class Backend:
     priority: ClassVar[int] = 0
     #: True when results may be computed on several threads (conformance sweeps them)
     has_threads: ClassVar[bool] = False
-    #: the weight types its kernels take (reference.quant.WEIGHT_TYPES); ops refuse others
-    weight_types: ClassVar[tuple[str, ...]] = WEIGHT_TYPES
+    #: the weight types its kernels take, of reference.quant.WEIGHT_TYPES; ops refuse others.  Float
+    #: only unless a backend says more: one written before quantized weights existed refuses them
+    #: instead of handing a QuantizedMatrix to code that expects an array.
+    weight_types: ClassVar[tuple[str, ...]] = ("float32", "float16")
 
     # ---- configuration -------------------------------------------------
 

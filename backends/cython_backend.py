@@ -18,7 +18,7 @@ from types import ModuleType
 import numpy as np
 
 from reprosparse import _platform
-from reprosparse.reference.quant import Weights
+from reprosparse.reference.quant import WEIGHT_TYPES, Weights
 
 from ._base import Backend, BackendConfigError, BackendUnavailable
 
@@ -57,6 +57,7 @@ class CythonBackend(Backend):
     name = "cython"
     priority = 30
     has_threads = True
+    weight_types = WEIGHT_TYPES  # Q8_0/Q4_0 dequantized in registers (csrc/rs_quant_impl.h)
 
     def __init__(self, isa: str | None = None) -> None:
         self._k = _kernels()

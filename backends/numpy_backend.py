@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from reprosparse.reference.lane_dot import lane_dot_rows
-from reprosparse.reference.quant import QuantizedMatrix, Weights
+from reprosparse.reference.quant import WEIGHT_TYPES, QuantizedMatrix, Weights
 from reprosparse.reference.sparse_axpy import sparse_axpy
 
 from ._base import Backend
@@ -25,6 +25,7 @@ def _quiet() -> np.errstate:
 class NumpyBackend(Backend):
     name = "numpy"
     priority = 10
+    weight_types = WEIGHT_TYPES
 
     def info(self) -> dict[str, str]:
         return {"numpy": np.__version__, "fast mode": "BLAS (x @ W.T) on gathered rows"}

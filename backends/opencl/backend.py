@@ -96,9 +96,8 @@ def _check_size(what: str, n: int) -> None:
 class OpenCLBackend(Backend):
     name = "opencl"
     priority = 20
-    # No quantized kernels in ops.cl yet: Q8_0/Q4_0 weights are refused (TypeError) before any work,
-    # rather than dequantized on the host into a float32 copy that would pass for native.
-    weight_types = ("float32", "float16")
+    # weight_types stays float32/float16: ops.cl has no quantized kernels yet, so Q8_0/Q4_0 are
+    # refused before any work rather than dequantized on the host into a float32 copy.
 
     def __init__(
         self, platforms: list[cl.Platform], platform_index: int, device_index: int, plan: Plan, *,
