@@ -171,3 +171,20 @@ def test_audit_of_a_q4_0_model_gives_one_output_in_deterministic_mode(tmp_path: 
     assert "identical" in out
     for name in refusing:  # left out, saying why, not failed and not silently run on a float32 copy
         assert f"left out {name}: the {name} backend does not take" in out
+
+
+def test_conformance_reports_a_refused_weight_type_apart_from_passes() -> None:
+    """A backend that does not take q4_0 is neither passed nor failed on a q4_0 case: it is 'refused'."""
+    from reprosparse import conformance
+    from reprosparse.backends.numpy_backend import NumpyBackend
+
+    class FloatOnly(NumpyBackend):
+        name = "float-only"
+        weight_types = ("float32", "float16")
+
+    exp = conformance.Expected.of(conformance.find("matvec/q4_0/normal"))
+    results = list(conformance.check_case(FloatOnly(), "deterministic", exp))
+    assert [r.check for r in results] == [conformance.REFUSES_WEIGHTS] and "does not take q4_0" in results[0].detail
+    (row,) = conformance.summarise(results)
+    assert row.passed_text == "refuses the weights" and not row.is_reference
+    assert conformance.independent_passes(results) == 0 and conformance.not_independent(results) == 0
