@@ -6,6 +6,6 @@ returns a `Backend` or raises `BackendUnavailable` saying why it cannot run
 (or `BackendConfigError` when a setting meant for it is invalid).
 """
 
-from ._base import Backend, BackendConfigError, BackendUnavailable
+from ._base import Backend, BackendConfigError, BackendUnavailable, WeightsUnsupported
 
-__all__ = ["Backend", "BackendConfigError", "BackendUnavailable"]
+__all__ = ["Backend", "BackendConfigError", "BackendUnavailable", "WeightsUnsupported"]

@@ -5,7 +5,10 @@ three primitive hooks `_matvec`, `_sparse_matvec` and `_sparse_axpy`.  The
 public methods check every argument with the reference's own checks before a
 hook sees it, so a hook may hand the arrays straight to native code: they are
 C-contiguous, of the spec's dtypes and shapes, and rows are sorted and in
-range.  `predict`, `sparse_ffn` and `dense_ffn` are composed from the
+range.  A weight is a float32/float16 array or, for a backend whose
+`weight_types` include them, a `QuantizedMatrix` (spec §13); the public
+methods refuse the types a backend does not list before any work.
+`predict`, `sparse_ffn` and `dense_ffn` are composed from the
 primitives exactly as the spec composes them; a backend may override their
 hooks to fuse work, and the conformance suite holds it to the same bits.
 The runtime's per-token operators (rmsnorm, rope, attention, softmax, argmax,
@@ -22,6 +25,7 @@ import numpy as np
 from reprosparse import _config
 from reprosparse.reference import _checks
 from reprosparse.reference.ffn import ffn_rows, gated_h
+from reprosparse.reference.quant import Weights, weight_type
 from reprosparse.reference.relu import relu
 
 from ._runtime_ops import RuntimeOps
@@ -38,6 +42,10 @@ class BackendConfigError(ValueError):
     backend: every request that loads it raises this error."""
 
 
+class WeightsUnsupported(TypeError):
+    """An op was given weights of a type this backend does not take (Backend.weight_types)."""
+
+
 class Backend(RuntimeOps):
     #: registry name, also used in reports and reproductions
     name: ClassVar[str] = ""
@@ -45,6 +53,10 @@ class Backend(RuntimeOps):
     priority: ClassVar[int] = 0
     #: True when results may be computed on several threads (conformance sweeps them)
     has_threads: ClassVar[bool] = False
+    #: the weight types its kernels take, of reference.quant.WEIGHT_TYPES; ops refuse others.  Float
+    #: only unless a backend says more: one written before quantized weights existed refuses them
+    #: instead of handing a QuantizedMatrix to code that expects an array.
+    weight_types: ClassVar[tuple[str, ...]] = ("float32", "float16")
 
     # ---- configuration -------------------------------------------------
 
@@ -60,6 +72,21 @@ class Backend(RuntimeOps):
         or None.  REPROSPARSE_BACKEND=auto skips a backend that refuses the current mode."""
         return None
 
+    def refuses_weights(self, w: Weights) -> str | None:
+        """Why this backend does not take the checked weight matrix `w`, or None."""
+        wt = weight_type(w)
+        if wt in self.weight_types:
+            return None
+        return f"the {self.name} backend does not take {wt} weights (it takes {', '.join(self.weight_types)})"
+
+    def _take(self, **weights: Weights) -> None:
+        """WeightsUnsupported (a TypeError) naming the first weight argument this backend does not
+        take: never a wrong answer."""
+        for name, w in weights.items():
+            why = self.refuses_weights(w)
+            if why is not None:
+                raise WeightsUnsupported(f"{name}: {why}")
+
     def _resolve(self, mode: str | None, threads: int | None) -> tuple[str, int]:
         mode = _config.check_mode(mode if mode is not None else _config.current().mode)
         if threads is None:
@@ -72,6 +99,7 @@ class Backend(RuntimeOps):
 
     def matvec(self, W: Any, x: Any, *, mode: str | None = None, threads: int | None = None) -> np.ndarray:
         W, x = _checks.matvec_args(W, x)
+        self._take(W=W)
         mode, threads = self._resolve(mode, threads)
         return _checks.like_input(self._matvec(W, _checks.as_2d(x), mode, threads), x)
 
@@ -79,6 +107,7 @@ class Backend(RuntimeOps):
         self, W: Any, x: Any, rows: Any, *, mode: str | None = None, threads: int | None = None
     ) -> np.ndarray:
         W, x, rows = _checks.sparse_matvec_args(W, x, rows)
+        self._take(W=W)
         mode, threads = self._resolve(mode, threads)
         return _checks.like_input(self._sparse_matvec(W, _checks.as_2d(x), rows, mode, threads), x)
 
@@ -86,6 +115,7 @@ class Backend(RuntimeOps):
         self, W: Any, h: Any, rows: Any, *, mode: str | None = None, threads: int | None = None
     ) -> np.ndarray:
         W, h, rows = _checks.sparse_axpy_args(W, h, rows)
+        self._take(W=W)
         mode, threads = self._resolve(mode, threads)
         return _checks.like_input(self._sparse_axpy(W, _checks.as_2d(h), rows, mode, threads), h)
 
@@ -94,6 +124,7 @@ class Backend(RuntimeOps):
         mode: str | None = None, threads: int | None = None,
     ) -> np.ndarray:
         x, fc1, fc2, thr = _checks.predict_args(x, fc1, fc2, threshold)
+        self._take(fc1=fc1, fc2=fc2)
         mode, threads = self._resolve(mode, threads)
         return _checks.like_input(self._predict(_checks.as_2d(x), fc1, fc2, thr, mode, threads), x)
 
@@ -103,6 +134,7 @@ class Backend(RuntimeOps):
     ) -> np.ndarray:
         x, gate, up, down_t = _checks.ffn_args(x, gate, up, down_t)
         mask = _checks.mask("mask", mask, x, gate.shape[0])
+        self._take(gate=gate, up=up, down_t=down_t)
         mode, threads = self._resolve(mode, threads)
         y = self._sparse_ffn(_checks.as_2d(x), gate, up, down_t, _checks.as_2d(mask), mode, threads)
         return _checks.like_input(y, x)
@@ -112,6 +144,7 @@ class Backend(RuntimeOps):
         mode: str | None = None, threads: int | None = None,
     ) -> np.ndarray:
         x, gate, up, down_t = _checks.ffn_args(x, gate, up, down_t)
+        self._take(gate=gate, up=up, down_t=down_t)
         mode, threads = self._resolve(mode, threads)
         x2 = _checks.as_2d(x)
         y = self._dense_ffn(x2, gate, up, down_t, mode, threads)
@@ -119,27 +152,27 @@ class Backend(RuntimeOps):
 
     # ---- hooks: validated 2-D inputs in, 2-D outputs out ----------------
 
-    def _matvec(self, W: np.ndarray, x: np.ndarray, mode: str, threads: int) -> np.ndarray:
+    def _matvec(self, W: Weights, x: np.ndarray, mode: str, threads: int) -> np.ndarray:
         raise NotImplementedError
 
     def _sparse_matvec(
-        self, W: np.ndarray, x: np.ndarray, rows: np.ndarray, mode: str, threads: int
+        self, W: Weights, x: np.ndarray, rows: np.ndarray, mode: str, threads: int
     ) -> np.ndarray:
         raise NotImplementedError
 
     def _sparse_axpy(
-        self, W: np.ndarray, h: np.ndarray, rows: np.ndarray, mode: str, threads: int
+        self, W: Weights, h: np.ndarray, rows: np.ndarray, mode: str, threads: int
     ) -> np.ndarray:
         raise NotImplementedError
 
     def _predict(
-        self, x: np.ndarray, fc1: np.ndarray, fc2: np.ndarray, thr: np.float32, mode: str, threads: int
+        self, x: np.ndarray, fc1: Weights, fc2: Weights, thr: np.float32, mode: str, threads: int
     ) -> np.ndarray:
         z = self._matvec(fc2, relu(self._matvec(fc1, x, mode, threads)), mode, threads)
         return (z >= thr) | np.isnan(z)
 
     def _sparse_ffn(
-        self, x: np.ndarray, gate: np.ndarray, up: np.ndarray, down_t: np.ndarray,
+        self, x: np.ndarray, gate: Weights, up: Weights, down_t: Weights,
         mask: np.ndarray, mode: str, threads: int,
     ) -> np.ndarray:
         rows = ffn_rows(mask)
@@ -148,7 +181,7 @@ class Backend(RuntimeOps):
         return self._sparse_axpy(down_t, gated_h(g, u, mask[:, rows]), rows, mode, threads)
 
     def _dense_ffn(
-        self, x: np.ndarray, gate: np.ndarray, up: np.ndarray, down_t: np.ndarray, mode: str, threads: int
+        self, x: np.ndarray, gate: Weights, up: Weights, down_t: Weights, mode: str, threads: int
     ) -> np.ndarray:
         return self._sparse_ffn(x, gate, up, down_t, np.ones((x.shape[0], gate.shape[0]), bool), mode, threads)
 

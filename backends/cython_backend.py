@@ -18,6 +18,7 @@ from types import ModuleType
 import numpy as np
 
 from reprosparse import _platform
+from reprosparse.reference.quant import WEIGHT_TYPES, Weights
 
 from ._base import Backend, BackendConfigError, BackendUnavailable
 
@@ -56,6 +57,7 @@ class CythonBackend(Backend):
     name = "cython"
     priority = 30
     has_threads = True
+    weight_types = WEIGHT_TYPES  # Q8_0/Q4_0 dequantized in registers (csrc/rs_quant_impl.h)
 
     def __init__(self, isa: str | None = None) -> None:
         self._k = _kernels()
@@ -104,21 +106,21 @@ class CythonBackend(Backend):
             "compiler": k.COMPILER,
         }
 
-    def _matvec(self, W: np.ndarray, x: np.ndarray, mode: str, threads: int) -> np.ndarray:
+    def _matvec(self, W: Weights, x: np.ndarray, mode: str, threads: int) -> np.ndarray:
         return self._k.lane_dot_rows(W, None, x, mode == "fast", self._team(threads), self.isa)
 
     def _sparse_matvec(
-        self, W: np.ndarray, x: np.ndarray, rows: np.ndarray, mode: str, threads: int
+        self, W: Weights, x: np.ndarray, rows: np.ndarray, mode: str, threads: int
     ) -> np.ndarray:
         return self._k.lane_dot_rows(W, rows, x, mode == "fast", self._team(threads), self.isa)
 
     def _sparse_axpy(
-        self, W: np.ndarray, h: np.ndarray, rows: np.ndarray, mode: str, threads: int
+        self, W: Weights, h: np.ndarray, rows: np.ndarray, mode: str, threads: int
     ) -> np.ndarray:
         return self._k.sparse_axpy(W, h, rows, mode == "fast", self._team(threads), self.isa)
 
     def _sparse_ffn(
-        self, x: np.ndarray, gate: np.ndarray, up: np.ndarray, down_t: np.ndarray,
+        self, x: np.ndarray, gate: Weights, up: Weights, down_t: Weights,
         mask: np.ndarray, mode: str, threads: int,
     ) -> np.ndarray:
         # One native call: no Python between the gate/up products, h and the axpy.

@@ -5,12 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 from reprosparse.reference.lane_dot import lane_dot_rows
+from reprosparse.reference.quant import WEIGHT_TYPES, QuantizedMatrix, Weights
 from reprosparse.reference.sparse_axpy import sparse_axpy
 
 from ._base import Backend
 
 
-def _f32(w: np.ndarray) -> np.ndarray:
+def _f32(w: Weights) -> np.ndarray:
+    if isinstance(w, QuantizedMatrix):
+        return w.dequantize()
     return w if w.dtype == np.float32 else w.astype(np.float32)
 
 
@@ -22,18 +25,19 @@ def _quiet() -> np.errstate:
 class NumpyBackend(Backend):
     name = "numpy"
     priority = 10
+    weight_types = WEIGHT_TYPES
 
     def info(self) -> dict[str, str]:
         return {"numpy": np.__version__, "fast mode": "BLAS (x @ W.T) on gathered rows"}
 
-    def _matvec(self, W: np.ndarray, x: np.ndarray, mode: str, threads: int) -> np.ndarray:
+    def _matvec(self, W: Weights, x: np.ndarray, mode: str, threads: int) -> np.ndarray:
         if mode == "deterministic":
             return lane_dot_rows(W, None, x)
         with _quiet():
             return x @ _f32(W).T
 
     def _sparse_matvec(
-        self, W: np.ndarray, x: np.ndarray, rows: np.ndarray, mode: str, threads: int
+        self, W: Weights, x: np.ndarray, rows: np.ndarray, mode: str, threads: int
     ) -> np.ndarray:
         if mode == "deterministic":
             return lane_dot_rows(W, rows, x)
@@ -41,7 +45,7 @@ class NumpyBackend(Backend):
             return x @ _f32(W[rows]).T
 
     def _sparse_axpy(
-        self, W: np.ndarray, h: np.ndarray, rows: np.ndarray, mode: str, threads: int
+        self, W: Weights, h: np.ndarray, rows: np.ndarray, mode: str, threads: int
     ) -> np.ndarray:
         if mode == "deterministic":
             return sparse_axpy(W, h, rows)

@@ -11,9 +11,18 @@ mode) or stays inside the spec's error bound (fast mode).
 
 from .cases import Case, all_cases, find
 from .report import failures, independent_passes, not_independent, summarise
-from .runner import IS_THE_REFERENCE, THREAD_SWEEP, Expected, Result, check_case, is_the_reference, run
+from .runner import (
+    IS_THE_REFERENCE,
+    REFUSES_WEIGHTS,
+    THREAD_SWEEP,
+    Expected,
+    Result,
+    check_case,
+    is_the_reference,
+    run,
+)
 
 __all__ = [
-    "IS_THE_REFERENCE", "THREAD_SWEEP", "Case", "Expected", "Result", "all_cases", "check_case", "failures", "find",
-    "independent_passes", "is_the_reference", "not_independent", "run", "summarise",
+    "IS_THE_REFERENCE", "REFUSES_WEIGHTS", "THREAD_SWEEP", "Case", "Expected", "Result", "all_cases", "check_case",
+    "failures", "find", "independent_passes", "is_the_reference", "not_independent", "run", "summarise",
 ]

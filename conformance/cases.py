@@ -13,6 +13,8 @@ at a time around a small default shape:
 - ties:    predict only; every logit is the same exact sum in another order and
            the threshold is that sum, so any other summation order flips neurons
 - llama:   LLaMA-7B layer shapes, 4096 x 11008 at 10% active (not in --quick)
+- q8_0, q4_0: GGML quantized weights (raw blocks with every scale kind, see
+           quant_cases.py) at d = 32, 64, 4096
 
 The runtime's per-token operators have their own families (runtime_cases.py),
 listed after these.
@@ -27,6 +29,9 @@ from typing import Any
 import numpy as np
 
 from reprosparse.reference import OPS
+from reprosparse.reference.quant import TYPES as QUANT_TYPES
+
+from .quant_cases import QUANT_KINDS, quantized
 
 VALUE_KINDS = ("normal", "wide", "cancel", "subnormal", "signed_zero", "inf", "nan", "near_overflow")
 DENSITIES: tuple[str | float, ...] = ("empty", "one", 0.01, 0.1, 0.5, "all", "block_edges")
@@ -80,13 +85,19 @@ def all_cases(quick: bool = False) -> list[Case]:
             op, "float16",
             {v: {"dtype": "float16", "values": v, "n": 513} for v in ("normal", "subnormal", "inf", "nan")},
         )
+        for qt in QUANT_TYPES:  # d, d_out and r multiples of the 32-weight block
+            variants = {v: {"dtype": qt, "values": v, "n": 513, "d": 64, "d_out": 64, "r": 32} for v in QUANT_KINDS}
+            variants |= {f"d={d}": {"dtype": qt, "n": 300, "d": d, "d_out": d, "r": d} for d in (32, 4096)}
+            cases += _family(op, qt, variants)
         if op in ("matvec", "predict"):
             llama = {"4096x11008": {"n": 11008, "d": 4096, "t": 1, "r": 1024, "dtype": "float16"}}
         elif op == "sparse_axpy":
             llama = {"11008x4096-10%": {"n": 11008, "d_out": 4096, "t": 1, "density": 0.1, "dtype": "float16"}}
         else:
             llama = {"4096x11008-10%": {"n": 11008, "d": 4096, "d_out": 4096, "t": 1, "density": 0.1,
-                                        "dtype": "float16"}}
+                                        "dtype": "float16"},
+                     "4096x11008-10%-q4_0": {"n": 11008, "d": 4096, "d_out": 4096, "t": 1, "density": 0.1,
+                                             "dtype": "q4_0"}}
         cases += _family(op, "llama", llama, quick=False)
     from . import runtime_cases  # imported here: it builds on this module's Case and value generator
 
@@ -135,6 +146,13 @@ def _values(rng: np.random.Generator, shape: tuple[int, ...], kind: str, dtype: 
     return v.astype(dtype)
 
 
+def _weights(rng: np.random.Generator, shape: tuple[int, int], kind: str, dtype: str) -> Any:
+    """A weight matrix: float values of `kind`, or quantized blocks of that kind."""
+    if dtype in QUANT_TYPES:
+        return quantized(rng, shape, kind, dtype)
+    return _values(rng, shape, kind, dtype)
+
+
 def _rows(rng: np.random.Generator, n: int, density: str | float) -> np.ndarray:
     if density == "empty":
         picked = np.zeros(n, bool)
@@ -169,7 +187,7 @@ def _make_inputs(op: str, p: dict[str, Any], rng: np.random.Generator) -> dict[s
     n, d, t, dtype, kind = p["n"], p["d"], p["t"], p["dtype"], p["values"]
     lead = () if t is None else (t,)
     if op in ("matvec", "sparse_matvec"):
-        args = {"W": _values(rng, (n, d), kind, dtype), "x": _values(rng, (*lead, d), kind)}
+        args = {"W": _weights(rng, (n, d), kind, dtype), "x": _values(rng, (*lead, d), kind)}
         if op == "sparse_matvec":
             args["rows"] = _rows(rng, n, p["density"])
         return args
@@ -177,19 +195,19 @@ def _make_inputs(op: str, p: dict[str, Any], rng: np.random.Generator) -> dict[s
         rows = _rows(rng, n, p["density"])
         h = _values(rng, (*lead, rows.size), kind)
         h[rng.random(h.shape) < 0.25] = 0.0  # zero terms must be skipped, even against Inf weights
-        return {"W": _values(rng, (n, p["d_out"]), kind, dtype), "h": h, "rows": rows}
+        return {"W": _weights(rng, (n, p["d_out"]), kind, dtype), "h": h, "rows": rows}
     if op == "predict" and kind == "ties":
         return _predict_ties(rng, p)
     if op == "predict":
         x = _values(rng, (*lead, d), kind)
-        fc1 = _values(rng, (p["r"], d), kind, dtype)
-        fc2 = _values(rng, (n, p["r"]), kind, dtype)
+        fc1 = _weights(rng, (p["r"], d), kind, dtype)
+        fc2 = _weights(rng, (n, p["r"]), kind, dtype)
         return {"x": x, "fc1": fc1, "fc2": fc2, "threshold": float(rng.choice([0.0, 0.5, -1.0]))}
     args = {
         "x": _values(rng, (*lead, d), kind),
-        "gate": _values(rng, (n, d), kind, dtype),
-        "up": _values(rng, (n, d), kind, dtype),
-        "down_t": _values(rng, (n, p["d_out"]), kind, dtype),
+        "gate": _weights(rng, (n, d), kind, dtype),
+        "up": _weights(rng, (n, d), kind, dtype),
+        "down_t": _weights(rng, (n, p["d_out"]), kind, dtype),
     }
     if op == "sparse_ffn":
         args["mask"] = _mask(rng, t, n, p["density"])

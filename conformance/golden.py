@@ -7,7 +7,9 @@ layout after every NaN is replaced by the canonical quiet NaN 0x7fc00000 (the
 spec makes NaN payloads irrelevant).  A boolean output (predict) is hashed as
 one byte per element, 0 or 1, an integer output (argmax, and sample's single
 token) as little-endian int64, and a pair of outputs (sincos32) as the first
-followed by the second.  Non-array inputs (rope's base, rmsnorm's eps, sample's
+followed by the second.  A quantized weight matrix (spec §13) is stored as
+its raw GGML block bytes in base64 with its `qtype` ("q8_0" or "q4_0") and
+its `shape` [n, d].  Non-array inputs (rope's base, rmsnorm's eps, sample's
 temperature, seed and position) are plain JSON numbers; a seed can need 128
 bits and a position 64, so read them as arbitrary-precision integers.
 
@@ -25,6 +27,8 @@ from importlib import resources
 from typing import Any
 
 import numpy as np
+
+from reprosparse.reference.quant import QuantizedMatrix
 
 from .cases import Case
 
@@ -47,6 +51,16 @@ CASES = [
     Case("sparse_ffn", "golden", "float16",
          {"n": 600, "d": 8, "d_out": 4, "t": 2, "density": 0.2, "dtype": "float16"}),
     Case("dense_ffn", "golden", "normal", {"n": 100, "d": 12, "d_out": 5, "t": 2}),
+    # Quantized weights: raw blocks with NaN, Inf, subnormal and signed-zero scales (spec §13)
+    Case("matvec", "golden", "q8_0-nan", {"n": 40, "d": 64, "t": 2, "values": "nan", "dtype": "q8_0"}),
+    Case("matvec", "golden", "q4_0-subnormal", {"n": 40, "d": 64, "t": 2, "values": "subnormal", "dtype": "q4_0"}),
+    Case("sparse_axpy", "golden", "q8_0-signed-zero",
+         {"n": 700, "d_out": 32, "t": 2, "density": 0.3, "values": "signed_zero", "dtype": "q8_0"}),
+    Case("sparse_axpy", "golden", "q4_0-inf",
+         {"n": 700, "d_out": 32, "t": 2, "density": 0.3, "values": "inf", "dtype": "q4_0"}),
+    Case("predict", "golden", "q4_0", {"n": 50, "d": 32, "r": 32, "t": 2, "dtype": "q4_0"}),
+    Case("sparse_ffn", "golden", "q8_0", {"n": 600, "d": 32, "d_out": 32, "t": 2, "density": 0.2, "dtype": "q8_0"}),
+    Case("sparse_ffn", "golden", "q4_0", {"n": 600, "d": 32, "d_out": 64, "t": 3, "density": 0.2, "dtype": "q4_0"}),
 ]
 
 
@@ -164,6 +178,9 @@ def _raw(out: np.ndarray) -> bytes:
 
 
 def _encode(value: Any) -> Any:
+    if isinstance(value, QuantizedMatrix):
+        return {"qtype": value.type, "shape": list(value.shape),
+                "base64": base64.b64encode(value.data.tobytes()).decode()}
     if isinstance(value, np.ndarray):
         le = value.astype(value.dtype.newbyteorder("<"), copy=False)
         return {"dtype": value.dtype.name, "shape": list(value.shape),
@@ -172,6 +189,9 @@ def _encode(value: Any) -> Any:
 
 
 def _decode(value: Any) -> Any:
+    if isinstance(value, dict) and "qtype" in value:
+        raw = np.frombuffer(base64.b64decode(value["base64"]), np.uint8).copy()
+        return QuantizedMatrix(raw, tuple(value["shape"]), value["qtype"])
     if isinstance(value, dict) and "base64" in value:
         dtype = np.dtype(value["dtype"]).newbyteorder("<")
         raw = np.frombuffer(base64.b64decode(value["base64"]), dtype=dtype)

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .runner import Result
+from .runner import REFUSES_WEIGHTS, Result
 
 
 @dataclass
@@ -22,6 +22,8 @@ class Row:
     free: int = 0
     #: the backend computes with the reference's code here: its passes are not independent evidence
     is_reference: bool = False
+    #: the backend refuses these cases' weight type (why), so nothing was compared
+    refused: str = ""
 
     @property
     def passed(self) -> int:
@@ -32,6 +34,8 @@ class Row:
         """The "passed" column: a count, or "is the reference" where a count would claim a comparison."""
         if self.is_reference and not self.failed_cases:
             return "is the reference"
+        if self.refused and not self.failed_cases:
+            return "refuses the weights"
         return str(self.passed)
 
 
@@ -42,7 +46,10 @@ def summarise(results: Iterable[Result]) -> list[Row]:
         row = rows.setdefault(key, Row(*key))
         row.cases.add(r.case.id)
         row.checks += r.independent
-        row.is_reference |= not r.independent
+        if r.check == REFUSES_WEIGHTS:
+            row.refused = r.detail
+        else:
+            row.is_reference |= not r.independent
         if not r.passed:
             row.failed_cases.add(r.case.id)
         if r.worst is not None:
@@ -62,7 +69,8 @@ def independent_passes(results: Iterable[Result]) -> int:
 
 
 def not_independent(results: Iterable[Result]) -> int:
-    return sum(not r.independent for r in results)
+    """The "is the reference" markers (refused weight types are not counted either way)."""
+    return sum(not r.independent and r.check != REFUSES_WEIGHTS for r in results)
 
 
 def to_json(results: list[Result], path: str, header: dict[str, object]) -> None:

@@ -45,6 +45,7 @@ from .compare import mismatch
 THREAD_SWEEP = (1, 2, 3, 4, 7, 8)
 # arguments whose first axis is the token (the runtime ops' q, positions, ... included)
 BATCHED = ("x", "h", "mask", "q", "positions", "lengths", "seq", "a", "b", "new_k", "new_v")
+WEIGHTS = ("W", "fc1", "fc2", "gate", "up", "down_t")  # arguments that are weight matrices
 
 
 @dataclass
@@ -104,6 +105,8 @@ class Expected:
 
 
 IS_THE_REFERENCE = "is the reference"
+#: the check of a case whose weight type the backend refuses (Backend.weight_types): no result to compare
+REFUSES_WEIGHTS = "refuses the weights"
 
 
 def is_the_reference(backend: Backend, mode: str, op: str = "") -> bool:
@@ -129,6 +132,10 @@ def _guard(make: Callable[[], Result], fail: Callable[[str], Result]) -> Result:
 
 def check_case(backend: Backend, mode: str, exp: Expected) -> Iterator[Result]:
     case, inputs = exp.case, exp.inputs
+    refused = [why for k, v in inputs.items() if k in WEIGHTS and (why := backend.refuses_weights(v)) is not None]
+    if refused:
+        yield Result(backend.name, mode, case, REFUSES_WEIGHTS, True, refused[0], independent=False)
+        return
 
     def result(check: str, detail: str | None, **extra: Any) -> Result:
         return Result(backend.name, mode, case, check, detail is None, detail or "", **extra)

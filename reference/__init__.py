@@ -10,6 +10,7 @@ from .exp import exp32
 from .ffn import dense_ffn, sparse_ffn
 from .matvec import matvec
 from .predict import predict
+from .quant import QuantizedMatrix
 from .relu import relu
 from .rmsnorm import rmsnorm
 from .rope import rope
@@ -25,6 +26,6 @@ OPS = ("matvec", "sparse_matvec", "sparse_axpy", "predict", "sparse_ffn", "dense
 RUNTIME_OPS = ("exp32", "sincos32", "rope", "rmsnorm", "softmax", "attention", "argmax", "sample")
 
 __all__ = [
-    "OPS", "RUNTIME_OPS", "argmax", "attention", "dense_ffn", "exp32", "matvec", "predict", "relu", "rmsnorm",
-    "rope", "sample", "sincos32", "softmax", "sparse_axpy", "sparse_ffn", "sparse_matvec",
+    "OPS", "RUNTIME_OPS", "QuantizedMatrix", "argmax", "attention", "dense_ffn", "exp32", "matvec", "predict", "relu",
+    "rmsnorm", "rope", "sample", "sincos32", "softmax", "sparse_axpy", "sparse_ffn", "sparse_matvec",
 ]

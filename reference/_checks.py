@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ._bits import real_to_f32
+from .quant import BLOCK, BLOCK_BYTES, QuantizedMatrix, Weights, row_bytes
 
 WEIGHT_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
 F32 = np.dtype(np.float32)
@@ -42,14 +43,36 @@ def _contiguous(name: str, a: np.ndarray) -> None:
         )
 
 
-def weights(name: str, w: Any) -> np.ndarray:
-    """A 2-D C-contiguous float32 or float16 weight matrix."""
+def weights(name: str, w: Any) -> Weights:
+    """A 2-D C-contiguous float32 or float16 weight matrix, or a QuantizedMatrix."""
+    if isinstance(w, QuantizedMatrix):
+        return quantized(name, w)
     w = array(name, w)
     if w.dtype not in WEIGHT_DTYPES:
         raise TypeError(f"{name} must have dtype float32 or float16, got {w.dtype}")
     if w.ndim != 2:
         raise ValueError(f"{name} must be 2-D (rows, columns), got shape {w.shape}")
     _contiguous(name, w)
+    return w
+
+
+def quantized(name: str, w: QuantizedMatrix) -> QuantizedMatrix:
+    """A QuantizedMatrix whose bytes match its type and shape, checked again here because
+    native kernels read `w.data` by that shape (the object's fields are not trusted)."""
+    if type(w) is not QuantizedMatrix:
+        raise TypeError(f"{name} must be a QuantizedMatrix, not the subclass {type(w).__qualname__}")
+    if w.type not in BLOCK_BYTES:
+        raise ValueError(f"{name} has unknown quantization type {w.type!r}")
+    n, d = w.shape
+    data = array(f"{name}.data", w.data)
+    if data.dtype != np.uint8:
+        raise TypeError(f"{name}.data must have dtype uint8, got {data.dtype}")
+    if d % BLOCK:
+        raise ValueError(f"{name} ({w.type}) must have a multiple of {BLOCK} columns, got shape {w.shape}")
+    if data.shape != (n, row_bytes(w.type, d)):
+        raise ValueError(f"{name}.data must have shape {(n, row_bytes(w.type, d))} for a {w.type} matrix of "
+                         f"shape {w.shape}, got {data.shape}")
+    _contiguous(f"{name}.data", data)
     return w
 
 
@@ -106,12 +129,12 @@ def mask(name: str, m: Any, x: np.ndarray, n: int) -> np.ndarray:
     return m
 
 
-def same_shape(name: str, w: np.ndarray, other_name: str, other: np.ndarray) -> None:
+def same_shape(name: str, w: Weights, other_name: str, other: Weights) -> None:
     if w.shape != other.shape:
         raise ValueError(f"{name} must have the shape of {other_name} {other.shape}, got {w.shape}")
 
 
-def rows_match(name: str, w: np.ndarray, n: int, what: str) -> None:
+def rows_match(name: str, w: Weights, n: int, what: str) -> None:
     if w.shape[0] != n:
         raise ValueError(f"{name} must have {n} rows ({what}), got shape {w.shape}")
 
@@ -126,6 +149,11 @@ def threshold(value: Any) -> np.float32:
     return thr
 
 
+def dense(w: Weights) -> np.ndarray:
+    """A checked weight matrix as an array: a quantized one as its exact float32 matrix (spec §13)."""
+    return w.dequantize() if isinstance(w, QuantizedMatrix) else w
+
+
 def as_2d(x: np.ndarray) -> np.ndarray:
     return x if x.ndim == 2 else x.reshape(1, -1)
 
@@ -137,23 +165,23 @@ def like_input(out2d: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 # Argument checks per op, shared so that the reference and all backends agree.
 
-def matvec_args(w: Any, x: Any) -> tuple[np.ndarray, np.ndarray]:
+def matvec_args(w: Any, x: Any) -> tuple[Weights, np.ndarray]:
     w = weights("W", w)
     return w, activations("x", x, w.shape[1], "W.shape[1]")
 
 
-def sparse_matvec_args(w: Any, x: Any, r: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def sparse_matvec_args(w: Any, x: Any, r: Any) -> tuple[Weights, np.ndarray, np.ndarray]:
     w, x = matvec_args(w, x)
     return w, x, rows("rows", r, w.shape[0], "W")
 
 
-def sparse_axpy_args(w: Any, h: Any, r: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def sparse_axpy_args(w: Any, h: Any, r: Any) -> tuple[Weights, np.ndarray, np.ndarray]:
     w = weights("W", w)
     r = rows("rows", r, w.shape[0], "W")
     return w, activations("h", h, r.shape[0], "len(rows)"), r
 
 
-def predict_args(x: Any, fc1: Any, fc2: Any, thr: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.float32]:
+def predict_args(x: Any, fc1: Any, fc2: Any, thr: Any) -> tuple[np.ndarray, Weights, Weights, np.float32]:
     fc1 = weights("fc1", fc1)
     fc2 = weights("fc2", fc2)
     x = activations("x", x, fc1.shape[1], "fc1.shape[1]")
@@ -166,7 +194,7 @@ def predict_args(x: Any, fc1: Any, fc2: Any, thr: Any) -> tuple[np.ndarray, np.n
 
 def ffn_args(
     x: Any, gate: Any, up: Any, down_t: Any
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, Weights, Weights, Weights]:
     gate = weights("gate", gate)
     up = weights("up", up)
     down_t = weights("down_t", down_t)

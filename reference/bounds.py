@@ -27,6 +27,7 @@ import numpy as np
 
 from . import _checks
 from .ffn import ffn_rows
+from .quant import Weights
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -156,18 +157,21 @@ def _relu64(v: np.ndarray) -> np.ndarray:
     return np.where(v > 0, v, 0.0)
 
 
-def matvec(W: np.ndarray, x: np.ndarray) -> Bound:
+def matvec(W: Weights, x: np.ndarray) -> Bound:
     W, x = _checks.matvec_args(W, x)
+    W = _checks.dense(W)
     return dot_bound(W, _checks.as_2d(x))
 
 
-def sparse_matvec(W: np.ndarray, x: np.ndarray, rows: np.ndarray) -> Bound:
+def sparse_matvec(W: Weights, x: np.ndarray, rows: np.ndarray) -> Bound:
     W, x, rows = _checks.sparse_matvec_args(W, x, rows)
+    W = _checks.dense(W)
     return dot_bound(W[rows], _checks.as_2d(x))
 
 
-def sparse_axpy(W: np.ndarray, h: np.ndarray, rows: np.ndarray) -> Bound:
+def sparse_axpy(W: Weights, h: np.ndarray, rows: np.ndarray) -> Bound:
     W, h, rows = _checks.sparse_axpy_args(W, h, rows)
+    W = _checks.dense(W)
     return dot_bound(np.ascontiguousarray(W[rows].T), _checks.as_2d(h), skip_zero_b=True)
 
 
@@ -198,9 +202,10 @@ def _not_finite(b: Bound) -> np.ndarray:
     return b.kind != FINITE
 
 
-def predict_margin(x: np.ndarray, fc1: np.ndarray, fc2: np.ndarray) -> Bound:
+def predict_margin(x: np.ndarray, fc1: Weights, fc2: Weights) -> Bound:
     """Bound on the predictor logits z; the fast mask may differ only where |z - thr| <= radius."""
     x, fc1, fc2, _ = _checks.predict_args(x, fc1, fc2, 0.0)
+    fc1, fc2 = _checks.dense(fc1), _checks.dense(fc2)
     v = dot_bound(fc1, _checks.as_2d(x))
     free = _not_finite(v)
     a = _relu64(np.where(free, 0.0, v.centre))
@@ -208,7 +213,7 @@ def predict_margin(x: np.ndarray, fc1: np.ndarray, fc2: np.ndarray) -> Bound:
     return _propagated_dot(fc2, a, np.where(free, 0.0, v.radius), free)
 
 
-def predict_allows(x: np.ndarray, fc1: np.ndarray, fc2: np.ndarray, threshold: float, got: np.ndarray) -> np.ndarray:
+def predict_allows(x: np.ndarray, fc1: Weights, fc2: Weights, threshold: float, got: np.ndarray) -> np.ndarray:
     """Elementwise: is the fast-mode mask `got` allowed?"""
     z = predict_margin(x, fc1, fc2)
     thr = float(_checks.threshold(threshold))
@@ -218,9 +223,10 @@ def predict_allows(x: np.ndarray, fc1: np.ndarray, fc2: np.ndarray, threshold: f
 
 
 @_quiet
-def sparse_ffn(x: np.ndarray, gate: np.ndarray, up: np.ndarray, down_t: np.ndarray, mask: np.ndarray) -> Bound:
+def sparse_ffn(x: np.ndarray, gate: Weights, up: Weights, down_t: Weights, mask: np.ndarray) -> Bound:
     """Bound for sparse_ffn: the gate/up bounds pushed through relu(g) * u and the axpy."""
     x, gate, up, down_t = _checks.ffn_args(x, gate, up, down_t)
+    gate, up, down_t = _checks.dense(gate), _checks.dense(up), _checks.dense(down_t)
     mask2 = _checks.as_2d(_checks.mask("mask", mask, x, gate.shape[0]))
     x2 = _checks.as_2d(x)
     rows = ffn_rows(mask2)
@@ -239,6 +245,6 @@ def sparse_ffn(x: np.ndarray, gate: np.ndarray, up: np.ndarray, down_t: np.ndarr
     return _propagated_dot(np.ascontiguousarray(down_t[rows].T), h, rh, free)
 
 
-def dense_ffn(x: np.ndarray, gate: np.ndarray, up: np.ndarray, down_t: np.ndarray) -> Bound:
+def dense_ffn(x: np.ndarray, gate: Weights, up: Weights, down_t: Weights) -> Bound:
     x, gate, up, down_t = _checks.ffn_args(x, gate, up, down_t)
     return sparse_ffn(x, gate, up, down_t, np.ones((*x.shape[:-1], gate.shape[0]), bool))

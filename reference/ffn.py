@@ -11,6 +11,7 @@ import numpy as np
 
 from . import _checks
 from .lane_dot import lane_dot_rows
+from .quant import Weights
 from .relu import relu
 from .sparse_axpy import sparse_axpy
 
@@ -29,7 +30,7 @@ def gated_h(g: np.ndarray, u: np.ndarray, own: np.ndarray) -> np.ndarray:
 
 
 def sparse_ffn(
-    x: np.ndarray, gate: np.ndarray, up: np.ndarray, down_t: np.ndarray, mask: np.ndarray
+    x: np.ndarray, gate: Weights, up: Weights, down_t: Weights, mask: np.ndarray
 ) -> np.ndarray:
     x, gate, up, down_t = _checks.ffn_args(x, gate, up, down_t)
     mask2 = _checks.as_2d(_checks.mask("mask", mask, x, gate.shape[0]))
@@ -41,6 +42,6 @@ def sparse_ffn(
     return _checks.like_input(y, x)
 
 
-def dense_ffn(x: np.ndarray, gate: np.ndarray, up: np.ndarray, down_t: np.ndarray) -> np.ndarray:
+def dense_ffn(x: np.ndarray, gate: Weights, up: Weights, down_t: Weights) -> np.ndarray:
     x, gate, up, down_t = _checks.ffn_args(x, gate, up, down_t)
     return sparse_ffn(x, gate, up, down_t, np.ones((*x.shape[:-1], gate.shape[0]), bool))

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .quant import Weights
+
 LANES = 16
 FOLDS = (8, 4, 2, 1)
 _CHUNK_BYTES = 1 << 25  # bounds the temporary product buffer
@@ -34,10 +36,11 @@ def fold(acc: np.ndarray) -> np.ndarray:
     return acc[..., 0]
 
 
-def lane_dot_rows(w: np.ndarray, rows: np.ndarray | None, x: np.ndarray) -> np.ndarray:
+def lane_dot_rows(w: Weights, rows: np.ndarray | None, x: np.ndarray) -> np.ndarray:
     """out[t, a] = lane_dot(w[rows[a]], x[t]); rows=None means every row.
 
-    w: (n, d) float32/float16, x: (t, d) float32 -> (t, len(rows)) float32.
+    w: (n, d) float32/float16 or a QuantizedMatrix (its rows read as exact float32),
+    x: (t, d) float32 -> (t, len(rows)) float32.
     """
     t, d = x.shape
     picked = w.shape[0] if rows is None else rows.shape[0]
@@ -52,7 +55,7 @@ def lane_dot_rows(w: np.ndarray, rows: np.ndarray | None, x: np.ndarray) -> np.n
 
 
 def _lane_dot_chunks(
-    w: np.ndarray, rows: np.ndarray | None, xs: np.ndarray, out: np.ndarray, step: int, width: int
+    w: Weights, rows: np.ndarray | None, xs: np.ndarray, out: np.ndarray, step: int, width: int
 ) -> None:
     t, chunks, _ = xs.shape
     for start in range(0, out.shape[1], step):

@@ -7,10 +7,11 @@ import numpy as np
 
 from . import _checks
 from .lane_dot import lane_dot_rows
+from .quant import Weights
 from .relu import relu
 
 
-def predict(x: np.ndarray, fc1: np.ndarray, fc2: np.ndarray, threshold: float = 0.0) -> np.ndarray:
+def predict(x: np.ndarray, fc1: Weights, fc2: Weights, threshold: float = 0.0) -> np.ndarray:
     x, fc1, fc2, thr = _checks.predict_args(x, fc1, fc2, threshold)
     hidden = relu(lane_dot_rows(fc1, None, _checks.as_2d(x)))
     z = lane_dot_rows(fc2, None, hidden)

@@ -16,11 +16,12 @@ from __future__ import annotations
 import numpy as np
 
 from . import _checks
+from .quant import Weights
 
 BLOCK = 256
 
 
-def sparse_axpy(W: np.ndarray, h: np.ndarray, rows: np.ndarray) -> np.ndarray:
+def sparse_axpy(W: Weights, h: np.ndarray, rows: np.ndarray) -> np.ndarray:
     W, h, rows = _checks.sparse_axpy_args(W, h, rows)
     h2 = _checks.as_2d(h)
     y = np.zeros((h2.shape[0], W.shape[1]), np.float32)
@@ -30,7 +31,7 @@ def sparse_axpy(W: np.ndarray, h: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return _checks.like_input(y, h)
 
 
-def _token(W: np.ndarray, h: np.ndarray, rows: np.ndarray, y: np.ndarray) -> None:
+def _token(W: Weights, h: np.ndarray, rows: np.ndarray, y: np.ndarray) -> None:
     """y (+0.0 on entry) becomes one token's sparse_axpy."""
     live = np.flatnonzero(h != 0)  # NaN != 0, so NaN terms stay
     if live.size == 0:

@@ -15,6 +15,7 @@ import numpy as np
 from ._config import MODES, Settings, use
 from ._config import current as current_settings
 from ._registry import BackendError, BackendStatus, available_backends, get_backend
+from .reference.quant import QuantizedMatrix
 
 __version__ = "0.1.0"
 
@@ -50,6 +51,6 @@ def dense_ffn(x: Any, gate: Any, up: Any, down_t: Any) -> np.ndarray:
 
 
 __all__ = [
-    "MODES", "BackendError", "BackendStatus", "Settings", "available_backends", "current_settings",
+    "MODES", "BackendError", "BackendStatus", "QuantizedMatrix", "Settings", "available_backends", "current_settings",
     "dense_ffn", "get_backend", "matvec", "predict", "sparse_axpy", "sparse_ffn", "sparse_matvec", "use",
 ]

@@ -22,12 +22,13 @@ import numpy as np
 
 from . import _platform, _registry
 from .backends import Backend
+from .reference.quant import BLOCK, BLOCK_BYTES, QuantizedMatrix, Weights, row_bytes, weight_type
 
 D, N = 4096, 11008  # LLaMA-7B: hidden size, FFN neurons
 OPS = ("sparse_matvec", "sparse_axpy", "sparse_ffn")
 FRACTIONS = (0.05, 0.10, 0.20, 0.50, 1.00)
 BATCHES = (1, 16)
-DTYPES = ("float32", "float16")
+DTYPES = ("float32", "float16")  # timed by default; any of reference.quant.WEIGHT_TYPES may be asked for
 POWERINFER_MS = (1.9, 2.4)  # 4096x11008 F16 FFN, 1,100 active neurons, 2 threads, cold cache
 BLAS = "openblas"  # not a backend: the dense FFN as plain numpy matmuls, for reference
 
@@ -137,7 +138,7 @@ class Evictor:
             self._buffer = np.ones(3 * _l3_bytes() // 4, np.float32)
         self.method = "clflush of the rows read" if self._k is not None else "streaming read of 3x L3"
 
-    def __call__(self, arrays: list[tuple[np.ndarray, np.ndarray | None]]) -> None:
+    def __call__(self, arrays: list[tuple[Weights, np.ndarray | None]]) -> None:
         if self._k is not None:
             for W, rows in arrays:
                 self._k.evict(W, rows)
@@ -179,15 +180,20 @@ class Layer:
     """One FFN layer's weights in one dtype, and inputs for each batch and fraction."""
 
     dtype: str
-    gate: np.ndarray
-    up: np.ndarray
-    down_t: np.ndarray
+    gate: Weights
+    up: Weights
+    down_t: Weights
     _f32: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def make(cls, dtype: str, seed: int = 0) -> Layer:
         rng = np.random.default_rng(seed)
-        def one() -> np.ndarray:
+        def one() -> Weights:
+            if dtype in BLOCK_BYTES:  # random blocks, scales of a 0.02-sized float layer (read-only already)
+                raw = rng.integers(0, 256, (N, D // BLOCK, BLOCK_BYTES[dtype]), dtype=np.uint8)
+                scale = np.float16(0.02 / (64 if dtype == "q8_0" else 4))
+                raw[:, :, :2] = np.array([scale], "<f2").view(np.uint8)
+                return QuantizedMatrix(raw.reshape(N, -1), (N, D), dtype)
             # Read-only, as a loaded model's weights are: a GPU backend then keeps them on the
             # device (as in decoding) instead of uploading them in every timed call.
             w = (rng.standard_normal((N, D), dtype=np.float32) * 0.02).astype(dtype)
@@ -199,9 +205,24 @@ class Layer:
     def float32(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The weights as float32 (converted once, outside any timing), for plain BLAS."""
         if self._f32 is None:
-            self._f32 = (self.gate.astype(np.float32, copy=False), self.up.astype(np.float32, copy=False),
-                         self.down_t.astype(np.float32, copy=False))
+            self._f32 = (_as_f32(self.gate), _as_f32(self.up), _as_f32(self.down_t))
         return self._f32
+
+
+def _as_f32(w: Weights) -> np.ndarray:
+    return w.dequantize() if isinstance(w, QuantizedMatrix) else w.astype(np.float32, copy=False)
+
+
+def _negated_rows(w: Weights, rows: np.ndarray) -> Weights:
+    """A new read-only matrix with `rows` negated (a quantized row by its scales' sign bits)."""
+    if isinstance(w, QuantizedMatrix):
+        raw = w.data.copy()
+        raw.reshape(w.shape[0], -1, BLOCK_BYTES[w.type])[rows, :, 1] ^= 0x80
+        return QuantizedMatrix(raw, w.shape, w.type)
+    out = w.copy()
+    out[rows] = -out[rows]
+    out.flags.writeable = False
+    return out
 
 
 def blas_dense_ffn(x: np.ndarray, gate: np.ndarray, up: np.ndarray, down_t: np.ndarray) -> np.ndarray:
@@ -233,10 +254,7 @@ def make_inputs(layer: Layer, batch: int, fraction: float, seed: int = 1) -> Inp
     g = layer.gate[rows].astype(np.float32) @ base
     flip = rows[g < 0]
     if flip.size:  # the same layer serves every case: a flip is for good, in a new (read-only) array
-        gate = layer.gate.copy()
-        gate[flip] = -gate[flip]
-        gate.flags.writeable = False
-        layer.gate, layer._f32 = gate, None
+        layer.gate, layer._f32 = _negated_rows(layer.gate, flip), None
     mask = np.zeros((batch, N), bool)
     mask[:, rows] = True
     h = rng.standard_normal((batch, k)).astype(np.float32)
@@ -247,7 +265,8 @@ def make_inputs(layer: Layer, batch: int, fraction: float, seed: int = 1) -> Inp
 
 
 def weight_bytes(op: str, layer: Layer, inp: Inputs, backend: str) -> int:
-    row = D * (4 if backend == BLAS else np.dtype(layer.dtype).itemsize)
+    wt = weight_type(layer.gate)
+    row = D * 4 if backend == BLAS else row_bytes(wt, D) if wt in BLOCK_BYTES else D * np.dtype(wt).itemsize
     if op in ("sparse_matvec", "sparse_axpy"):
         return inp.rows.size * row
     if op == "sparse_ffn":
@@ -270,7 +289,7 @@ def _call(
     return lambda: b.dense_ffn(inp.x, layer.gate, layer.up, layer.down_t, **kw)
 
 
-def _touched(op: str, layer: Layer, inp: Inputs, backend: str) -> list[tuple[np.ndarray, np.ndarray | None]]:
+def _touched(op: str, layer: Layer, inp: Inputs, backend: str) -> list[tuple[Weights, np.ndarray | None]]:
     if backend == BLAS:
         return [(w, None) for w in layer.float32()]
     if op == "sparse_matvec":
@@ -407,6 +426,12 @@ def targets(report: Report, backend: str = "cython") -> list[Target]:
                 ">= 1.6x", one.median_s / d.median_s >= 1.6 if d and one else None,
             ))
     f16 = _find(report, op="sparse_ffn", dtype="float16", mode="deterministic", threads=2, **base)
+    q4 = _find(report, op="sparse_ffn", dtype="q4_0", mode="deterministic", threads=2, **base)
+    out.append(Target(
+        "q4_0 vs float16 det sparse_ffn, 2 threads (3.5x fewer bytes)",
+        f"{f16.median_s / q4.median_s:.2f}x ({q4.median_s * 1e3:.2f} vs {f16.median_s * 1e3:.2f} ms)"
+        if f16 and q4 else "-", ">= 2.5x", f16.median_s / q4.median_s >= 2.5 if f16 and q4 else None,
+    ))
     out.append(Target(
         "float16 det sparse_ffn, 2 threads (PowerInfer 1.9-2.4 ms)",
         f"{f16.median_s * 1e3:.2f} ms, {f16.gbps:.1f} GB/s" if f16 else "-", "< 1.9 ms, >= 18 GB/s",

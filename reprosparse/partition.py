@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from reprosparse.backends import Backend
+from reprosparse.reference.quant import Weights, take_columns, take_rows
 from reprosparse.reference.sparse_axpy import BLOCK
 
 COLUMN_UNIT = 32
@@ -156,6 +157,11 @@ class Partition(Backend):
         why = [f"{e.name}: {r}" for e in self.executors if (r := e.backend.refuses(mode))]
         return "; ".join(why) or None
 
+    def refuses_weights(self, w: Weights) -> str | None:
+        """A partition takes the weight types every executor takes."""
+        why = [f"{e.name}: {r}" for e in self.executors if (r := e.backend.refuses_weights(w))]
+        return "; ".join(why) or None
+
     def info(self) -> dict[str, str]:
         total = sum(e.share for e in self.executors)
         return {"executors": ", ".join(
@@ -179,13 +185,14 @@ class Partition(Backend):
         return [(i, a, b) for i, (a, b) in enumerate(itertools.pairwise(edges)) if b > a]
 
     def _columns_of(self, W: np.ndarray, first: int, end: int) -> np.ndarray:
-        """W[:, first:end] as a read-only C-contiguous copy, made once while W lives."""
+        """W[:, first:end] as a read-only C-contiguous copy in W's type, made once while W lives."""
         key = (id(W), first, end)
         with self._lock:
             got = self._columns.get(key)
         if got is None:
-            got = np.ascontiguousarray(W[:, first:end])
-            got.setflags(write=False)
+            got = take_columns(W, first, end)
+            if isinstance(got, np.ndarray):
+                got.setflags(write=False)
             with self._lock:
                 if key not in self._columns:
                     self._columns[key] = got
@@ -220,7 +227,7 @@ class Partition(Backend):
 
     def _matvec(self, W: np.ndarray, x: np.ndarray, mode: str, threads: int) -> np.ndarray:
         def part(i: int, a: int, b: int) -> Part:
-            return i, a, b, lambda be, n: be.matvec(W[a:b], x, mode=mode, threads=n)
+            return i, a, b, lambda be, n: be.matvec(take_rows(W, slice(a, b)), x, mode=mode, threads=n)
 
         parts = [part(*p) for p in self._parts(W.shape[0], self.row_unit)]
         return self._execute(np.empty((x.shape[0], W.shape[0]), np.float32), parts, threads)
@@ -230,8 +237,8 @@ class Partition(Backend):
     ) -> np.ndarray:
         def part(i: int, a: int, b: int) -> Part:
             first, end = (int(k) for k in np.searchsorted(rows, [a, b]))  # rows are strictly increasing
-            own = rows[first:end] - np.int32(a)
-            return i, first, end, lambda be, n: be.sparse_matvec(W[a:b], x, own, mode=mode, threads=n)
+            own, mine = rows[first:end] - np.int32(a), take_rows(W, slice(a, b))  # a view of W's rows
+            return i, first, end, lambda be, n: be.sparse_matvec(mine, x, own, mode=mode, threads=n)
 
         parts = [q for q in (part(*p) for p in self._parts(W.shape[0], self.row_unit)) if q[2] > q[1]]
         return self._execute(np.empty((x.shape[0], rows.shape[0]), np.float32), parts, threads)

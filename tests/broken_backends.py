@@ -226,3 +226,31 @@ class RuntimeSequentialNorm(NumpyBackend):
                 ss = ss + x[:, j] * x[:, j]
             inv = np.float32(1.0) / np.sqrt(ss / np.float32(x.shape[1]) + eps)
             return (x * inv[:, None]) * weight.astype(np.float32)[None, :]
+
+
+def _interleaved_q4(W):
+    """Q4_0 read with interleaved nibbles (element 2i low, 2i+1 high), the classic misreading of
+    ggml's layout (low nibbles are elements 0..15, high ones 16..31); other weights as they are."""
+    from reprosparse.reference.quant import QuantizedMatrix
+
+    if not isinstance(W, QuantizedMatrix) or W.type != "q4_0":
+        return W
+    blocks = np.asarray(W.data).reshape(W.shape[0], -1, 18)
+    scale = np.ascontiguousarray(blocks[:, :, :2]).view("<f2").astype(np.float32)
+    packed = blocks[:, :, 2:]
+    q = np.stack([packed & 15, packed >> 4], axis=3).reshape(*packed.shape[:2], 32).astype(np.float32) - 8
+    with np.errstate(all="ignore"):
+        return (q * scale).reshape(W.shape)
+
+
+class InterleavedNibbles(NumpyBackend):
+    name = "broken-q4-nibbles"
+
+    def _matvec(self, W, x, mode, threads):
+        return super()._matvec(_interleaved_q4(W), x, mode, threads)
+
+    def _sparse_matvec(self, W, x, rows, mode, threads):
+        return super()._sparse_matvec(_interleaved_q4(W), x, rows, mode, threads)
+
+    def _sparse_axpy(self, W, h, rows, mode, threads):
+        return super()._sparse_axpy(_interleaved_q4(W), h, rows, mode, threads)

@@ -15,6 +15,28 @@ F = np.float32
 ZERO = F(0.0)
 
 
+def plain(w):
+    """A weight matrix as floats: a quantized one (spec §13) dequantized byte by byte."""
+    if isinstance(w, np.ndarray):
+        return w
+    n, d = w.shape
+    block_bytes = {"q8_0": 34, "q4_0": 18}[w.type]
+    raw = w.data.tobytes()
+    out = np.empty((n, d), F)
+    for i in range(n):
+        for b in range(d // 32):
+            at = (i * (d // 32) + b) * block_bytes
+            scale = F(np.frombuffer(raw[at:at + 2], "<f2")[0])  # little-endian float16, exact
+            for j in range(32):
+                if w.type == "q8_0":
+                    q = raw[at + 2 + j] - (256 if raw[at + 2 + j] >= 128 else 0)
+                else:  # low nibbles are elements 0..15, high nibbles 16..31
+                    byte = raw[at + 2 + j % 16]
+                    q = (byte & 15 if j < 16 else byte >> 4) - 8
+                out[i, b * 32 + j] = F(F(q) * scale)
+    return out
+
+
 def lane_dot(w, x):
     acc = [ZERO] * 16
     for k in range(len(x)):
@@ -35,16 +57,19 @@ def _shape_like(x, per_token):
 
 
 def matvec(W, x):
+    W = plain(W)
     out = [np.array([lane_dot(W[i], xt) for i in range(W.shape[0])], F) for xt in _tokens(x)]
     return _shape_like(x, out) if out else np.zeros((0, W.shape[0]), F)
 
 
 def sparse_matvec(W, x, rows):
+    W = plain(W)
     out = [np.array([lane_dot(W[r], xt) for r in rows], F) for xt in _tokens(x)]
     return _shape_like(x, out) if out else np.zeros((0, len(rows)), F)
 
 
 def sparse_axpy(W, h, rows):
+    W = plain(W)
     d = W.shape[1]
     out = []
     for ht in _tokens(h):
@@ -93,6 +118,7 @@ def round_f32(value):
 
 def predict(x, fc1, fc2, threshold=0.0):
     thr = round_f32(threshold)
+    fc1, fc2 = plain(fc1), plain(fc2)
     out = []
     for xt in _tokens(x):
         hidden = np.array([relu(lane_dot(fc1[k], xt)) for k in range(fc1.shape[0])], F)
@@ -102,6 +128,7 @@ def predict(x, fc1, fc2, threshold=0.0):
 
 
 def sparse_ffn(x, gate, up, down_t, mask):
+    gate, up, down_t = plain(gate), plain(up), plain(down_t)
     masks = [mask] if mask.ndim == 1 else list(mask)
     rows = [i for i in range(gate.shape[0]) if any(m[i] for m in masks)]
     out = []

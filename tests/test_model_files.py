@@ -153,13 +153,20 @@ def test_wrong_shape(model: Model, tmp_path: Path) -> None:
         load_model(tmp_path / "m.gguf")
 
 
-def test_unsupported_type(model: Model, tmp_path: Path) -> None:
-    hp = model.hyper
-    q4 = gguf.GGMLQuantizationType.Q4_0
-    block, size = gguf.GGML_QUANT_SIZES[q4]
-    raw = np.zeros((hp.n_ff, hp.dim // block * size), np.uint8)  # byte shape of a Q4_0 (n_ff, dim)
-    _rewrite(model, tmp_path / "m.gguf", {"blk.0.ffn_gate.weight": (raw, q4)})
-    with pytest.raises(ModelFormatError, match=r"blk\.0\.ffn_gate\.weight.*Q4_0"):
+@pytest.mark.parametrize(("tensor", "kind", "error"), [
+    ("blk.0.ffn_gate.weight", "Q5_0", r"'blk\.0\.ffn_gate\.weight' has type Q5_0; only F32, F16, Q8_0 and Q4_0"),
+    ("blk.0.ffn_norm.weight", "Q8_0", r"'blk\.0\.ffn_norm\.weight' has type Q8_0; only F32 and F16 are supported"),
+])
+def test_unsupported_type(model: Model, tmp_path: Path, tensor: str, kind: str, error: str) -> None:
+    """A type the loader cannot read (or a quantized norm vector) names the tensor and the type."""
+    qtype = gguf.GGMLQuantizationType[kind]
+    block, size = gguf.GGML_QUANT_SIZES[qtype]
+    rows, width = (model.hyper.n_ff, model.hyper.dim) if "gate" in tensor else (1, model.hyper.dim)
+    raw = np.zeros((rows, width // block * size), np.uint8)  # the byte shape of that type
+    if rows == 1:
+        raw = raw[0]
+    _rewrite(model, tmp_path / "m.gguf", {tensor: (raw, qtype)})
+    with pytest.raises(ModelFormatError, match=error):
         load_model(tmp_path / "m.gguf")
 
 
@@ -250,7 +257,7 @@ CORRUPT = [  # owner, role, value, slot index, the error (a regex)
     ("output.weight", "dims", 0, 1, r"'output\.weight' has an empty dimension"),
     ("output.weight", "dims", 2**64 - 1, 1, r"'output\.weight' ends at byte \d+ but the file has \d+ bytes"),
     ("output.weight", "ggml_type", 2**32 - 1, 0, r"'output\.weight' has the unknown GGML type 4294967295"),
-    ("output.weight", "ggml_type", gguf.GGMLQuantizationType.Q4_0, 0, r"'output\.weight' has type Q4_0"),
+    ("output.weight", "ggml_type", gguf.GGMLQuantizationType.Q5_0, 0, r"'output\.weight' has type Q5_0"),
     ("blk.0.fc1.weight", "dims", 16, 1, r"'blk\.0\.fc2\.weight' has numpy shape \(256, 17\)"),
 ]
 

@@ -30,6 +30,7 @@ gguf = pytest.importorskip("gguf")
 
 from gguf_layout import Slot, slots  # noqa: E402
 
+from reprosparse import QuantizedMatrix  # noqa: E402
 from reprosparse.model import Model, ModelFormatError, load_model, make_model, save_model  # noqa: E402
 
 SEED = 9
@@ -144,7 +145,8 @@ def _check_loaded(model: Model, data: bytes, path: Path) -> None:
     path.write_bytes(b"GGUF" + data[4:])
     reader = gguf.GGUFReader(path)
     by_name = {t.name: t for t in reader.tensors}
-    for name, array in _named_tensors(model):
+    for name, tensor in _named_tensors(model):
+        array = tensor.data if isinstance(tensor, QuantizedMatrix) else tensor  # a quantized one: its blocks
         _, _, _, ne, raw_type, offset = by_name[name].field.parts
         block, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(int(raw_type[0]))]
         start = reader.data_offset + int(offset[0])

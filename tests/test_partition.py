@@ -203,3 +203,25 @@ def test_bad_partitions_on_the_command_line_are_one_line_errors(tiny_path: str, 
     assert main(["generate", tiny_path, "-n", "2", *args]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_a_quantized_model_is_split_in_its_own_blocks(tiny_path: str) -> None:
+    """Q4_0 rows and 32-column ranges go to the executors as blocks (no float32 copy), same bits."""
+    from reprosparse.reference.quant import QuantizedMatrix
+
+    model = make_model(layers=1, dim=64, ff=512, vocab=300, heads=4, seed=4, dtype="q4_0")
+    seen: list[object] = []
+
+    class Watching(Honest):
+        def _sparse_axpy(self, W, h, rows, mode, threads):  # type: ignore[no-untyped-def]
+            seen.append(W)
+            return super()._sparse_axpy(W, h, rows, mode, threads)
+
+    partition = Partition([Executor(Watching(), 1), Executor(reprosparse.get_backend(NATIVE), 1, 1)], row_unit=256)
+    want_tokens, want = _logits(Runtime(model, NumpyBackend(), mode="deterministic"))
+    tokens, got = _logits(Runtime(model, partition, mode="deterministic"))
+    assert tokens == want_tokens and got.tobytes() == want.tobytes()
+    assert seen and all(isinstance(W, QuantizedMatrix) and W.shape[1] == 32 for W in seen)
+    with pytest.raises(ValueError, match="32-column blocks"):
+        Partition([Executor(Honest(), 1), Executor(Honest(), 1)], column_unit=5).sparse_axpy(
+            model.layers[0].down_t, np.ones((1, 2), np.float32), np.array([0, 3], np.int32))

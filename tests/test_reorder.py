@@ -156,3 +156,19 @@ def test_bad_orders_and_options_are_refused(model_path: Path, tmp_path: Path, ca
     assert main(["reorder-model", str(model_path), out, "--profile", "1,999"]) == 2
     assert main(["reorder-model", str(model_path), out]) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_quantized_model_keeps_its_types(tmp_path: Path) -> None:
+    from reprosparse.reference.quant import QuantizedMatrix
+
+    path, out = tmp_path / "q.gguf", tmp_path / "q-r.gguf"
+    save_model(make_model(layers=LAYERS, dim=64, ff=FF, vocab=300, heads=4, seed=5, dtype="q4_0"), path)
+    split = tmp_path / "q.gpuidx"
+    write_split(split, hot_sets(4), FF)
+    assert main(["reorder-model", str(path), str(out), "--split", str(split)]) == 0
+    before, after = load_model(path), load_model(out)
+    for old, new, hot in zip(before.layers, after.layers, hot_sets(4), strict=True):
+        order = order_from_hot(hot, FF)
+        for name in ("gate", "up", "down_t", "fc2"):
+            assert isinstance(getattr(new, name), QuantizedMatrix)
+            assert getattr(new, name).data.tobytes() == getattr(old, name).data[order].tobytes()

@@ -30,6 +30,10 @@ def _failures(backend, mode, ops, family=None):
         (broken.RuntimeNumpyExp(), "deterministic", ("softmax", "attention", "attention_batch"), "values"),
         (broken.RuntimeNumpyExp(), "fast", ("softmax", "attention", "attention_batch"), "values"),
         (broken.RuntimeSequentialNorm(), "deterministic", ("rmsnorm",), "shapes"),
+        (broken.InterleavedNibbles(), "deterministic",
+         ("matvec", "sparse_matvec", "sparse_axpy", "predict", "sparse_ffn", "dense_ffn"), "q4_0"),
+        (broken.InterleavedNibbles(), "fast",
+         ("matvec", "sparse_matvec", "sparse_axpy", "predict", "sparse_ffn", "dense_ffn"), "q4_0"),
     ],
     ids=lambda v: getattr(v, "name", None) if hasattr(v, "name") else None,
 )

@@ -8,6 +8,8 @@ from libc.stdint cimport int32_t, int64_t, uint8_t
 
 import numpy as np
 
+from reprosparse.reference.quant import QuantizedMatrix, row_bytes
+
 cnp.import_array()
 
 
@@ -18,10 +20,15 @@ cdef extern from "rs_kernels.h" nogil:
         RS_ENOMEM
         RS_EROWS
         RS_EISA
+        RS_EWTYPE
+        RS_W_F32
+        RS_W_F16
+        RS_W_Q8_0
+        RS_W_Q4_0
 
     ctypedef struct rs_dot_args:
         const void *W
-        int f16
+        int wtype
         int64_t d
         const int32_t *rows
         const float *x
@@ -38,10 +45,10 @@ cdef extern from "rs_kernels.h" nogil:
     int rs_max_threads()
     int rs_team_size(int threads)
     int rs_dot(int isa, const rs_dot_args *A, int64_t nrows, int64_t n, int threads)
-    int rs_axpy(int isa, const void *W, int f16, int64_t n, int64_t d, const int32_t *rows, int64_t nrows,
+    int rs_axpy(int isa, const void *W, int wtype, int64_t n, int64_t d, const int32_t *rows, int64_t nrows,
                 const float *h, int64_t t, float *y, int fast, int threads)
     int rs_ffn(int isa, const float *x, int64_t t, int64_t d, int64_t n, int64_t d_out,
-               const void *gate, int gate_f16, const void *up, int up_f16, const void *down_t, int down_f16,
+               const void *gate, int gate_wtype, const void *up, int up_wtype, const void *down_t, int down_wtype,
                const uint8_t *mask, float *y, int fast, int threads)
     int rs_evict(const void *p, int64_t bytes)
     int rs_read_sum(int isa, const float *p, int64_t n, int threads, float *sum)
@@ -115,18 +122,45 @@ cdef _check(int rc):
         raise ValueError("rows must be strictly increasing and index rows of W")
     if rc == RS_EISA:
         raise ValueError("ISA not usable on this CPU")
+    if rc == RS_EWTYPE:
+        raise ValueError("quantized weights must have a multiple of 32 columns")
 
 
-cdef int _weight_f16(str name, cnp.ndarray w) except -1:
-    if w.dtype == np.float32:
-        f16 = 0
-    elif w.dtype == np.float16:
-        f16 = 1
+_QUANT_CODES = {"q8_0": RS_W_Q8_0, "q4_0": RS_W_Q4_0}
+
+
+cdef class _Weight:
+    """What the kernels read of a weight matrix: its memory, type code and logical shape."""
+    cdef cnp.ndarray mem
+    cdef int wtype
+    cdef int64_t n, d
+
+
+cdef _Weight _weight(str name, object w):
+    cdef _Weight out = _Weight()
+    cdef cnp.ndarray a
+    if isinstance(w, QuantizedMatrix):
+        a = w.data
+        n, d = w.shape
+        if w.type not in _QUANT_CODES or d % 32 or a.dtype != np.uint8 or not a.flags.c_contiguous \
+                or a.ndim != 2 or a.shape[0] != n or a.shape[1] != row_bytes(w.type, d):
+            raise ValueError(f"{name}: a QuantizedMatrix whose bytes do not match its type and shape")
+        out.wtype = _QUANT_CODES[w.type]
+    elif isinstance(w, np.ndarray):
+        a = w
+        if a.dtype == np.float32:
+            out.wtype = RS_W_F32
+        elif a.dtype == np.float16:
+            out.wtype = RS_W_F16
+        else:
+            raise TypeError(f"{name} must have dtype float32 or float16, got {a.dtype}")
+        if a.ndim != 2 or not a.flags.c_contiguous:
+            raise ValueError(f"{name} must be a 2-D C-contiguous array")
+        n, d = a.shape[0], a.shape[1]
     else:
-        raise TypeError(f"{name} must have dtype float32 or float16, got {w.dtype}")
-    if w.ndim != 2 or not w.flags.c_contiguous:
-        raise ValueError(f"{name} must be a 2-D C-contiguous array")
-    return f16
+        raise TypeError(f"{name} must be a numpy.ndarray or a QuantizedMatrix, got {type(w).__name__}")
+    out.mem, out.n, out.d = a, n, d
+    return out
 
 
 cdef _array(str name, cnp.ndarray a, dtype, int ndim):
@@ -136,78 +170,81 @@ cdef _array(str name, cnp.ndarray a, dtype, int ndim):
         raise ValueError(f"{name} must be a {ndim}-D C-contiguous array")
 
 
-def lane_dot_rows(cnp.ndarray W not None, rows, cnp.ndarray x not None, bint fast, int threads, str isa):
+def lane_dot_rows(W not None, rows, cnp.ndarray x not None, bint fast, int threads, str isa):
     """out[t, a] = lane_dot(W[rows[a]], x[t]); rows None means every row."""
     cdef rs_dot_args A
     cdef cnp.ndarray r
     cdef int code = _isa(isa), rc
     cdef int64_t nrows
+    cdef _Weight w = _weight("W", W)
     _positive(threads)
-    A.f16 = _weight_f16("W", W)
+    A.wtype = w.wtype
     _array("x", x, np.float32, 2)
-    if x.shape[1] != W.shape[1]:
-        raise ValueError(f"x must have {W.shape[1]} columns, got shape {np.shape(x)}")
+    if x.shape[1] != w.d:
+        raise ValueError(f"x must have {w.d} columns, got shape {np.shape(x)}")
     if rows is None:
         A.rows = NULL
-        nrows = W.shape[0]
+        nrows = w.n
     else:
         r = rows
         _array("rows", r, np.int32, 1)
         A.rows = <const int32_t *>cnp.PyArray_DATA(r)
         nrows = r.shape[0]
     out = np.empty((x.shape[0], nrows), np.float32)
-    A.W = cnp.PyArray_DATA(W)
-    A.d = W.shape[1]
+    A.W = cnp.PyArray_DATA(w.mem)
+    A.d = w.d
     A.x = <const float *>cnp.PyArray_DATA(x)
     A.t = x.shape[0]
     A.out = <float *>cnp.PyArray_DATA(out)
     A.out_stride = nrows
     A.fast = fast
     with nogil:
-        rc = rs_dot(code, &A, nrows, W.shape[0], threads)
+        rc = rs_dot(code, &A, nrows, w.n, threads)
     _check(rc)
     return out
 
 
-def sparse_axpy(cnp.ndarray W not None, cnp.ndarray h not None, cnp.ndarray rows not None, bint fast, int threads, str isa):
+def sparse_axpy(W not None, cnp.ndarray h not None, cnp.ndarray rows not None, bint fast, int threads, str isa):
     """y[t] = sum over a of h[t, a] * W[rows[a]] in the spec's block order."""
     cdef int code = _isa(isa), rc
-    cdef int f16 = _weight_f16("W", W)
+    cdef _Weight w = _weight("W", W)
+    cdef int wtype = w.wtype
     _positive(threads)
     _array("h", h, np.float32, 2)
     _array("rows", rows, np.int32, 1)
     if h.shape[1] != rows.shape[0]:
         raise ValueError(f"h must have {rows.shape[0]} columns (one per row), got shape {np.shape(h)}")
-    y = np.empty((h.shape[0], W.shape[1]), np.float32)
-    cdef const void *w = cnp.PyArray_DATA(W)
+    y = np.empty((h.shape[0], w.d), np.float32)
+    cdef const void *wp = cnp.PyArray_DATA(w.mem)
     cdef const int32_t *r = <const int32_t *>cnp.PyArray_DATA(rows)
     cdef const float *hp = <const float *>cnp.PyArray_DATA(h)
     cdef float *yp = <float *>cnp.PyArray_DATA(y)
-    cdef int64_t n = W.shape[0], d = W.shape[1], nrows = rows.shape[0], t = h.shape[0]
+    cdef int64_t n = w.n, d = w.d, nrows = rows.shape[0], t = h.shape[0]
     with nogil:
-        rc = rs_axpy(code, w, f16, n, d, r, nrows, hp, t, yp, fast, threads)
+        rc = rs_axpy(code, wp, wtype, n, d, r, nrows, hp, t, yp, fast, threads)
     _check(rc)
     return y
 
 
-def sparse_ffn(cnp.ndarray x not None, cnp.ndarray gate not None, cnp.ndarray up not None, cnp.ndarray down_t not None, cnp.ndarray mask not None,
+def sparse_ffn(cnp.ndarray x not None, gate not None, up not None, down_t not None, cnp.ndarray mask not None,
                bint fast, int threads, str isa):
     """The spec's sparse_ffn in one call: rows from the mask, gate and up, h, sparse_axpy."""
     cdef int code = _isa(isa), rc
-    cdef int gf = _weight_f16("gate", gate), uf = _weight_f16("up", up), df = _weight_f16("down_t", down_t)
+    cdef _Weight g = _weight("gate", gate), u = _weight("up", up), dw = _weight("down_t", down_t)
+    cdef int gf = g.wtype, uf = u.wtype, df = dw.wtype
     _positive(threads)
     _array("x", x, np.float32, 2)
     _array("mask", mask, np.bool_, 2)
-    cdef int64_t t = x.shape[0], d = x.shape[1], n = gate.shape[0], d_out = down_t.shape[1]
-    if gate.shape[1] != d or up.shape[0] != n or up.shape[1] != d or down_t.shape[0] != n:
+    cdef int64_t t = x.shape[0], d = x.shape[1], n = g.n, d_out = dw.d
+    if g.d != d or u.n != n or u.d != d or dw.n != n:
         raise ValueError("gate and up must be (n, d) and down_t (n, d_out) for x of shape (t, d)")
     if mask.shape[0] != t or mask.shape[1] != n:
         raise ValueError(f"mask must have shape ({t}, {n}), got {np.shape(mask)}")
     y = np.empty((t, d_out), np.float32)
     cdef const float *xp = <const float *>cnp.PyArray_DATA(x)
-    cdef const void *gp = cnp.PyArray_DATA(gate)
-    cdef const void *upp = cnp.PyArray_DATA(up)
-    cdef const void *dp = cnp.PyArray_DATA(down_t)
+    cdef const void *gp = cnp.PyArray_DATA(g.mem)
+    cdef const void *upp = cnp.PyArray_DATA(u.mem)
+    cdef const void *dp = cnp.PyArray_DATA(dw.mem)
     cdef const uint8_t *mp = <const uint8_t *>cnp.PyArray_DATA(mask)
     cdef float *yp = <float *>cnp.PyArray_DATA(y)
     with nogil:
@@ -231,8 +268,9 @@ def read_sum(cnp.ndarray a not None, int threads, str isa):
     return total
 
 
-def evict(cnp.ndarray W not None, rows=None):
+def evict(W_ not None, rows=None):
     """Drop W (or only W[rows]) from every cache level; False where the CPU offers no way to."""
+    cdef cnp.ndarray W = W_.data if isinstance(W_, QuantizedMatrix) else W_
     cdef const char *p = <const char *>cnp.PyArray_DATA(W)
     cdef int64_t row_bytes, i
     cdef int ok = 1

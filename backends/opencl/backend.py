@@ -27,9 +27,10 @@ import numpy as np
 import pyopencl as cl
 
 from reprosparse.reference.ffn import ffn_rows
+from reprosparse.reference.quant import Weights
 from reprosparse.reference.sparse_axpy import BLOCK
 
-from .._base import Backend
+from .._base import Backend, WeightsUnsupported
 from . import devices
 from .programs import LAYOUTS, ROWS, OpenCLError, ProgramCache, Variant
 from .verify import Plan
@@ -71,6 +72,13 @@ def deterministic_problem(fp_config: int) -> str | None:
     return "the device does not report that it " + " or ".join(missing)
 
 
+def _array(w: Weights) -> np.ndarray:
+    """The float array a hook was given: weight_types keeps quantized matrices out of the hooks."""
+    if not isinstance(w, np.ndarray):
+        raise WeightsUnsupported(f"the opencl backend does not take {w.type} weights")
+    return w
+
+
 def tokens_per_item(t: int) -> int:
     """Tokens one work-item handles: each weight read then serves that many tokens."""
     return 1 if t == 1 else 4 if t <= 4 else 8
@@ -88,6 +96,8 @@ def _check_size(what: str, n: int) -> None:
 class OpenCLBackend(Backend):
     name = "opencl"
     priority = 20
+    # weight_types stays float32/float16: ops.cl has no quantized kernels yet, so Q8_0/Q4_0 are
+    # refused before any work rather than dequantized on the host into a float32 copy.
 
     def __init__(
         self, platforms: list[cl.Platform], platform_index: int, device_index: int, plan: Plan, *,
@@ -231,12 +241,13 @@ class OpenCLBackend(Backend):
 
     # ---- ops --------------------------------------------------------------
 
-    def _matvec(self, W: np.ndarray, x: np.ndarray, mode: str, threads: int) -> np.ndarray:
+    def _matvec(self, W: Weights, x: np.ndarray, mode: str, threads: int) -> np.ndarray:
         return self._sparse_matvec(W, x, np.arange(W.shape[0], dtype=np.int32), mode, threads)
 
     def _sparse_matvec(
-        self, W: np.ndarray, x: np.ndarray, rows: np.ndarray, mode: str, threads: int
+        self, W: Weights, x: np.ndarray, rows: np.ndarray, mode: str, threads: int
     ) -> np.ndarray:
+        W = _array(W)
         t, d = x.shape
         m = rows.shape[0]
         variant = self._variant(mode, W, t)
@@ -254,8 +265,9 @@ class OpenCLBackend(Backend):
         return self._read(out, o_buf, "sparse_matvec")
 
     def _sparse_axpy(
-        self, W: np.ndarray, h: np.ndarray, rows: np.ndarray, mode: str, threads: int
+        self, W: Weights, h: np.ndarray, rows: np.ndarray, mode: str, threads: int
     ) -> np.ndarray:
+        W = _array(W)
         t, m = h.shape
         d = W.shape[1]
         variant = self._variant(mode, W, t)
@@ -303,10 +315,11 @@ class OpenCLBackend(Backend):
         return self._read(y, y_buf, "sparse_axpy")
 
     def _sparse_ffn(
-        self, x: np.ndarray, gate: np.ndarray, up: np.ndarray, down_t: np.ndarray,
+        self, x: np.ndarray, gate: Weights, up: Weights, down_t: Weights,
         mask: np.ndarray, mode: str, threads: int,
     ) -> np.ndarray:
         """g, u and h stay on the device: one kernel for relu(g) * u, then the two axpy kernels."""
+        gate, up, down_t = _array(gate), _array(up), _array(down_t)
         t, d = x.shape
         if gate.dtype != down_t.dtype or gate.dtype != up.dtype:  # kernels take one weight type
             return super()._sparse_ffn(x, gate, up, down_t, mask, mode, threads)

@@ -84,6 +84,7 @@ def _first_line(exc: object) -> str:
 def _describe(exc: BaseException) -> tuple[int, str]:
     """Exit status and the one line for an error a user can cause; anything else is a bug."""
     from .._registry import BackendError
+    from ..backends import WeightsUnsupported
 
     if isinstance(exc, KeyboardInterrupt):
         return 130, "interrupted"
@@ -93,7 +94,7 @@ def _describe(exc: BaseException) -> tuple[int, str]:
         return 1, f"{exc.filename}: {exc.strerror or _first_line(exc)}"
     if isinstance(exc, MemoryError):
         return 1, f"out of memory ({_first_line(exc)})"
-    if isinstance(exc, (ValueError, OSError, BackendError, CommandFailed)):
+    if isinstance(exc, (ValueError, OSError, BackendError, CommandFailed, WeightsUnsupported)):
         return 1, _first_line(exc)
     return 1, f"internal error, a bug: {type(exc).__name__}: {_first_line(exc)} (--debug shows the traceback)"
 

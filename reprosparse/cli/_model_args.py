@@ -124,6 +124,19 @@ def named_backends(wanted: tuple[str, ...], modes: tuple[str, ...], option: str)
     return list(wanted)
 
 
+def weights_refusal(name: str, model: Model) -> str | None:
+    """Why backend `name` does not take this model's weight types (e.g. quantized), or None."""
+    from .. import _registry
+    from ..model.weights import MATRICES
+
+    got = _registry.get_backend(name)
+    for w in (model.output, *(getattr(layer, m) for layer in model.layers for m in MATRICES)):
+        why = got.refuses_weights(w)
+        if why is not None:
+            return why
+    return None
+
+
 def refused_pairs() -> set[tuple[str, str]]:
     """(backend, mode) for every available backend that refuses a mode here; left out when none was named."""
     from .. import available_backends

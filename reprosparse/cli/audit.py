@@ -7,7 +7,16 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from . import CommandFailed, UsageError
-from ._model_args import add_model, add_prompt, check_room, named_backends, partition, prompt_ids, refused_pairs
+from ._model_args import (
+    add_model,
+    add_prompt,
+    check_room,
+    named_backends,
+    partition,
+    prompt_ids,
+    refused_pairs,
+    weights_refusal,
+)
 from ._types import modes, names, output_file, partition_specs, png_file, positive_int, thread_counts
 
 if TYPE_CHECKING:
@@ -69,6 +78,14 @@ def run(args: argparse.Namespace) -> int:
     targets: list[str | Partition] = [*backends, *(partition(spec, args.modes, "--partitions")
                                                    for spec in args.partitions)]
     model = load_model(args.model)  # a ModelFormatError names the file and the key
+    refusing = {name: why for name in backends if (why := weights_refusal(name, model)) is not None}
+    if refusing and args.backends:
+        raise CommandFailed(f"--backends: {next(iter(refusing.values()))}")
+    for name, why in refusing.items():  # left out, as a backend that refuses a mode is
+        console.print(f"left out {name}: {why}")
+    backends = [name for name in backends if name not in refusing]
+    if not backends:
+        raise CommandFailed("no available backend takes this model's weight types")
     prompt = prompt_ids(args, model, default=[1, 2, 3, 4, 5])
     longest = max(len(p) for p in [prompt, *others_for(prompt, model.hyper.vocab)])  # the batched runs
     # The last new token is never fed back: a sequence holds its prompt and n - 1 new tokens.

@@ -7,9 +7,19 @@ import dataclasses
 import json
 from typing import Any
 
+from ..reference.quant import WEIGHT_TYPES, weight_type
 from . import UsageError
 from ._model_args import check_room, named_backends, refused_pairs
 from ._types import model_file, modes, names, output_file, png_file, positive_int, thread_counts
+
+
+def weight_types(text: str) -> tuple[str, ...]:
+    """--dtype: comma-separated weight types, each one an op takes."""
+    got = tuple(t.strip() for t in text.split(",") if t.strip())
+    bad = [t for t in got if t not in WEIGHT_TYPES]
+    if not got or bad:
+        raise argparse.ArgumentTypeError(f"weight types are {', '.join(WEIGHT_TYPES)}; got {text!r}")
+    return got
 
 DEFAULT_TOKENS, DEFAULT_DEPTH, DEFAULT_PREFILL = 4, 32, 128
 
@@ -37,6 +47,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--threads", type=thread_counts,
         help="thread counts for threaded backends (default: 1 and all cores; with --decode: the backend's default)",
     )
+    p.add_argument("--dtype", type=weight_types,
+                   help=f"comma-separated weight types to time, of {', '.join(WEIGHT_TYPES)} "
+                        "(default: float32,float16)")
     p.add_argument("--quick", action="store_true", help="batch 1, 10%% and 100%% active, 3 repeats")
     p.add_argument("--repeats", type=positive_int, help="timed calls per case, median reported (default 7)")
     # Output paths are checked while parsing: a run must not be lost to a path it cannot write.
@@ -62,7 +75,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _check_combination(args: argparse.Namespace) -> None:
     """Options of the other kind of run would be ignored silently: refuse them."""
     if args.decode:
-        given = [o for o, v in (("--quick", args.quick), ("--repeats", args.repeats), ("--plot", args.plot)) if v]
+        given = [o for o, v in (("--quick", args.quick), ("--repeats", args.repeats), ("--plot", args.plot),
+                                ("--dtype", args.dtype)) if v]
         if given:
             raise UsageError(f"{given[0]} times the operator cases, not --decode (use --tokens)")
     else:
@@ -92,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     threads = args.threads or tuple(sorted({1, _platform.cpu_count()}))
     # numpy's deterministic mode is the executable spec: timed only when asked for by name
     skip = refused if args.backend else (("numpy", "deterministic"), *refused)
-    plan = bench.Plan(backends=names, modes=args.mode, threads=threads, skip=skip)
+    plan = bench.Plan(backends=names, modes=args.mode, threads=threads, dtypes=args.dtype or bench.DTYPES, skip=skip)
     if args.quick:
         plan = dataclasses.replace(plan, fractions=(0.10, 1.0), batches=(1,), repeats=3)
     if args.repeats:
@@ -181,7 +195,7 @@ def _decode(
                 with console.status(f"streaming read, {n} threads"):
                     streams[n] = stream_read_gbps(n, repeats=5)
     table = Table(title=f"decode: dim {hp.dim}, ff {hp.n_ff}, {hp.n_layer} layers, vocab {hp.vocab}, "
-                        f"{model.layers[0].gate.dtype}; median of {tokens} tokens after a {len(PROMPT)}-token "
+                        f"{weight_type(model.layers[0].gate)}; median of {tokens} tokens after a {len(PROMPT)}-token "
                         f"prompt; prefill of {prefill} tokens; streaming read "
                         + ", ".join(f"{gb:.1f} GB/s at {n} threads" for n, gb in streams.items()))
     for col in ("backend", "mode", "ffn", "threads", "tokens/s", "MB/token", "GB/s", "of stream", "s/layer",

@@ -101,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
     line = f"{conformance.independent_passes(results)} passed, {len(failed)} failed"
     if same := conformance.not_independent(results):
         line += f"; {same} not counted: numpy's deterministic mode is the reference (checked against the scalar spec)"
+    if refused := sum(r.check == conformance.REFUSES_WEIGHTS for r in results):
+        line += f"; {refused} not run: a backend refuses the case's weight type (Backend.weight_types)"
     console.print(line, highlight=False)
     return 1 if failed else 0
 

@@ -29,7 +29,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--kv-heads", type=positive_int, default=None, help="key/value heads for grouped-query attention; "
                    "omitted: as many as --heads")
     p.add_argument("--seed", type=seed, default=0, help="seed of the random weights")
-    p.add_argument("--dtype", choices=("f16", "f32"), default="f16", help="tensor type of the weights")
+    p.add_argument("--type", choices=("f32", "f16", "q8_0", "q4_0"), default="f16",
+                   help="tensor type of the weight matrices, as PowerInfer's files of that type use them "
+                        "(q4_0: the LM head is Q8_0, PowerInfer's Q6_K being unsupported; norms stay F32)")
     p.add_argument("--magic", choices=("PWRI", "GGUF"), default="PWRI", help="file magic: PowerInfer's or plain GGUF")
     p.set_defaults(func=run)
 
@@ -44,6 +46,8 @@ def _check_shape(args: argparse.Namespace) -> None:
                          "heads need an even width (rope rotates pairs)")
     if args.heads % kv_heads:
         raise UsageError(f"--heads {args.heads} is not divisible by --kv-heads {kv_heads}")
+    if args.type in ("q8_0", "q4_0") and args.dim % 32:
+        raise UsageError(f"--dim {args.dim} is not a multiple of 32, the block of --type {args.type}")
 
 
 def _vocabulary(args: argparse.Namespace) -> Vocabulary:
@@ -76,8 +80,8 @@ def run(args: argparse.Namespace) -> int:
     vocabulary = _vocabulary(args)
     console = Console(stderr=True)
     model = make_model(layers=args.layers, dim=args.dim, ff=args.ff, vocab=len(vocabulary), heads=args.heads,
-                       kv_heads=args.kv_heads, seed=args.seed, dtype=args.dtype, vocabulary=vocabulary)
+                       kv_heads=args.kv_heads, seed=args.seed, dtype=args.type, vocabulary=vocabulary)
     save_model(model, args.path, args.magic)
     size = os.path.getsize(args.path) / 2**20
-    console.print(f"wrote {args.path} ({size:.1f} MiB, {args.magic}, {args.dtype}, {len(vocabulary)} tokens)")
+    console.print(f"wrote {args.path} ({size:.1f} MiB, {args.magic}, {args.type}, {len(vocabulary)} tokens)")
     return 0

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..reference.quant import QuantizedMatrix, Weights
 from .vocabulary import DEFAULT_BOS, DEFAULT_EOS, DEFAULT_UNK, TokenType, Vocabulary
 from .weights import Hyper, HyperError, Layer, Model
 
@@ -168,24 +169,31 @@ def read_hyper(header: Header, vocab: int) -> Hyper:
         raise ModelFormatError(f"{keys[exc.field]!r} {exc.problem}") from None
 
 
-def _tensor_getter(header: Header, pages: np.memmap) -> Callable[[str, tuple[int, ...]], np.ndarray]:
-    """get(name, shape): the tensor as a read-only view of `pages`, the file mapped read-only."""
+def _tensor_getter(header: Header, pages: np.memmap) -> Callable[[str, tuple[int, ...]], Any]:
+    """get(name, shape): the tensor as a read-only view of `pages`, the file mapped read-only;
+    a Q8_0 or Q4_0 matrix as a QuantizedMatrix over the same view (no copy)."""
     gguf = _gguf()
-    allowed = {gguf.GGMLQuantizationType.F32: np.float32, gguf.GGMLQuantizationType.F16: np.float16}
+    T = gguf.GGMLQuantizationType
+    allowed = {T.F32: np.float32, T.F16: np.float16}
+    quantized = {T.Q8_0: "q8_0", T.Q4_0: "q4_0"}
 
-    def get(name: str, shape: tuple[int, ...]) -> np.ndarray:
+    def get(name: str, shape: tuple[int, ...]) -> Any:
         t = header.tensors.get(name)
         if t is None:
             raise ModelFormatError(f"the model has no tensor {name!r}")
-        if t.kind not in allowed:
-            raise ModelFormatError(f"tensor {name!r} has type {t.kind.name}; only F32 and F16 are supported")
+        if t.kind not in allowed and (t.kind not in quantized or len(shape) != 2):
+            kinds = "F32 and F16" if len(shape) == 1 else "F32, F16, Q8_0 and Q4_0"
+            raise ModelFormatError(f"tensor {name!r} has type {t.kind.name}; only {kinds} are supported there")
         got = tuple(reversed(t.ne))  # ne[0] is the fastest axis: numpy's last
         if got != shape:
             raise ModelFormatError(
                 f"tensor {name!r} has numpy shape {got} (GGUF ne {list(t.ne)}); "
                 f"expected {shape} (ne {list(reversed(shape))})"
             )
-        return pages[t.start:t.start + t.nbytes].view(allowed[t.kind]).reshape(shape)
+        raw = pages[t.start:t.start + t.nbytes]
+        if t.kind in quantized:  # gguf_header checked that ne[0] is a whole number of blocks
+            return QuantizedMatrix(raw, (shape[0], shape[1]), quantized[t.kind])
+        return raw.view(allowed[t.kind]).reshape(shape)
 
     return get
 
@@ -248,7 +256,7 @@ def _load(path: Path) -> Model:
     dim, ff, kv = hp.dim, hp.n_ff, hp.n_head_kv * hp.head_dim
     layers = []
     for i in range(hp.n_layer):  # stops at the first missing tensor, however large block_count is
-        def w(name: str, shape: tuple[int, ...], i: int = i) -> np.ndarray:
+        def w(name: str, shape: tuple[int, ...], i: int = i) -> Any:
             return get(f"blk.{i}.{name}.weight", shape)
 
         rank = _ne(header, f"blk.{i}.fc1.weight", 2, "[dim, rank]")[1]
@@ -296,16 +304,24 @@ def save_model(model: Model, path: str | os.PathLike[str], magic: str = "PWRI") 
         writer.add_bos_token_id(vocabulary.bos)
         writer.add_eos_token_id(vocabulary.eos)
         writer.add_unk_token_id(vocabulary.unk)
-    writer.add_tensor("token_embd.weight", model.token_embd)
+
+    def add(name: str, w: Weights) -> None:
+        if isinstance(w, QuantizedMatrix):  # the raw blocks; gguf-py derives ne from their byte shape
+            raw_type = {"q8_0": gguf.GGMLQuantizationType.Q8_0, "q4_0": gguf.GGMLQuantizationType.Q4_0}[w.type]
+            writer.add_tensor(name, np.ascontiguousarray(w.data), raw_dtype=raw_type)
+        else:
+            writer.add_tensor(name, np.ascontiguousarray(w))
+
+    add("token_embd.weight", model.token_embd)
     for i, layer in enumerate(model.layers):
         for name, arr in (
             ("attn_norm", layer.attn_norm), ("attn_q", layer.wq), ("attn_k", layer.wk), ("attn_v", layer.wv),
             ("attn_output", layer.wo), ("ffn_norm", layer.ffn_norm), ("ffn_gate", layer.gate),
             ("ffn_up", layer.up), ("ffn_down_t", layer.down_t), ("fc1", layer.fc1), ("fc2", layer.fc2),
         ):
-            writer.add_tensor(f"blk.{i}.{name}.weight", np.ascontiguousarray(arr))
-    writer.add_tensor("output_norm.weight", model.output_norm)
-    writer.add_tensor("output.weight", model.output)
+            add(f"blk.{i}.{name}.weight", arr)
+    add("output_norm.weight", model.output_norm)
+    add("output.weight", model.output)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

@@ -37,6 +37,8 @@ import numpy as np
 
 from reprosparse import get_backend
 
+from ..reference.quant import BLOCK
+from ..reference.quant import TYPES as QUANT_TYPES
 from .runtime import Runtime
 from .vocabulary import MIN_VOCAB, Vocabulary, make_vocabulary
 from .weights import Hyper, Layer, Model
@@ -65,9 +67,19 @@ def make_model(
     """Build the model; calibration runs the real runtime on the reference (numpy, deterministic).
 
     `vocabulary` (e.g. tokenizer.read_sentencepiece's) must have `vocab` tokens; None: make_vocabulary(vocab).
+    dtype q8_0 or q4_0: the float32 model, calibrated, then quantized as PowerInfer's quantize
+    would (reprosparse.model.quantize).
     """
+    if dtype in QUANT_TYPES:
+        from .quantize import quantize_model
+
+        if dim % BLOCK:  # before minutes of calibration
+            raise ValueError(f"a {dtype} model needs dim to be a multiple of {BLOCK}, got {dim}")
+        floats = make_model(layers=layers, dim=dim, ff=ff, vocab=vocab, heads=heads, seed=seed, dtype="f32",
+                            kv_heads=kv_heads, rank=rank, context_length=context_length, vocabulary=vocabulary)
+        return quantize_model(floats, dtype)
     if dtype not in ("f16", "f32"):
-        raise ValueError(f"dtype must be f16 or f32, got {dtype!r}")
+        raise ValueError(f"dtype must be f16, f32, q8_0 or q4_0, got {dtype!r}")
     kv_heads = heads if kv_heads is None else kv_heads
     # Hyper checks counts, head split and context length (HyperError, a ValueError), as load_model does.
     hyper = Hyper(dim=dim, n_layer=layers, n_ff=ff, n_head=heads, n_head_kv=kv_heads, vocab=vocab,
@@ -144,6 +156,7 @@ def _calibrate(model: Model, lowrank: list[tuple[np.ndarray, np.ndarray]], rng: 
         x = captured[li]
         u, v = lowrank[li]
         layer = layers[li]
+        assert isinstance(layer.gate, np.ndarray)  # float models only: quantized ones are quantized after this
         gate = layer.gate.copy()
         gate[:, 0] = 0.0
         # Neuron j fires when (gate_j . x) + beta_j * x0 > 0; x0 > 0 (the bias unit).

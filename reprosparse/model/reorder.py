@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..reference.quant import take_rows
 from .gguf_file import ModelFormatError, _gguf
 from .runtime import Runtime
 from .weights import Model
@@ -133,6 +134,7 @@ def reorder(model: Model, orders: Sequence[np.ndarray]) -> Model:
         order = np.asarray(order)
         if order.shape != (n_ff,) or not np.array_equal(np.sort(order), np.arange(n_ff)):
             raise ValueError(f"orders[{i}] must be a permutation of range({n_ff})")
-        layers.append(dataclasses.replace(
-            layer, gate=layer.gate[order], up=layer.up[order], down_t=layer.down_t[order], fc2=layer.fc2[order]))
+        layers.append(dataclasses.replace(  # each matrix keeps its type (quantized rows move as blocks)
+            layer, gate=take_rows(layer.gate, order), up=take_rows(layer.up, order),
+            down_t=take_rows(layer.down_t, order), fc2=take_rows(layer.fc2, order)))
     return dataclasses.replace(model, layers=tuple(layers))

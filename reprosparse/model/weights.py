@@ -1,7 +1,8 @@
 """The in-memory form of a ReLU-LLaMA model with a PowerInfer activation predictor.
 
 Weight matrices are numpy (rows, cols) = (out_features, in_features), float32
-or float16, C-contiguous, exactly as the backend operators take them; the FFN
+or float16, C-contiguous, or quantized (reprosparse.QuantizedMatrix, Q8_0 or
+Q4_0), exactly as the backend operators take them; the FFN
 down projection is neuron-major (`down_t`, (n_ff, dim)), as `sparse_ffn` wants.
 """
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..reference.quant import Weights
 from .vocabulary import Vocabulary
 
 #: The shortest usable context: one prompt token plus one generated token fed back.
@@ -65,26 +67,30 @@ class Hyper:
         return self.dim // self.n_head
 
 
+#: the Layer fields that are weight matrices (the backend operators' W); the others are norm vectors
+MATRICES = ("wq", "wk", "wv", "wo", "gate", "up", "down_t", "fc1", "fc2")
+
+
 @dataclass(frozen=True)
 class Layer:
     attn_norm: np.ndarray  # (dim,)
-    wq: np.ndarray  # (n_head * head_dim, dim)
-    wk: np.ndarray  # (n_head_kv * head_dim, dim)
-    wv: np.ndarray  # (n_head_kv * head_dim, dim)
-    wo: np.ndarray  # (dim, n_head * head_dim)
+    wq: Weights  # (n_head * head_dim, dim)
+    wk: Weights  # (n_head_kv * head_dim, dim)
+    wv: Weights  # (n_head_kv * head_dim, dim)
+    wo: Weights  # (dim, n_head * head_dim)
     ffn_norm: np.ndarray  # (dim,)
-    gate: np.ndarray  # (n_ff, dim)
-    up: np.ndarray  # (n_ff, dim)
-    down_t: np.ndarray  # (n_ff, dim), neuron-major
-    fc1: np.ndarray  # (rank, dim), predictor hidden layer
-    fc2: np.ndarray  # (n_ff, rank), predictor output: one score per FFN neuron
+    gate: Weights  # (n_ff, dim)
+    up: Weights  # (n_ff, dim)
+    down_t: Weights  # (n_ff, dim), neuron-major
+    fc1: Weights  # (rank, dim), predictor hidden layer
+    fc2: Weights  # (n_ff, rank), predictor output: one score per FFN neuron
 
 
 @dataclass(frozen=True)
 class Model:
     hyper: Hyper
-    token_embd: np.ndarray  # (vocab, dim)
+    token_embd: Weights  # (vocab, dim)
     layers: tuple[Layer, ...]
     output_norm: np.ndarray  # (dim,)
-    output: np.ndarray  # (vocab, dim), the LM head
+    output: Weights  # (vocab, dim), the LM head
     vocabulary: Vocabulary | None  # when the file has one

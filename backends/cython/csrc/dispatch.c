@@ -88,6 +88,14 @@ static int rows_ok(const int32_t *rows, int64_t nrows, int64_t n) {
     return 1;
 }
 
+/* A known weight type, and rows of whole blocks for the quantized ones: what
+ * _checks.weights guarantees, checked again because the kernels step through
+ * rows by the block size. */
+static int wtype_ok(int wtype, int64_t d) {
+    if (wtype == RS_W_F32 || wtype == RS_W_F16) return 1;
+    return (wtype == RS_W_Q8_0 || wtype == RS_W_Q4_0) && d % 32 == 0;
+}
+
 /* Rows per piece of dot-product work: 1 MiB of float32 weights at d = 4096. */
 #define RS_ROW_PIECE 64
 
@@ -130,6 +138,7 @@ static void dot_parallel(const rs_isa_table *K, const rs_dot_args *A, int64_t nr
 int rs_dot(int isa, const rs_dot_args *A, int64_t nrows, int64_t n, int threads) {
     const rs_isa_table *K = usable(isa);
     if (!K) return RS_EISA;
+    if (!wtype_ok(A->wtype, A->d)) return RS_EWTYPE;
     if (A->rows && !rows_ok(A->rows, nrows, n)) return RS_EROWS;
     dot_parallel(K, A, nrows, threads);
     return RS_OK;
@@ -149,7 +158,7 @@ static void axpy_piece(const void *work, int64_t c) {
 
 /* Per token group, the rows live for any of its tokens (h != 0; NaN counts
  * as live), grouped by block. */
-static int axpy_parallel(const rs_isa_table *K, const void *W, int f16, int64_t n, int64_t d,
+static int axpy_parallel(const rs_isa_table *K, const void *W, int wtype, int64_t n, int64_t d,
                          const int32_t *rows, int64_t nrows, const float *h, int64_t t, float *y, int fast,
                          int threads) {
     if (t == 0 || d == 0) return RS_OK;
@@ -176,29 +185,31 @@ static int axpy_parallel(const rs_isa_table *K, const void *W, int f16, int64_t 
         }
         while (b < nb) at[++b] = pos;
     }
-    const rs_axpy_work work = {K, {W, f16, d, rows, nrows, h, t, live, nb, block_at, y, fast}};
+    const rs_axpy_work work = {K, {W, wtype, d, rows, nrows, h, t, live, nb, block_at, y, fast}};
     run_pieces(pieces(d, RS_TILE_COLS), threads, axpy_piece, &work);
     free(live);
     free(block_at);
     return RS_OK;
 }
 
-int rs_axpy(int isa, const void *W, int f16, int64_t n, int64_t d, const int32_t *rows, int64_t nrows,
+int rs_axpy(int isa, const void *W, int wtype, int64_t n, int64_t d, const int32_t *rows, int64_t nrows,
             const float *h, int64_t t, float *y, int fast, int threads) {
     const rs_isa_table *K = usable(isa);
     if (!K) return RS_EISA;
+    if (!wtype_ok(wtype, d)) return RS_EWTYPE;
     if (!rows_ok(rows, nrows, n)) return RS_EROWS;
-    return axpy_parallel(K, W, f16, n, d, rows, nrows, h, t, y, fast, threads);
+    return axpy_parallel(K, W, wtype, n, d, rows, nrows, h, t, y, fast, threads);
 }
 
 /* relu(v) = v if v > 0 or NaN, else +0.0 (spec) */
 static inline float relu(float v) { return (v > 0.0f || v != v) ? v : 0.0f; }
 
 int rs_ffn(int isa, const float *x, int64_t t, int64_t d, int64_t n, int64_t d_out,
-           const void *gate, int gate_f16, const void *up, int up_f16, const void *down_t, int down_f16,
+           const void *gate, int gate_wtype, const void *up, int up_wtype, const void *down_t, int down_wtype,
            const uint8_t *mask, float *y, int fast, int threads) {
     const rs_isa_table *K = usable(isa);
     if (!K) return RS_EISA;
+    if (!wtype_ok(gate_wtype, d) || !wtype_ok(up_wtype, d) || !wtype_ok(down_wtype, d_out)) return RS_EWTYPE;
     if (t == 0) return RS_OK;
     uint8_t *any = calloc((size_t)(n > 0 ? n : 1), 1);
     int32_t *rows = malloc((size_t)(n > 0 ? n : 1) * sizeof *rows);
@@ -220,8 +231,8 @@ int rs_ffn(int isa, const float *x, int64_t t, int64_t d, int64_t n, int64_t d_o
         return RS_ENOMEM;
     }
     float *g = gu, *u = gu + t * nrows;
-    const rs_dot_args G = {gate, gate_f16, d, rows, x, t, g, nrows, fast};
-    const rs_dot_args U = {up, up_f16, d, rows, x, t, u, nrows, fast};
+    const rs_dot_args G = {gate, gate_wtype, d, rows, x, t, g, nrows, fast};
+    const rs_dot_args U = {up, up_wtype, d, rows, x, t, u, nrows, fast};
     if (nrows > 0) {
         /* gate and up in one parallel loop: the pieces of gate, then those of up */
         const rs_dot_work work = {K, {&G, &U}, nrows, pieces(nrows, RS_ROW_PIECE)};
@@ -233,7 +244,7 @@ int rs_ffn(int isa, const float *x, int64_t t, int64_t d, int64_t n, int64_t d_o
             const int64_t k = ti * nrows + a;
             g[k] = mask[ti * n + rows[a]] ? relu(g[k]) * u[k] : 0.0f;
         }
-    const int rc = axpy_parallel(K, down_t, down_f16, n, d_out, rows, nrows, g, t, y, fast, threads);
+    const int rc = axpy_parallel(K, down_t, down_wtype, n, d_out, rows, nrows, g, t, y, fast, threads);
     free(gu);
     free(rows);
     return rc;

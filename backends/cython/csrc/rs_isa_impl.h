@@ -175,21 +175,29 @@ RS_INLINE float v_fold(v16 a) {
 
 #define RS_ROWS 4 /* rows per dot tile: independent add chains, several loads in flight */
 
+#include "rs_quant_impl.h"
+
 /* ---- shared helpers ---------------------------------------------------- */
 
-RS_INLINE v16 ld_w(const void *row, int64_t k, const int F16) {
-    return F16 ? v_ldh((const uint16_t *)row + k) : v_ld((const float *)row + k);
+/* Weights k .. k+15 of a row of type WT (an RS_W_* constant, so each kernel
+ * instance keeps one branch). */
+RS_INLINE v16 ld_w(const void *row, int64_t k, const int WT) {
+    if (WT == RS_W_F16) return v_ldh((const uint16_t *)row + k);
+    if (WT == RS_W_F32) return v_ld((const float *)row + k);
+    return ld_q(row, k, WT);
 }
 
-RS_INLINE float w_at(const void *row, int64_t k, const int F16) {
-    return F16 ? rs_half_to_float(((const uint16_t *)row)[k]) : ((const float *)row)[k];
+RS_INLINE float w_at(const void *row, int64_t k, const int WT) {
+    if (WT == RS_W_F16) return rs_half_to_float(((const uint16_t *)row)[k]);
+    if (WT == RS_W_F32) return ((const float *)row)[k];
+    return q_w_at(row, k, WT);
 }
 
 /* The last d % 16 terms, zero-padded in both operands: 0*0 = +0 leaves every
  * lane as it was, since a lane that starts at +0.0 never holds -0.0. */
-RS_INLINE v16 ld_w_tail(const void *row, int64_t k, int64_t rem, const int F16) {
+RS_INLINE v16 ld_w_tail(const void *row, int64_t k, int64_t rem, const int WT) {
     RS_ALIGN64 float buf[16] = {0};
-    for (int64_t i = 0; i < rem; i++) buf[i] = w_at(row, k + i, F16);
+    for (int64_t i = 0; i < rem; i++) buf[i] = w_at(row, k + i, WT);
     return v_ld(buf);
 }
 
@@ -207,30 +215,45 @@ RS_INLINE v16 madd(v16 acc, v16 w, v16 x, const int FAST) {
 /* ---- lane_dot over a tile of R rows x T tokens ------------------------- */
 
 RS_INLINE void dot_tile(const rs_dot_args *A, int64_t a, int64_t a_end, const int R, int64_t t0, const int T,
-                        const int F16, const int FAST) {
+                        const int WT, const int FAST) {
     const int64_t d = A->d, full = d - d % 16;
-    const size_t esz = F16 ? 2 : 4;
+    const size_t row_bytes = w_offset(d, WT);
     const char *w[RS_ROWS], *pf[RS_ROWS];
     const float *x[RS_TOKENS];
     v16 acc[RS_ROWS][RS_TOKENS];
     for (int r = 0; r < R; r++) {
         int64_t row = A->rows ? A->rows[a + r] : a + r;
-        w[r] = (const char *)A->W + (size_t)row * (size_t)d * esz;
+        w[r] = (const char *)A->W + (size_t)row * row_bytes;
         pf[r] = NULL;
         if (t0 + T >= A->t && a + R + r < a_end) {
             int64_t next = A->rows ? A->rows[a + R + r] : a + R + r;
-            pf[r] = (const char *)A->W + (size_t)next * (size_t)d * esz;
+            pf[r] = (const char *)A->W + (size_t)next * row_bytes;
         }
         for (int u = 0; u < T; u++) acc[r][u] = v_zero();
     }
     for (int u = 0; u < T; u++) x[u] = A->x + (t0 + u) * d;
-    for (int64_t k = 0; k < full; k += 16) {
+    if (WT == RS_W_Q8_0 || WT == RS_W_Q4_0) { /* whole blocks (d % 32 == 0): terms k.. then k+16.., as below */
+        for (int64_t k = 0; k < d; k += RS_QBLOCK) {
+            v16 xlo[RS_TOKENS], xhi[RS_TOKENS];
+            for (int u = 0; u < T; u++) {
+                xlo[u] = v_ld(x[u] + k);
+                xhi[u] = v_ld(x[u] + k + 16);
+            }
+            for (int r = 0; r < R; r++) {
+                if (pf[r]) RS_PREFETCH(pf[r] + w_offset(k, WT));
+                v16 wlo, whi;
+                ld_q_block(w[r], k, WT, &wlo, &whi);
+                for (int u = 0; u < T; u++) acc[r][u] = madd(madd(acc[r][u], wlo, xlo[u], FAST), whi, xhi[u], FAST);
+            }
+        }
+    }
+    for (int64_t k = WT == RS_W_Q8_0 || WT == RS_W_Q4_0 ? full : 0; k < full; k += 16) {
         v16 xv[RS_TOKENS];
         for (int u = 0; u < T; u++) xv[u] = v_ld(x[u] + k);
         for (int r = 0; r < R; r++) {
             /* the same place in the next tile's rows: twice the misses in flight */
-            if (pf[r]) RS_PREFETCH(pf[r] + (size_t)k * esz);
-            v16 wv = ld_w(w[r], k, F16);
+            if (pf[r]) RS_PREFETCH(pf[r] + w_offset(k, WT));
+            v16 wv = ld_w(w[r], k, WT);
             for (int u = 0; u < T; u++) acc[r][u] = madd(acc[r][u], wv, xv[u], FAST);
         }
     }
@@ -238,7 +261,7 @@ RS_INLINE void dot_tile(const rs_dot_args *A, int64_t a, int64_t a_end, const in
         v16 xv[RS_TOKENS];
         for (int u = 0; u < T; u++) xv[u] = ld_x_tail(x[u] + full, d - full);
         for (int r = 0; r < R; r++) {
-            v16 wv = ld_w_tail(w[r], full, d - full, F16);
+            v16 wv = ld_w_tail(w[r], full, d - full, WT);
             for (int u = 0; u < T; u++) acc[r][u] = madd(acc[r][u], wv, xv[u], FAST);
         }
     }
@@ -247,31 +270,36 @@ RS_INLINE void dot_tile(const rs_dot_args *A, int64_t a, int64_t a_end, const in
 }
 
 /* Tiles of this row group over the batch; the last one prefetches the next group. */
-RS_INLINE void dot_tokens(const rs_dot_args *A, int64_t a, int64_t a_end, const int R, const int F16,
+RS_INLINE void dot_tokens(const rs_dot_args *A, int64_t a, int64_t a_end, const int R, const int WT,
                           const int FAST) {
     int64_t t0 = 0;
-    for (; t0 + RS_TOKENS <= A->t; t0 += RS_TOKENS) dot_tile(A, a, a_end, R, t0, RS_TOKENS, F16, FAST);
+    for (; t0 + RS_TOKENS <= A->t; t0 += RS_TOKENS) dot_tile(A, a, a_end, R, t0, RS_TOKENS, WT, FAST);
 #if RS_TOKENS > 2
-    for (; t0 + 2 <= A->t; t0 += 2) dot_tile(A, a, a_end, R, t0, 2, F16, FAST);
+    for (; t0 + 2 <= A->t; t0 += 2) dot_tile(A, a, a_end, R, t0, 2, WT, FAST);
 #endif
-    for (; t0 < A->t; t0++) dot_tile(A, a, a_end, R, t0, 1, F16, FAST);
+    for (; t0 < A->t; t0++) dot_tile(A, a, a_end, R, t0, 1, WT, FAST);
 }
 
-RS_INLINE void dot_rows_as(const rs_dot_args *A, int64_t a0, int64_t a1, const int F16, const int FAST) {
+RS_INLINE void dot_rows_as(const rs_dot_args *A, int64_t a0, int64_t a1, const int WT, const int FAST) {
     int64_t a = a0;
-    for (; a + RS_ROWS <= a1; a += RS_ROWS) dot_tokens(A, a, a1, RS_ROWS, F16, FAST);
-    for (; a < a1; a++) dot_tokens(A, a, a1, 1, F16, FAST);
+    for (; a + RS_ROWS <= a1; a += RS_ROWS) dot_tokens(A, a, a1, RS_ROWS, WT, FAST);
+    for (; a < a1; a++) dot_tokens(A, a, a1, 1, WT, FAST);
 }
 
-static void dot_rows(const rs_dot_args *A, int64_t a0, int64_t a1) {
-    if (A->f16) {
-        if (A->fast) dot_rows_as(A, a0, a1, 1, 1);
-        else dot_rows_as(A, a0, a1, 1, 0);
-    } else {
-        if (A->fast) dot_rows_as(A, a0, a1, 0, 1);
-        else dot_rows_as(A, a0, a1, 0, 0);
+/* One instance per weight type and mode. */
+#define RS_BY_WTYPE(fn, A, ...)                                                 \
+    switch ((A)->wtype * 2 + ((A)->fast != 0)) {                                \
+    case RS_W_F16 * 2: fn(__VA_ARGS__, RS_W_F16, 0); break;                     \
+    case RS_W_F16 * 2 + 1: fn(__VA_ARGS__, RS_W_F16, 1); break;                 \
+    case RS_W_Q8_0 * 2: fn(__VA_ARGS__, RS_W_Q8_0, 0); break;                   \
+    case RS_W_Q8_0 * 2 + 1: fn(__VA_ARGS__, RS_W_Q8_0, 1); break;               \
+    case RS_W_Q4_0 * 2: fn(__VA_ARGS__, RS_W_Q4_0, 0); break;                   \
+    case RS_W_Q4_0 * 2 + 1: fn(__VA_ARGS__, RS_W_Q4_0, 1); break;               \
+    case RS_W_F32 * 2 + 1: fn(__VA_ARGS__, RS_W_F32, 1); break;                 \
+    default: fn(__VA_ARGS__, RS_W_F32, 0); break;                               \
     }
-}
+
+static void dot_rows(const rs_dot_args *A, int64_t a0, int64_t a1) { RS_BY_WTYPE(dot_rows_as, A, A, a0, a1) }
 
 /* ---- sparse_axpy over a range of columns ------------------------------- */
 
@@ -283,35 +311,52 @@ static void dot_rows(const rs_dot_args *A, int64_t a0, int64_t a1) {
  * sign of zero right).  LAST: the finished partial is added into y instead of
  * being stored; for a token without live rows in the block that adds +0.0,
  * which changes no bit of a y that can never be -0.0. */
+/* Columns j .. j+15 of axpy_group, with the G rows' weights there already in wv. */
+RS_INLINE void axpy_slice(float *const *p, float *const *y, int U, const v16 *wv, const float (*h)[4],
+                          const unsigned *live, int64_t j, const int G, const int FIRST, const int LAST,
+                          const int FAST) {
+    const unsigned all = (1u << G) - 1;
+    for (int u = 0; u < U; u++) {
+        v16 acc = FIRST ? v_zero() : v_ld(p[u] + j);
+        if (live[u] == all) {
+            for (int g = 0; g < G; g++) acc = madd(acc, wv[g], v_set1(h[u][g]), FAST);
+        } else {
+            for (int g = 0; g < G; g++)
+                if (live[u] >> g & 1u) acc = madd(acc, wv[g], v_set1(h[u][g]), FAST);
+        }
+        if (LAST) v_st(y[u] + j, v_add(v_ld(y[u] + j), acc));
+        else v_st(p[u] + j, acc);
+    }
+}
+
 RS_INLINE void axpy_group(float *const *p, float *const *y, int U, const char *const *w,
                           const char *const *pf, const float (*h)[4], const unsigned *live, int64_t ncol,
-                          const int G, const int FIRST, const int LAST, const int F16, const int FAST) {
+                          const int G, const int FIRST, const int LAST, const int WT, const int FAST) {
     const int64_t full = ncol - ncol % 16;
-    const size_t esz = F16 ? 2 : 4;
-    const unsigned all = (1u << G) - 1;
+    if (WT == RS_W_Q8_0 || WT == RS_W_Q4_0) { /* whole blocks (ncol % 32 == 0), each decoded once */
+        for (int64_t j = 0; j < ncol; j += RS_QBLOCK) {
+            for (int g = 0; g < 4; g++)
+                if (pf[g]) RS_PREFETCH(pf[g] + w_offset(j, WT));
+            v16 lo[4], hi[4];
+            for (int g = 0; g < G; g++) ld_q_block(w[g], j, WT, &lo[g], &hi[g]);
+            axpy_slice(p, y, U, lo, h, live, j, G, FIRST, LAST, FAST);
+            axpy_slice(p, y, U, hi, h, live, j + 16, G, FIRST, LAST, FAST);
+        }
+        return;
+    }
     for (int64_t j = 0; j < full; j += 16) {
         /* the next group's slices, at the same columns: more misses in flight */
         for (int g = 0; g < 4; g++)
-            if (pf[g]) RS_PREFETCH(pf[g] + (size_t)j * esz);
+            if (pf[g]) RS_PREFETCH(pf[g] + w_offset(j, WT));
         v16 wv[4];
-        for (int g = 0; g < G; g++) wv[g] = ld_w(w[g], j, F16);
-        for (int u = 0; u < U; u++) {
-            v16 acc = FIRST ? v_zero() : v_ld(p[u] + j);
-            if (live[u] == all) {
-                for (int g = 0; g < G; g++) acc = madd(acc, wv[g], v_set1(h[u][g]), FAST);
-            } else {
-                for (int g = 0; g < G; g++)
-                    if (live[u] >> g & 1u) acc = madd(acc, wv[g], v_set1(h[u][g]), FAST);
-            }
-            if (LAST) v_st(y[u] + j, v_add(v_ld(y[u] + j), acc));
-            else v_st(p[u] + j, acc);
-        }
+        for (int g = 0; g < G; g++) wv[g] = ld_w(w[g], j, WT);
+        axpy_slice(p, y, U, wv, h, live, j, G, FIRST, LAST, FAST);
     }
     for (int64_t j = full; j < ncol; j++) {
         for (int u = 0; u < U; u++) {
             float acc = FIRST ? 0.0f : p[u][j];
             for (int g = 0; g < G; g++)
-                if (live[u] >> g & 1u) acc = acc + h[u][g] * w_at(w[g], j, F16);
+                if (live[u] >> g & 1u) acc = acc + h[u][g] * w_at(w[g], j, WT);
             if (LAST) y[u][j] = y[u][j] + acc;
             else p[u][j] = acc;
         }
@@ -320,17 +365,17 @@ RS_INLINE void axpy_group(float *const *p, float *const *y, int U, const char *c
 
 #define RS_GROUP_CASES(G)                                                                  \
     switch (first * 2 + last) {                                                            \
-    case 0: axpy_group(p, y, U, w, pf, hg, live, ncol, G, 0, 0, F16, FAST); break;       \
-    case 1: axpy_group(p, y, U, w, pf, hg, live, ncol, G, 0, 1, F16, FAST); break;       \
-    case 2: axpy_group(p, y, U, w, pf, hg, live, ncol, G, 1, 0, F16, FAST); break;       \
-    default: axpy_group(p, y, U, w, pf, hg, live, ncol, G, 1, 1, F16, FAST); break;      \
+    case 0: axpy_group(p, y, U, w, pf, hg, live, ncol, G, 0, 0, WT, FAST); break;       \
+    case 1: axpy_group(p, y, U, w, pf, hg, live, ncol, G, 0, 1, WT, FAST); break;       \
+    case 2: axpy_group(p, y, U, w, pf, hg, live, ncol, G, 1, 0, WT, FAST); break;       \
+    default: axpy_group(p, y, U, w, pf, hg, live, ncol, G, 1, 1, WT, FAST); break;      \
     }
 
 /* One token group, one block: the rows live for any of its tokens, ascending,
  * in groups of 4; then y[u] += p[u]. */
 RS_INLINE void axpy_block(const rs_axpy_args *A, int64_t u0, int U, int64_t s, int64_t e, int64_t list_end,
-                          int64_t c0, int64_t ncol, float *const *p, const int F16, const int FAST) {
-    const size_t esz = F16 ? 2 : 4;
+                          int64_t c0, int64_t ncol, float *const *p, const int WT, const int FAST) {
+    const size_t row_bytes = w_offset(A->d, WT), col = w_offset(c0, WT); /* c0: a tile start, block-aligned */
     float *y[RS_AXPY_TOKENS];
     for (int u = 0; u < U; u++) y[u] = A->y + (u0 + u) * A->d + c0;
     for (int64_t i = s; i < e;) {
@@ -340,7 +385,7 @@ RS_INLINE void axpy_block(const rs_axpy_args *A, int64_t u0, int U, int64_t s, i
         unsigned live[RS_AXPY_TOKENS] = {0};
         for (int g = 0; g < G; g++) {
             const int32_t a = A->live[i + g];
-            w[g] = (const char *)A->W + ((size_t)A->rows[a] * (size_t)A->d + (size_t)c0) * esz;
+            w[g] = (const char *)A->W + (size_t)A->rows[a] * row_bytes + col;
             for (int u = 0; u < U; u++) {
                 hg[u][g] = A->h[(u0 + u) * A->nrows + a];
                 live[u] |= (unsigned)(hg[u][g] != 0.0f) << g; /* NaN != 0: NaN terms stay */
@@ -348,7 +393,7 @@ RS_INLINE void axpy_block(const rs_axpy_args *A, int64_t u0, int U, int64_t s, i
         }
         const char *pf[4] = {NULL, NULL, NULL, NULL};
         for (int g = 0; g < 4 && i + G + g < list_end; g++)
-            pf[g] = (const char *)A->W + ((size_t)A->rows[A->live[i + G + g]] * (size_t)A->d + (size_t)c0) * esz;
+            pf[g] = (const char *)A->W + (size_t)A->rows[A->live[i + G + g]] * row_bytes + col;
         const int first = i == s, last = i + G == e;
         if (G == 4) {
             RS_GROUP_CASES(4)
@@ -359,7 +404,7 @@ RS_INLINE void axpy_block(const rs_axpy_args *A, int64_t u0, int U, int64_t s, i
     }
 }
 
-RS_INLINE void axpy_cols_as(const rs_axpy_args *A, int64_t c0, int64_t c1, const int F16, const int FAST) {
+RS_INLINE void axpy_cols_as(const rs_axpy_args *A, int64_t c0, int64_t c1, const int WT, const int FAST) {
     RS_ALIGN64 float pbuf[RS_AXPY_TOKENS][RS_TILE_COLS];
     float *p[RS_AXPY_TOKENS];
     for (int u = 0; u < RS_AXPY_TOKENS; u++) p[u] = pbuf[u];
@@ -372,21 +417,13 @@ RS_INLINE void axpy_cols_as(const rs_axpy_args *A, int64_t c0, int64_t c1, const
             for (int64_t gi = 0; gi < groups; gi++) {
                 const int64_t *at = A->block_at + gi * (nb + 1), u0 = gi * RS_AXPY_TOKENS;
                 const int U = (int)(A->t - u0 < RS_AXPY_TOKENS ? A->t - u0 : RS_AXPY_TOKENS);
-                if (at[b] < at[b + 1]) axpy_block(A, u0, U, at[b], at[b + 1], at[nb], c, ncol, p, F16, FAST);
+                if (at[b] < at[b + 1]) axpy_block(A, u0, U, at[b], at[b + 1], at[nb], c, ncol, p, WT, FAST);
             }
         }
     }
 }
 
-static void axpy_cols(const rs_axpy_args *A, int64_t c0, int64_t c1) {
-    if (A->f16) {
-        if (A->fast) axpy_cols_as(A, c0, c1, 1, 1);
-        else axpy_cols_as(A, c0, c1, 1, 0);
-    } else {
-        if (A->fast) axpy_cols_as(A, c0, c1, 0, 1);
-        else axpy_cols_as(A, c0, c1, 0, 0);
-    }
-}
+static void axpy_cols(const rs_axpy_args *A, int64_t c0, int64_t c1) { RS_BY_WTYPE(axpy_cols_as, A, A, c0, c1) }
 
 /* ---- streaming read, for the benchmark's bandwidth reference ----------- */
 

@@ -16,12 +16,15 @@ enum { RS_ISA_SCALAR = 0, RS_ISA_SSE2 = 1, RS_ISA_AVX2 = 2, RS_ISA_AVX512 = 3, R
  * the tile's partials (8 KiB) stay in L1 */
 #define RS_TILE_COLS 2048
 
-enum { RS_OK = 0, RS_ENOMEM = -1, RS_EROWS = -2, RS_EISA = -3 };
+enum { RS_OK = 0, RS_ENOMEM = -1, RS_EROWS = -2, RS_EISA = -3, RS_EWTYPE = -4 };
+
+/* Weight types: float32, float16 (as uint16), GGML Q8_0 and Q4_0 blocks (d a multiple of 32). */
+enum { RS_W_F32 = 0, RS_W_F16 = 1, RS_W_Q8_0 = 2, RS_W_Q4_0 = 3 };
 
 /* out[ti * out_stride + a] = lane_dot(W[rows[a]], x[ti]) for a in [a0, a1). */
 typedef struct {
-    const void *W;          /* (n, d) float32, or float16 stored as uint16 */
-    int f16;
+    const void *W;          /* (n, d) rows of weight type wtype */
+    int wtype;              /* RS_W_* */
     int64_t d;
     const int32_t *rows;    /* NULL: row a is W[a] */
     const float *x;         /* (t, d) */
@@ -36,7 +39,7 @@ typedef struct {
 #define RS_AXPY_TOKENS 4
 typedef struct {
     const void *W;
-    int f16;
+    int wtype;
     int64_t d;
     const int32_t *rows;
     int64_t nrows;
@@ -81,11 +84,11 @@ int rs_max_threads(void);
 int rs_team_size(int threads);   /* threads a parallel region really got */
 
 int rs_dot(int isa, const rs_dot_args *A, int64_t nrows, int64_t n, int threads);
-int rs_axpy(int isa, const void *W, int f16, int64_t n, int64_t d, const int32_t *rows, int64_t nrows,
+int rs_axpy(int isa, const void *W, int wtype, int64_t n, int64_t d, const int32_t *rows, int64_t nrows,
             const float *h, int64_t t, float *y, int fast, int threads);
 /* x (t, d), gate and up (n, d), down_t (n, d_out), mask (t, n) -> y (t, d_out) */
 int rs_ffn(int isa, const float *x, int64_t t, int64_t d, int64_t n, int64_t d_out,
-           const void *gate, int gate_f16, const void *up, int up_f16, const void *down_t, int down_f16,
+           const void *gate, int gate_wtype, const void *up, int up_wtype, const void *down_t, int down_wtype,
            const uint8_t *mask, float *y, int fast, int threads);
 /* Writes the cache lines of [p, p + bytes) back to memory and drops them from
  * every cache level (benchmarks' cold cache); 0 where this ISA cannot. */
