@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from reprosparse.backends import Backend
+from reprosparse.reference.quant import BLOCK as QBLOCK
 from reprosparse.reference.quant import Weights, take_columns, take_rows
 from reprosparse.reference.sparse_axpy import BLOCK
 
@@ -249,7 +250,9 @@ class Partition(Backend):
         def part(i: int, a: int, b: int) -> Part:
             return i, a, b, lambda be, n: be.sparse_axpy(self._columns_of(W, a, b), h, rows, mode=mode, threads=n)
 
-        parts = [part(*p) for p in self._parts(W.shape[1], self.column_unit)]
+        # A quantized matrix's columns are split on whole blocks.
+        unit = self.column_unit if isinstance(W, np.ndarray) else math.lcm(self.column_unit, QBLOCK)
+        parts = [part(*p) for p in self._parts(W.shape[1], unit)]
         return self._execute(np.empty((h.shape[0], W.shape[1]), np.float32), parts, threads)
 
     # ---- the runtime's per-token ops read no weights: the first executor runs them whole ----

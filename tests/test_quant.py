@@ -147,7 +147,7 @@ def test_make_model_writes_powerinfers_tensor_types_and_loads_them_mapped(qtype:
     from reprosparse.model import load_model, make_model, save_model
 
     path = tmp_path / "m.gguf"
-    save_model(make_model(layers=1, dim=64, ff=256, vocab=40, heads=4, seed=3, dtype=qtype), path, "GGUF")
+    save_model(make_model(layers=1, dim=64, ff=256, vocab=300, heads=4, seed=3, dtype=qtype), path, "GGUF")
     types = {t.name: t.tensor_type.name for t in gguf.GGUFReader(path).tensors}
     assert types.pop("output.weight") == "Q8_0"  # PowerInfer's Q6_K for q4_0 files is not supported
     norms = {k: types.pop(k) for k in [k for k in types if k.endswith("norm.weight")]}
@@ -164,7 +164,7 @@ def test_audit_of_a_q4_0_model_gives_one_output_in_deterministic_mode(tmp_path: 
     from reprosparse.cli import main
 
     path = tmp_path / "q4.gguf"
-    assert main(["make-model", str(path), "--type", "q4_0", "--layers", "1", "--ff", "256", "--vocab", "64"]) == 0
+    assert main(["make-model", str(path), "--type", "q4_0", "--layers", "1", "--ff", "256", "--vocab", "300"]) == 0
     refusing = [n for n in _backends() if "q4_0" not in rs.get_backend(n).weight_types]
     assert main(["audit", str(path), "--modes", "deterministic", "-n", "4", "--tokens", "1,2,3"]) == 0
     out = capsys.readouterr().out

@@ -124,12 +124,12 @@ def named_backends(wanted: tuple[str, ...], modes: tuple[str, ...], option: str)
     return list(wanted)
 
 
-def weights_refusal(name: str, model: Model) -> str | None:
-    """Why backend `name` does not take this model's weight types (e.g. quantized), or None."""
+def weights_refusal(name: str | Backend, model: Model) -> str | None:
+    """Why backend `name` (or this backend) does not take this model's weight types (e.g. quantized), or None."""
     from .. import _registry
     from ..model.weights import MATRICES
 
-    got = _registry.get_backend(name)
+    got = _registry.get_backend(name) if isinstance(name, str) else name
     for w in (model.output, *(getattr(layer, m) for layer in model.layers for m in MATRICES)):
         why = got.refuses_weights(w)
         if why is not None:

@@ -75,9 +75,11 @@ def run(args: argparse.Namespace) -> int:
             mpi.mpiexec()
         except ValueError as exc:
             raise UsageError(f"--ranks: {exc}") from None
-    targets: list[str | Partition] = [*backends, *(partition(spec, args.modes, "--partitions")
-                                                   for spec in args.partitions)]
+    partitions = [partition(spec, args.modes, "--partitions") for spec in args.partitions]
     model = load_model(args.model)  # a ModelFormatError names the file and the key
+    for split in partitions:
+        if (why := weights_refusal(split, model)) is not None:
+            raise CommandFailed(f"--partitions {split.spec!r}: {why}")
     refusing = {name: why for name in backends if (why := weights_refusal(name, model)) is not None}
     if refusing and args.backends:
         raise CommandFailed(f"--backends: {next(iter(refusing.values()))}")
@@ -86,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     backends = [name for name in backends if name not in refusing]
     if not backends:
         raise CommandFailed("no available backend takes this model's weight types")
+    targets: list[str | Partition] = [*backends, *partitions]
     prompt = prompt_ids(args, model, default=[1, 2, 3, 4, 5])
     longest = max(len(p) for p in [prompt, *others_for(prompt, model.hyper.vocab)])  # the batched runs
     # The last new token is never fed back: a sequence holds its prompt and n - 1 new tokens.
