@@ -145,7 +145,7 @@ class Partition(Backend):
         self.row_unit = row_unit
         self.column_unit = column_unit
         self.spec = spec or ",".join(f"{e.name}:{e.share:g}" for e in executors)
-        self._columns: dict[tuple[int, int, int], np.ndarray] = {}
+        self._columns: dict[tuple[int, int, int], Weights] = {}
         self._lock = threading.Lock()
         self._pool: tuple[int, ThreadPoolExecutor] | None = None
 
@@ -185,7 +185,7 @@ class Partition(Backend):
         edges = _edges(n, unit, [e.share for e in self.executors])
         return [(i, a, b) for i, (a, b) in enumerate(itertools.pairwise(edges)) if b > a]
 
-    def _columns_of(self, W: np.ndarray, first: int, end: int) -> np.ndarray:
+    def _columns_of(self, W: Weights, first: int, end: int) -> Weights:
         """W[:, first:end] as a read-only C-contiguous copy in W's type, made once while W lives."""
         key = (id(W), first, end)
         with self._lock:
@@ -226,7 +226,7 @@ class Partition(Backend):
 
     # ---- hooks: parts computed lazily, so that a subclass may compute only its own -----
 
-    def _matvec(self, W: np.ndarray, x: np.ndarray, mode: str, threads: int) -> np.ndarray:
+    def _matvec(self, W: Weights, x: np.ndarray, mode: str, threads: int) -> np.ndarray:
         def part(i: int, a: int, b: int) -> Part:
             return i, a, b, lambda be, n: be.matvec(take_rows(W, slice(a, b)), x, mode=mode, threads=n)
 
@@ -234,7 +234,7 @@ class Partition(Backend):
         return self._execute(np.empty((x.shape[0], W.shape[0]), np.float32), parts, threads)
 
     def _sparse_matvec(
-        self, W: np.ndarray, x: np.ndarray, rows: np.ndarray, mode: str, threads: int
+        self, W: Weights, x: np.ndarray, rows: np.ndarray, mode: str, threads: int
     ) -> np.ndarray:
         def part(i: int, a: int, b: int) -> Part:
             first, end = (int(k) for k in np.searchsorted(rows, [a, b]))  # rows are strictly increasing
@@ -245,7 +245,7 @@ class Partition(Backend):
         return self._execute(np.empty((x.shape[0], rows.shape[0]), np.float32), parts, threads)
 
     def _sparse_axpy(
-        self, W: np.ndarray, h: np.ndarray, rows: np.ndarray, mode: str, threads: int
+        self, W: Weights, h: np.ndarray, rows: np.ndarray, mode: str, threads: int
     ) -> np.ndarray:
         def part(i: int, a: int, b: int) -> Part:
             return i, a, b, lambda be, n: be.sparse_axpy(self._columns_of(W, a, b), h, rows, mode=mode, threads=n)
