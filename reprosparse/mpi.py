@@ -72,32 +72,37 @@ class MpiPartition(Partition):
         return f"mpi({self.spec})"
 
     def _execute(self, out: np.ndarray, parts: list[Part], threads: int) -> np.ndarray:
-        """This rank's part, then every rank's slice gathered into out (rank order: disjoint slices)."""
+        """This rank's part, then every rank's slice gathered into out (rank order: disjoint slices).
+
+        Each rank's message ends with one status word (0: its slice follows it, 1: it failed), so
+        the good path is a single collective; after a failure every rank learns why (a second one)
+        and raises, so no rank waits for a slice that will never come."""
         from mpi4py import MPI
 
         t = out.shape[0]
-        piece, failure = np.empty(0, np.float32), None
+        counts = [1] * self.comm.Get_size()  # the status word
+        for i, first, end, _ in parts:
+            counts[i] += t * (end - first)
+        send = np.zeros(counts[self.rank], np.float32)
+        failure = None
         for i, _, _, compute in parts:
             if i == self.rank:
                 e = self.executors[i]
                 try:
-                    piece = np.ascontiguousarray(compute(e.backend, threads if e.threads is None else e.threads),
-                                                 np.float32).reshape(-1)
+                    send[:-1] = np.asarray(compute(e.backend, threads if e.threads is None else e.threads),
+                                           np.float32).reshape(-1)
                 except Exception as exc:
                     failure = exc
-        # Every rank learns of any rank's failure, so none waits for a slice that will never come.
-        failures = self.comm.allgather(None if failure is None else f"{type(failure).__name__}: {failure}")
-        if failure is not None:
-            raise failure
-        failed = [(r, why) for r, why in enumerate(failures) if why is not None]
-        if failed:
-            raise RuntimeError(f"MPI rank {failed[0][0]} failed: {failed[0][1]}")
-        counts = [0] * self.comm.Get_size()
-        for i, first, end, _ in parts:
-            counts[i] = t * (end - first)
+        send[-1] = 0.0 if failure is None else 1.0
         displs = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int).tolist()
         gathered = np.empty(sum(counts), np.float32)
-        self.comm.Allgatherv(piece, [gathered, counts, displs, MPI.FLOAT])
+        self.comm.Allgatherv(send, [gathered, counts, displs, MPI.FLOAT])
+        if any(gathered[d + n - 1] != 0.0 for d, n in zip(displs, counts, strict=True)):
+            failures = self.comm.allgather(None if failure is None else f"{type(failure).__name__}: {failure}")
+            if failure is not None:
+                raise failure
+            rank, why = next((r, why) for r, why in enumerate(failures) if why is not None)
+            raise RuntimeError(f"MPI rank {rank} failed: {why}")
         for i, first, end, _ in parts:
-            out[:, first:end] = gathered[displs[i]:displs[i] + counts[i]].reshape(t, end - first)
+            out[:, first:end] = gathered[displs[i]:displs[i] + counts[i] - 1].reshape(t, end - first)
         return out
