@@ -14,8 +14,10 @@ result for every split, share and thread count, and executors may run at the sam
 between executors are disjoint pieces (the compact h and slices of outputs), never sums to reduce.
 
 Rows are assigned in whole 256-row units (the spec's sparse_axpy block, so an executor holds whole
-neuron blocks of gate and up), columns in units of 32 (a GGML quantization block).  An executor holds
-views of its rows (nothing copied; a GPU uploads only them) and one copy of its down_t columns.
+neuron blocks of gate and up), columns in units of 32 (a GGML quantization block; a quantized
+matrix's columns always on whole blocks).  An executor holds views of its rows (nothing copied; a GPU
+uploads only them) and one copy of its down_t columns, in the matrix's own type.  The runtime's
+per-token ops (rmsnorm, rope, attention, ...) read no weights and run whole on the first executor.
 """
 
 from __future__ import annotations
