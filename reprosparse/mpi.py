@@ -89,8 +89,7 @@ class MpiPartition(Partition):
             if i == self.rank:
                 e = self.executors[i]
                 try:
-                    send[:-1] = np.asarray(compute(e.backend, threads if e.threads is None else e.threads),
-                                           np.float32).reshape(-1)
+                    send[:-1] = np.asarray(compute(e.backend, e.threads_for(threads)), np.float32).reshape(-1)
                 except Exception as exc:
                     failure = exc
         send[-1] = 0.0 if failure is None else 1.0

@@ -60,6 +60,10 @@ class Executor:
     def name(self) -> str:
         return self.label or self.backend.name
 
+    def threads_for(self, threads: int) -> int:
+        """Its own thread count, else the one the call asks for."""
+        return threads if self.threads is None else self.threads
+
 
 def parse_spec(spec: str) -> list[tuple[str, float, int | None]]:
     """(backend name, share, threads) of each executor of "NAME[:SHARE][@THREADS],...".
@@ -210,7 +214,7 @@ class Partition(Backend):
             e = self.executors[i]
 
             def run() -> None:
-                out[:, first:end] = compute(e.backend, threads if e.threads is None else e.threads)
+                out[:, first:end] = compute(e.backend, e.threads_for(threads))
             return run
 
         jobs = [job(*part) for part in parts]
@@ -263,7 +267,7 @@ class Partition(Backend):
 
     def _first(self, threads: int) -> tuple[Any, int]:
         e = self.executors[0]
-        return e.backend, threads if e.threads is None else e.threads
+        return e.backend, e.threads_for(threads)
 
     def _rmsnorm(self, x: np.ndarray, weight: np.ndarray, eps: np.float32, mode: str, threads: int) -> np.ndarray:
         backend, n = self._first(threads)

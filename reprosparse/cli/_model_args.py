@@ -42,12 +42,12 @@ def token_ids(text: str) -> list[int]:
 
 def tokenizer(model: Model, option: str) -> Tokenizer:
     """The model's tokenizer; a model file without a usable vocabulary is the run's failure (exit 1)."""
-    from ..model import Tokenizer
+    from ..model.tokenizer import tokenizer_for
 
     if model.vocabulary is None:
         raise UsageError(f"{option}: the model has no vocabulary; give --tokens instead")
     try:
-        return Tokenizer(model.vocabulary)
+        return tokenizer_for(model.vocabulary)
     except ValueError as exc:
         raise CommandFailed(f"{option}: {exc}") from None
 

@@ -117,14 +117,14 @@ def _show(prompt: list[int], out: Generated, model: Model) -> None:
     the first new word keeps its space (SentencePiece drops a text's leading space)."""
     import sys
 
-    from ..model import Tokenizer
+    from ..model.tokenizer import tokenizer_for
 
     print(",".join(str(t) for t in out.tokens))
     sys.stdout.flush()
     if model.vocabulary is None:
         return
     try:
-        tokenizer = Tokenizer(model.vocabulary)
+        tokenizer = tokenizer_for(model.vocabulary)
     except ValueError as exc:  # the ids are the output; say why there is no text
         print(f"no text: {exc}", file=sys.stderr)
         return

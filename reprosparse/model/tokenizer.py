@@ -25,6 +25,7 @@ normalizer settings than llama.cpp's).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -93,6 +94,13 @@ class Tokenizer:
         if bad is not None:
             raise ValueError(f"ids must be token ids in [0, {n}), got {bad}")
         return str(self._sp.decode([int(t) for t in ids]))
+
+
+@functools.lru_cache(maxsize=4)
+def tokenizer_for(vocabulary: Vocabulary) -> Tokenizer:
+    """The vocabulary's Tokenizer, built once per process (about 0.26 s for 32000 pieces); a vocabulary
+    SentencePiece refuses raises its ValueError on every call (failures are not cached)."""
+    return Tokenizer(vocabulary)
 
 
 def read_sentencepiece(path: str | os.PathLike[str]) -> Vocabulary:

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "rs_half.h"
 #include "rs_kernels.h"
 
 #if !defined(FLT_EVAL_METHOD) || FLT_EVAL_METHOD != 0
@@ -26,30 +27,6 @@
 #endif
 
 #define RS_BLOCK_SHIFT 8 /* sparse_axpy blocks of 256 neurons */
-
-/* Exact float16 -> float32 with integers only: subnormals normalised, Inf and
- * NaN kept (and immune to DAZ, unlike a multiply by 2^112). */
-RS_INLINE float rs_half_to_float(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
-    float f;
-    if (exp == 0x1fu) {
-        bits = sign | 0x7f800000u | (man << 13);
-    } else if (exp != 0) {
-        bits = sign | ((exp + 112u) << 23) | (man << 13);
-    } else if (man == 0) {
-        bits = sign;
-    } else {
-        uint32_t e = 113;
-        while (!(man & 0x400u)) {
-            man <<= 1;
-            e--;
-        }
-        bits = sign | (e << 23) | ((man & 0x3ffu) << 13);
-    }
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
 
 /* ---- v16 per instruction set ------------------------------------------ */
 

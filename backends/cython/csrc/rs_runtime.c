@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rs_half.h"
 #include "rs_kernels.h"
 #include "rs_omp.h"
 #include "rs_runtime.h"
@@ -18,26 +19,6 @@ static float f32_bits(uint32_t b) {
     float f;
     memcpy(&f, &b, sizeof f);
     return f;
-}
-
-/* Exact float16 -> float32 (the same integer conversion as the weight kernels). */
-static float half_to_float(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
-    if (exp == 0x1fu) {
-        bits = sign | 0x7f800000u | (man << 13);
-    } else if (exp != 0) {
-        bits = sign | ((exp + 112u) << 23) | (man << 13);
-    } else if (man == 0) {
-        bits = sign;
-    } else {
-        uint32_t e = 113;
-        while (!(man & 0x400u)) {
-            man <<= 1;
-            e--;
-        }
-        bits = sign | (e << 23) | ((man & 0x3ffu) << 13);
-    }
-    return f32_bits(bits);
 }
 
 /* The spec's lane_dot: term k into lane k % 16, ascending, then the fold
@@ -215,7 +196,7 @@ static void rmsnorm_item(const void *ctx, int64_t r, float *scratch) {
                 inv = 1.0f / s;
     if (C->w_f16) {
         const uint16_t *w = C->w;
-        for (int64_t j = 0; j < C->d; j++) y[j] = (x[j] * inv) * half_to_float(w[j]);
+        for (int64_t j = 0; j < C->d; j++) y[j] = (x[j] * inv) * rs_half_to_float(w[j]);
     } else {
         const float *w = C->w;
         for (int64_t j = 0; j < C->d; j++) y[j] = (x[j] * inv) * w[j];
