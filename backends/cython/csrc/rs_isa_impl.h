@@ -151,6 +151,14 @@ RS_INLINE float v_fold(v16 a) {
 #endif
 
 #define RS_ROWS 4 /* rows per dot tile: independent add chains, several loads in flight */
+#if defined(RS_V16_AVX512)
+/* One token over contiguous rows (a decode step's matvec): 8 rows x 1 token =
+ * 8 of 32 zmm accumulators, twice the weight streams in flight (docs/performance.md). */
+#define RS_ROWS_1 8
+#else
+#define RS_ROWS_1 RS_ROWS /* AVX2 already uses 8 of 16 ymm registers for 4 rows */
+#endif
+#define RS_MAX_ROWS (RS_ROWS_1 > RS_ROWS ? RS_ROWS_1 : RS_ROWS)
 
 #include "rs_quant_impl.h"
 
@@ -195,14 +203,16 @@ RS_INLINE void dot_tile(const rs_dot_args *A, int64_t a, int64_t a_end, const in
                         const int WT, const int FAST) {
     const int64_t d = A->d, full = d - d % 16;
     const size_t row_bytes = w_offset(d, WT);
-    const char *w[RS_ROWS], *pf[RS_ROWS];
+    const char *w[RS_MAX_ROWS], *pf[RS_MAX_ROWS];
     const float *x[RS_TOKENS];
-    v16 acc[RS_ROWS][RS_TOKENS];
+    v16 acc[RS_MAX_ROWS][RS_TOKENS];
     for (int r = 0; r < R; r++) {
         int64_t row = A->rows ? A->rows[a + r] : a + r;
         w[r] = (const char *)A->W + (size_t)row * row_bytes;
         pf[r] = NULL;
-        if (t0 + T >= A->t && a + R + r < a_end) {
+        /* Gathered rows: the next tile's rows, which no hardware prefetcher can guess.  Contiguous rows
+         * of one token are the hardware prefetcher's: a software prefetch there measured 10-15% slower. */
+        if ((A->rows || A->t > 1) && t0 + T >= A->t && a + R + r < a_end) {
             int64_t next = A->rows ? A->rows[a + R + r] : a + R + r;
             pf[r] = (const char *)A->W + (size_t)next * row_bytes;
         }
@@ -259,6 +269,8 @@ RS_INLINE void dot_tokens(const rs_dot_args *A, int64_t a, int64_t a_end, const 
 
 RS_INLINE void dot_rows_as(const rs_dot_args *A, int64_t a0, int64_t a1, const int WT, const int FAST) {
     int64_t a = a0;
+    if (A->t == 1 && !A->rows)
+        for (; a + RS_ROWS_1 <= a1; a += RS_ROWS_1) dot_tokens(A, a, a1, RS_ROWS_1, WT, FAST);
     for (; a + RS_ROWS <= a1; a += RS_ROWS) dot_tokens(A, a, a1, RS_ROWS, WT, FAST);
     for (; a < a1; a++) dot_tokens(A, a, a1, 1, WT, FAST);
 }
