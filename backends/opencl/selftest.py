@@ -26,7 +26,7 @@ from reprosparse import reference as ref
 from reprosparse.conformance.compare import mismatch
 from reprosparse.reference import bounds
 
-from .verify import FAULT_ENV, MARK, Plan, fault_for, parse_faults
+from .verify import FAULT_ENV, MARK, RUNTIME_JOB, Plan, fault_for, parse_faults
 
 N = 520
 EDGE_ROWS = np.array([0, 1, 15, 255, 256, 257, 511, 512, 519], np.int32)
@@ -115,9 +115,14 @@ def main() -> int:
             print("reprosparse: injected fault: the driver aborts", file=sys.stderr, flush=True)
             os.abort()
         try:  # a driver error (context, build, launch) is a failed self-test, not a crash of the child
-            backend = OpenCLBackend(platforms, *where, Plan({(mode, dtype): layout}))
-            problem = check(lambda op, *args, mode, b=backend: getattr(b, op)(*args, mode=mode),
-                            mode, np.dtype(dtype).type, fault)
+            if job == RUNTIME_JOB:
+                from . import runtime_selftest
+
+                problem = runtime_selftest.check(OpenCLBackend(platforms, *where, Plan({}, runtime=None)), fault)
+            else:
+                backend = OpenCLBackend(platforms, *where, Plan({(mode, dtype): layout}))
+                problem = check(lambda op, *args, mode, b=backend: getattr(b, op)(*args, mode=mode),
+                                mode, np.dtype(dtype).type, fault)
         except Exception as exc:
             problem = f"{type(exc).__name__}: {exc}"
         print(MARK + json.dumps({"job": job, "ok": problem is None, "reason": problem or ""}), flush=True)

@@ -1,0 +1,223 @@
+"""The runtime's per-token operators on the OpenCL device: the host side of kernels/runtime.cl.
+
+`RuntimeKernels` is mixed into OpenCLBackend ahead of Backend and overrides
+the runtime hooks of backends/_runtime_ops.py (rmsnorm, rope, attention,
+softmax, argmax, add), which receive arguments the shared base has already
+checked.  The kernels run only when the device passed runtime_selftest.py's
+battery (Plan.runtime is None); otherwise every hook is the inherited
+reference, which gives the same bits on the host, slowly.
+
+§12 has one arithmetic for both modes, so one program serves both.  The few
+table values a call needs (rope's theta_i, attention's scale) come from the
+reference on the host.  The KV caches stay host arrays, as the interface
+promises: attention_batch stores the new rows in them (row order, as the
+reference does), then uploads each sequence's rows 0 .. its last position for
+the call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from functools import cache
+from importlib import resources
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyopencl as cl
+
+from reprosparse.reference.attention import attention_scale
+from reprosparse.reference.rope import rope_theta
+
+from .programs import FORBIDDEN_OPTIONS, OpenCLError
+
+#: Every runtime program must hold these; a build that "succeeds" without them is a driver fault.
+KERNELS = frozenset({"rmsnorm_f32", "rmsnorm_f16", "rope", "attention", "softmax", "argmax", "add"})
+#: Build options: none.  Listed so that the verdict cache keys on them and they are checked like ops.cl's.
+OPTIONS: tuple[str, ...] = ()
+_INT_MAX = 2**31 - 1
+
+
+@cache
+def source() -> str:
+    return resources.files(__package__).joinpath("kernels", "runtime.cl").read_text()
+
+
+@cache
+def source_hash() -> str:
+    return hashlib.sha256(source().encode()).hexdigest()
+
+
+def unsupported(device: cl.Device) -> str | None:
+    """Why kernels/runtime.cl cannot run exactly on this device, or None."""
+    if "cl_khr_fp64" not in device.extensions.split():
+        return ("the device has no binary64 (cl_khr_fp64), which sincos32 and the correctly rounded "
+                "float32 division and square root need")
+    return None
+
+
+def build(context: cl.Context, device: cl.Device) -> cl.Program:
+    """kernels/runtime.cl built for `device`; OpenCLError if the build fails or lacks a kernel."""
+    assert not set(OPTIONS) & set(FORBIDDEN_OPTIONS)
+    where = f"runtime.cl for OpenCL device {device.name.strip()!r}"
+    try:
+        program = cl.Program(context, source()).build(options=list(OPTIONS), devices=[device])
+    except cl.Error as exc:
+        raise OpenCLError(f"building {where} failed: {exc}") from exc
+    missing = KERNELS - set(filter(None, program.kernel_names.split(";")))
+    if missing:
+        raise OpenCLError(f"building {where} reported success but the program lacks {sorted(missing)}")
+    return program
+
+
+def _check_size(what: str, n: int) -> None:
+    if n > _INT_MAX:
+        raise ValueError(f"the opencl backend indexes with 32-bit ints; {what} has {n} elements")
+
+
+class RuntimeKernels:
+    """The runtime hooks, on the device when its self-test passed, else the reference's."""
+
+    if TYPE_CHECKING:
+        from .verify import Plan
+
+        plan: Plan
+        device_name: str
+        _context: cl.Context
+        _device: cl.Device
+        _queue: cl.CommandQueue
+        _kernels: threading.local
+
+        def _upload(self, a: np.ndarray) -> cl.Buffer: ...
+        def _scratch(self, what: str, nbytes: int) -> cl.Buffer: ...
+        def _read(self, host: np.ndarray, buffer: cl.Buffer, op: str) -> np.ndarray: ...
+
+    _runtime_lock = threading.Lock()  # guards the first build of each backend's runtime program
+    _runtime_program: cl.Program | None = None
+
+    def _runtime_native(self) -> bool:
+        return self.plan.runtime is None
+
+    def runtime_policy(self) -> str:
+        """One line for `reprosparse info`: where the runtime ops run, and why."""
+        if self._runtime_native():
+            return ("native kernels (runtime.cl), self-tested on this device; "
+                    "attention uploads the KV caches' used rows on every call")
+        return f"the reference on the host (same bits, slower): {self.plan.runtime}"
+
+    def _runtime_run(self, kernel: str, global_size: tuple[int, ...], *args: object) -> None:
+        """Enqueues one kernel of the runtime program (built on first use, once per backend)."""
+        with self._runtime_lock:
+            program = self._runtime_program
+            if program is None:
+                program = self._runtime_program = build(self._context, self._device)
+        kernels: dict[tuple[int, str], cl.Kernel] = self._kernels.__dict__.setdefault("by_name", {})
+        try:
+            knl = kernels.get((id(program), kernel))
+            if knl is None:
+                knl = kernels[id(program), kernel] = cl.Kernel(program, kernel)
+            knl(self._queue, global_size, None, *args)
+        except cl.Error as exc:
+            raise OpenCLError(f"OpenCL kernel {kernel} (runtime.cl) on {self.device_name} failed: {exc}") from exc
+
+    def _rmsnorm(self, x: np.ndarray, weight: np.ndarray, eps: np.float32, mode: str, threads: int) -> np.ndarray:
+        if not self._runtime_native():
+            return super()._rmsnorm(x, weight, eps, mode, threads)  # type: ignore[misc]
+        t, d = x.shape
+        if x.size == 0:
+            return np.empty((t, d), np.float32)
+        _check_size("x", x.size)
+        y = np.empty((t, d), np.float32)
+        y_buf = self._scratch("the output", y.nbytes)
+        kernel = "rmsnorm_f16" if weight.dtype == np.float16 else "rmsnorm_f32"
+        self._runtime_run(kernel, (t,), self._upload(x), np.int32(d), self._upload(weight), np.float32(eps), y_buf)
+        return self._read(y, y_buf, "rmsnorm")
+
+    def _rope(self, x: np.ndarray, positions: np.ndarray, base: float, mode: str, threads: int) -> np.ndarray:
+        if not self._runtime_native():
+            return super()._rope(x, positions, base, mode, threads)  # type: ignore[misc]
+        t, n_head, head_dim = x.shape
+        if x.size == 0:
+            return np.empty_like(x)
+        _check_size("x", x.size)
+        y = np.empty_like(x)
+        y_buf = self._scratch("the output", y.nbytes)
+        theta = rope_theta(head_dim, base)  # the reference's exact table, head_dim / 2 values
+        self._runtime_run(
+            "rope", (t, head_dim // 2), self._upload(x), np.int32(n_head), np.int32(head_dim),
+            self._upload(positions.astype(np.int32)), self._upload(theta), y_buf,
+        )
+        return self._read(y, y_buf, "rope")
+
+    def _attention_batch(
+        self, q: np.ndarray, k: list[np.ndarray], v: list[np.ndarray], seq: np.ndarray, positions: np.ndarray,
+        new_k: np.ndarray | None, new_v: np.ndarray | None, mode: str, threads: int,
+    ) -> np.ndarray:
+        if not self._runtime_native():
+            return super()._attention_batch(  # type: ignore[misc]
+                q, k, v, seq, positions, new_k, new_v, mode, threads)
+        if new_k is not None and new_v is not None:
+            for r in range(q.shape[0]):  # row order, as the spec'd store: later rows win a tie
+                k[seq[r]][positions[r]] = new_k[r]
+                v[seq[r]][positions[r]] = new_v[r]
+        t, n_head, head_dim = q.shape
+        if q.size == 0:
+            return np.empty_like(q)
+        n_kv = k[0].shape[1]
+        # Each sequence's rows 0 .. its last position, one sequence after another: all any row reads.
+        used = np.unique(seq)
+        rows = [int(positions[seq == s].max()) + 1 for s in used]
+        sizes = np.array([n * n_kv * head_dim for n in rows], np.int64)
+        first = dict(zip(used.tolist(), np.concatenate([[0], np.cumsum(sizes)[:-1]]).tolist(), strict=True))
+        packed_k = np.concatenate([k[s][:n].reshape(-1) for s, n in zip(used, rows, strict=True)])
+        packed_v = np.concatenate([v[s][:n].reshape(-1) for s, n in zip(used, rows, strict=True)])
+        start = np.array([first[s] for s in seq.tolist()], np.int64)
+        longest = max(rows)
+        _check_size("q", q.size)
+        _check_size("the caches' rows", int(sizes.sum()))
+        _check_size("the scores", t * n_head * longest)
+        out = np.empty_like(q)
+        o_buf = self._scratch("the output", out.nbytes)
+        scores = self._scratch("the scores", t * n_head * longest * 4)
+        self._runtime_run(
+            "attention", (t, n_head), self._upload(q), np.int32(n_head), np.int32(head_dim), np.int32(n_kv),
+            self._upload(packed_k), self._upload(packed_v), self._upload(start),
+            self._upload(positions.astype(np.int32)), attention_scale(head_dim), scores, np.int32(longest), o_buf,
+        )
+        return self._read(out, o_buf, "attention")
+
+    def _softmax(self, x: np.ndarray, lengths: np.ndarray, mode: str, threads: int) -> np.ndarray:
+        if not self._runtime_native():
+            return super()._softmax(x, lengths, mode, threads)  # type: ignore[misc]
+        t, n = x.shape
+        if t == 0:
+            return np.empty((0, n), np.float32)
+        _check_size("x", x.size)
+        y = np.empty((t, n), np.float32)
+        y_buf = self._scratch("the output", y.nbytes)
+        self._runtime_run("softmax", (t,), self._upload(x), np.int32(n), self._upload(lengths.astype(np.int32)),
+                          y_buf)
+        return self._read(y, y_buf, "softmax")
+
+    def _argmax(self, x: np.ndarray, mode: str, threads: int) -> np.ndarray:
+        if not self._runtime_native():
+            return super()._argmax(x, mode, threads)  # type: ignore[misc]
+        t, n = x.shape
+        if t == 0:
+            return np.empty(0, np.int64)
+        _check_size("x", x.size)
+        out = np.empty(t, np.int64)
+        o_buf = self._scratch("the output", out.nbytes)
+        self._runtime_run("argmax", (t,), self._upload(x), np.int32(n), o_buf)
+        return self._read(out, o_buf, "argmax")
+
+    def _add(self, a: np.ndarray, b: np.ndarray, mode: str, threads: int) -> np.ndarray:
+        if not self._runtime_native():
+            return super()._add(a, b, mode, threads)  # type: ignore[misc]
+        if a.size == 0:
+            return np.empty_like(a)
+        _check_size("a", a.size)
+        y = np.empty_like(a)
+        y_buf = self._scratch("the output", y.nbytes)
+        self._runtime_run("add", (a.size,), self._upload(a), self._upload(b), y_buf)
+        return self._read(y, y_buf, "add")
