@@ -17,9 +17,9 @@ the call.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
-from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING
 
@@ -38,12 +38,12 @@ OPTIONS: tuple[str, ...] = ()
 _INT_MAX = 2**31 - 1
 
 
-@cache
+@functools.cache
 def source() -> str:
     return resources.files(__package__).joinpath("kernels", "runtime.cl").read_text()
 
 
-@cache
+@functools.cache
 def source_hash() -> str:
     return hashlib.sha256(source().encode()).hexdigest()
 
@@ -70,6 +70,15 @@ def build(context: cl.Context, device: cl.Device) -> cl.Program:
     return program
 
 
+@functools.lru_cache(maxsize=64)
+def _theta(head_dim: int, base: float) -> np.ndarray:
+    """rope's theta_i, the reference's exact table: a model asks for the same one every call, and
+    computing it (exp32 in numpy) costs about as much as the kernel."""
+    theta = rope_theta(head_dim, base)
+    theta.flags.writeable = False
+    return theta
+
+
 def _check_size(what: str, n: int) -> None:
     if n > _INT_MAX:
         raise ValueError(f"the opencl backend indexes with 32-bit ints; {what} has {n} elements")
@@ -88,6 +97,9 @@ class RuntimeKernels:
         _queue: cl.CommandQueue
         _kernels: threading.local
 
+        zero_copy: bool
+
+        def _buffer(self, what: str, nbytes: int, flags: int, hostbuf: np.ndarray | None = None) -> cl.Buffer: ...
         def _upload(self, a: np.ndarray) -> cl.Buffer: ...
         def _scratch(self, what: str, nbytes: int) -> cl.Buffer: ...
         def _read(self, host: np.ndarray, buffer: cl.Buffer, op: str) -> np.ndarray: ...
@@ -101,8 +113,8 @@ class RuntimeKernels:
     def runtime_policy(self) -> str:
         """One line for `reprosparse info`: where the runtime ops run, and why."""
         if self._runtime_native():
-            return ("native kernels (runtime.cl), self-tested on this device; "
-                    "attention uploads the KV caches' used rows on every call")
+            caches = "read in host memory" if self.zero_copy else "uploaded (the rows a call reads) on every call"
+            return f"native kernels (runtime.cl), self-tested on this device; attention's KV caches {caches}"
         return f"the reference on the host (same bits, slower): {self.plan.runtime}"
 
     def _runtime_run(self, kernel: str, global_size: tuple[int, ...], *args: object) -> None:
@@ -119,6 +131,13 @@ class RuntimeKernels:
             knl(self._queue, global_size, None, *args)
         except cl.Error as exc:
             raise OpenCLError(f"OpenCL kernel {kernel} (runtime.cl) on {self.device_name} failed: {exc}") from exc
+
+    def _host_input(self, a: np.ndarray) -> cl.Buffer:
+        """A large input: read where it lies on a CPU device (valid while this call runs, which
+        blocks until the kernel is done), else uploaded."""
+        if self.zero_copy:
+            return self._buffer("the KV caches' rows", a.nbytes, cl.mem_flags.READ_ONLY | cl.mem_flags.USE_HOST_PTR, a)
+        return self._upload(a)
 
     def _rmsnorm(self, x: np.ndarray, weight: np.ndarray, eps: np.float32, mode: str, threads: int) -> np.ndarray:
         if not self._runtime_native():
@@ -142,10 +161,9 @@ class RuntimeKernels:
         _check_size("x", x.size)
         y = np.empty_like(x)
         y_buf = self._scratch("the output", y.nbytes)
-        theta = rope_theta(head_dim, base)  # the reference's exact table, head_dim / 2 values
         self._runtime_run(
             "rope", (t, head_dim // 2), self._upload(x), np.int32(n_head), np.int32(head_dim),
-            self._upload(positions.astype(np.int32)), self._upload(theta), y_buf,
+            self._upload(positions.astype(np.int32)), self._upload(_theta(head_dim, base)), y_buf,
         )
         return self._read(y, y_buf, "rope")
 
@@ -169,8 +187,11 @@ class RuntimeKernels:
         rows = [int(positions[seq == s].max()) + 1 for s in used]
         sizes = np.array([n * n_kv * head_dim for n in rows], np.int64)
         first = dict(zip(used.tolist(), np.concatenate([[0], np.cumsum(sizes)[:-1]]).tolist(), strict=True))
-        packed_k = np.concatenate([k[s][:n].reshape(-1) for s, n in zip(used, rows, strict=True)])
-        packed_v = np.concatenate([v[s][:n].reshape(-1) for s, n in zip(used, rows, strict=True)])
+        packed_k, packed_v = (
+            c[used[0]][:rows[0]].reshape(-1) if len(used) == 1  # a view: one sequence needs no packing
+            else np.concatenate([c[s][:n].reshape(-1) for s, n in zip(used, rows, strict=True)])
+            for c in (k, v)
+        )
         start = np.array([first[s] for s in seq.tolist()], np.int64)
         longest = max(rows)
         _check_size("q", q.size)
@@ -181,7 +202,7 @@ class RuntimeKernels:
         scores = self._scratch("the scores", t * n_head * longest * 4)
         self._runtime_run(
             "attention", (t, n_head), self._upload(q), np.int32(n_head), np.int32(head_dim), np.int32(n_kv),
-            self._upload(packed_k), self._upload(packed_v), self._upload(start),
+            self._host_input(packed_k), self._host_input(packed_v), self._upload(start),
             self._upload(positions.astype(np.int32)), attention_scale(head_dim), scores, np.int32(longest), o_buf,
         )
         return self._read(out, o_buf, "attention")

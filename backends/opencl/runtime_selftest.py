@@ -80,10 +80,11 @@ def check(backend: Any, fault: str | None) -> str | None:
 
 @functools.cache
 def _battery_hash() -> str:
-    """What the verdict depends on besides the kernels: this battery, its cases and the child."""
+    """What the verdict depends on besides the kernels: the host side, this battery, its cases and the child."""
     digest = hashlib.sha256()
-    for package, name in ((__package__, "runtime_selftest.py"), (__package__, "selftest.py"),
-                          ("reprosparse.conformance", "runtime_cases.py"), ("reprosparse.conformance", "cases.py")):
+    files = [(__package__, "runtime.py"), (__package__, "runtime_selftest.py"), (__package__, "selftest.py"),
+             ("reprosparse.conformance", "runtime_cases.py"), ("reprosparse.conformance", "cases.py")]
+    for package, name in files:
         digest.update(resources.files(package).joinpath(name).read_bytes())
     return digest.hexdigest()
 
