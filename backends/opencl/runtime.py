@@ -91,7 +91,9 @@ class RuntimeKernels:
         from .verify import Plan
 
         plan: Plan
-        device_name: str
+
+        @property
+        def device_name(self) -> str: ...
         _context: cl.Context
         _device: cl.Device
         _queue: cl.CommandQueue
@@ -117,7 +119,7 @@ class RuntimeKernels:
             return f"native kernels (runtime.cl), self-tested on this device; attention's KV caches {caches}"
         return f"the reference on the host (same bits, slower): {self.plan.runtime}"
 
-    def _runtime_run(self, kernel: str, global_size: tuple[int, ...], *args: object) -> None:
+    def _runtime_run(self, kernel: str, global_size: tuple[int, ...], *args: cl.Buffer | np.generic) -> None:
         """Enqueues one kernel of the runtime program (built on first use, once per backend)."""
         with self._runtime_lock:
             program = self._runtime_program
