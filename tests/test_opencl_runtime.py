@@ -118,6 +118,21 @@ def test_batch_of_sequences_stores_then_attends(native, no_reference):
         assert mismatch(got[rows], alone) is None, s
 
 
+def test_attention_tiles_rows_within_the_scratch_budget(native, monkeypatch):
+    """A prefill whose scores exceed the scratch budget runs in tiles of rows, with the same bits."""
+    small = load(scratch_bytes=2 * 4 * 20 * 4)  # two rows of 4 heads' scores over 20 positions
+    launches = []
+    run = runtime.RuntimeKernels._runtime_run
+    monkeypatch.setattr(runtime.RuntimeKernels, "_runtime_run",
+                        lambda self, kernel, size, *a: (launches.append(size), run(self, kernel, size, *a)))
+    rng = np.random.default_rng(5)
+    q = rng.standard_normal((7, 4, 16)).astype(np.float32)
+    k, v = (rng.standard_normal((20, 2, 16)).astype(np.float32) for _ in range(2))
+    pos = np.arange(13, 20)
+    assert mismatch(small.attention(q, k, v, pos), ref.attention(q, k, v, pos)) is None
+    assert launches == [(2, 4), (2, 4), (2, 4), (1, 4)]
+
+
 def test_empty_calls_launch_nothing(native, monkeypatch):
     monkeypatch.setattr(runtime.RuntimeKernels, "_runtime_run", lambda *a: pytest.fail("launched"))
     assert native.rmsnorm(np.zeros((0, 8), np.float32), np.ones(8, np.float32), 1e-5).shape == (0, 8)

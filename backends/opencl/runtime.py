@@ -100,6 +100,8 @@ class RuntimeKernels:
         _kernels: threading.local
 
         zero_copy: bool
+        scratch_bytes: int
+        _max_alloc: int
 
         def _buffer(self, what: str, nbytes: int, flags: int, hostbuf: np.ndarray | None = None) -> cl.Buffer: ...
         def _upload(self, a: np.ndarray) -> cl.Buffer: ...
@@ -188,25 +190,28 @@ class RuntimeKernels:
         used = np.unique(seq)
         rows = [int(positions[seq == s].max()) + 1 for s in used]
         sizes = np.array([n * n_kv * head_dim for n in rows], np.int64)
-        first = dict(zip(used.tolist(), np.concatenate([[0], np.cumsum(sizes)[:-1]]).tolist(), strict=True))
+        offset = dict(zip(used.tolist(), np.concatenate([[0], np.cumsum(sizes)[:-1]]).tolist(), strict=True))
         packed_k, packed_v = (
             c[used[0]][:rows[0]].reshape(-1) if len(used) == 1  # a view: one sequence needs no packing
             else np.concatenate([c[s][:n].reshape(-1) for s, n in zip(used, rows, strict=True)])
             for c in (k, v)
         )
-        start = np.array([first[s] for s in seq.tolist()], np.int64)
+        start = np.array([offset[s] for s in seq.tolist()], np.int64)
         longest = max(rows)
         _check_size("q", q.size)
         _check_size("the caches' rows", int(sizes.sum()))
-        _check_size("the scores", t * n_head * longest)
         out = np.empty_like(q)
         o_buf = self._scratch("the output", out.nbytes)
-        scores = self._scratch("the scores", t * n_head * longest * 4)
-        self._runtime_run(
-            "attention", (t, n_head), self._upload(q), np.int32(n_head), np.int32(head_dim), np.int32(n_kv),
-            self._host_input(packed_k), self._host_input(packed_v), self._upload(start),
-            self._upload(positions.astype(np.int32)), attention_scale(head_dim), scores, np.int32(longest), o_buf,
-        )
+        # The scores of a tile of rows at a time, within the backend's scratch budget (a long prompt's
+        # prefill would otherwise need t * n_head * t floats); each row's bits are its own.
+        per_row = n_head * longest * 4
+        tile = max(1, min(t, min(self.scratch_bytes, self._max_alloc) // per_row))
+        scores = self._scratch("attention's scores", tile * per_row)
+        args = (self._upload(q), np.int32(n_head), np.int32(head_dim), np.int32(n_kv), self._host_input(packed_k),
+                self._host_input(packed_v), self._upload(start), self._upload(positions.astype(np.int32)),
+                attention_scale(head_dim), scores, np.int32(longest))
+        for first_row in range(0, t, tile):
+            self._runtime_run("attention", (min(tile, t - first_row), n_head), *args, np.int32(first_row), o_buf)
         return self._read(out, o_buf, "attention")
 
     def _softmax(self, x: np.ndarray, lengths: np.ndarray, mode: str, threads: int) -> np.ndarray:

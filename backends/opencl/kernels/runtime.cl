@@ -211,21 +211,22 @@ __kernel void rope(__global const float *x, const int n_head, const int head_dim
     }
 }
 
-/* attention: work-item (r, h).  k and v hold each sequence's cache rows one after another
- * ((rows, n_kv, head_dim) per sequence), row r's sequence starting at float offset start[r];
- * scratch holds `longest` floats per work-item for the scores. */
+/* attention: work-item (r - first, h) for the rows r = first .. first + tile - 1.  k and v hold
+ * each sequence's cache rows one after another ((rows, n_kv, head_dim) per sequence), row r's
+ * sequence starting at float offset start[r]; scratch holds `longest` floats per work-item for
+ * the scores (the host tiles the rows so that it stays small). */
 __kernel void attention(__global const float *q, const int n_head, const int head_dim, const int n_kv,
                         __global const float *k, __global const float *v, __global const long *start,
                         __global const int *positions, const float scale, __global float *scratch,
-                        const int longest, __global float *out)
+                        const int longest, const int first, __global float *out)
 {
-    const int r = get_global_id(0), h = get_global_id(1);
+    const int r = first + get_global_id(0), h = get_global_id(1);
     const int g = h / (n_head / n_kv), n = positions[r] + 1, stride = n_kv * head_dim;
     const size_t item = (size_t)r * n_head + h;
     __global const float *qh = q + item * head_dim;
     __global const float *kh = k + start[r] + (size_t)g * head_dim;
     __global const float *vh = v + start[r] + (size_t)g * head_dim;
-    __global float *a = scratch + item * longest;
+    __global float *a = scratch + ((size_t)get_global_id(0) * n_head + h) * longest;
     __global float *o = out + item * head_dim;
     for (int j = 0; j < n; ++j) {
         const float dot = lane_dot(qh, kh + (size_t)j * stride, head_dim);
