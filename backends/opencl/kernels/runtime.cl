@@ -233,13 +233,17 @@ __kernel void attention(__global const float *q, const int n_head, const int hea
         a[j] = dot * scale;
     }
     softmax_row(a, n);
+    /* o[i] sums over j ascending, as the spec's loop; j outermost reads each value row in order */
     for (int i = 0; i < head_dim; ++i) {
-        float acc = 0.0f;
-        for (int j = 0; j < n; ++j) {
-            const float p = a[j] * vh[(size_t)j * stride + i];
-            acc = acc + p;
+        o[i] = 0.0f;
+    }
+    for (int j = 0; j < n; ++j) {
+        __global const float *vj = vh + (size_t)j * stride;
+        const float aj = a[j];
+        for (int i = 0; i < head_dim; ++i) {
+            const float p = aj * vj[i];
+            o[i] = o[i] + p;
         }
-        o[i] = acc;
     }
 }
 
