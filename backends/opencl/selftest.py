@@ -6,7 +6,8 @@ and 8 tokens per work-item, with partial tails), widths 1, 16 and 33 (tail
 only, whole 16-lane chunks only, both; columns likewise), rows on both sides
 of the 256-neuron block edges, subnormal products, ±0, ±Inf and NaN in
 weights, activations and h.  Deterministic results must equal the reference
-bit for bit, fast ones lie within reference.bounds.
+bit for bit, fast ones lie within reference.bounds.  The runtime ops' kernels
+are one more job, verify.RUNTIME_JOB, with their own battery (runtime_selftest.py).
 
 Run as ``python -m reprosparse.backends.opencl.selftest`` with a JSON request
 on stdin (verify.run_children); it reports each job on stdout as it starts
