@@ -117,7 +117,8 @@ class RuntimeKernels:
     def runtime_policy(self) -> str:
         """One line for `reprosparse info`: where the runtime ops run, and why."""
         if self._runtime_native():
-            caches = "read in host memory" if self.zero_copy else "uploaded (the rows a call reads) on every call"
+            caches = ("read in host memory (several sequences' rows packed into one copy)" if self.zero_copy
+                      else "uploaded on every call (the rows the call reads)")
             return f"native kernels (runtime.cl), self-tested on this device; attention's KV caches {caches}"
         return f"the reference on the host (same bits, slower): {self.plan.runtime}"
 
