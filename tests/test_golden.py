@@ -108,6 +108,21 @@ def test_backends_reproduce_the_golden_vectors(name):
     assert bool(refused) == (backend.weight_types != reference.quant.WEIGHT_TYPES)
 
 
+#: The runtime ops with golden vectors that are also Backend operations (exp32, sincos32 and sample are not).
+BACKEND_RUNTIME_OPS = ("rope", "rmsnorm", "softmax", "argmax", "attention")
+
+
+@pytest.mark.parametrize("name", [n for n, s in rs.available_backends().items() if s.available and n != "numpy"])
+def test_backends_reproduce_the_runtime_golden_vectors(name):
+    backend = rs.get_backend(name)
+    entries = [e for e in golden.load() if e["op"] in BACKEND_RUNTIME_OPS]
+    assert {e["op"] for e in entries} == set(BACKEND_RUNTIME_OPS)
+    with np.errstate(all="ignore"):  # the reference's fallback, where a backend has one, sees NaN and Inf
+        wrong = [e["id"] for e in entries
+                 if golden.digest(getattr(backend, e["op"])(**e["inputs"], mode="deterministic")) != e["sha256"]]
+    assert wrong == []
+
+
 def test_digest_ignores_nan_payload_but_not_zero_sign():
     a = np.array([np.nan, 0.0], np.float32)
     b = a.copy()

@@ -8,6 +8,7 @@ it cannot run here.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from .._base import Backend, BackendUnavailable
@@ -31,7 +32,7 @@ def load(
             f"pyopencl is not installed ({exc}); pip install 'reprosparse[opencl]'"
         ) from exc
 
-    from . import devices, verify
+    from . import devices, runtime_selftest, verify
     from .backend import SCRATCH_BYTES, OpenCLBackend, OpenCLGpuBackend, deterministic_problem, single_fp_config
     from .programs import LAYOUTS
 
@@ -62,7 +63,8 @@ def load(
     is_gpu = described[where[0]].devices[where[1]].is_gpu
     device = platforms[where[0]].get_devices()[where[1]]
     candidates = (layout,) if layout else GPU_LAYOUTS if is_gpu else CPU_LAYOUTS
-    plan = verify.make_plan(device, where, candidates, deterministic_problem(single_fp_config(device)))
+    problem = deterministic_problem(single_fp_config(device))
+    plan = verify.make_plan(device, where, candidates, problem)
     if not plan.layouts:
         reasons = {mode: plan.refuses(mode) for mode in verify.MODES}
         if len(set(reasons.values())) == 1:
@@ -70,6 +72,7 @@ def load(
         else:
             why = "; ".join(f"{mode} mode: {reason}" for mode, reason in reasons.items())
         raise BackendUnavailable(f"OpenCL device {device.name.strip()} failed its self-test in every mode: {why}")
+    plan = dataclasses.replace(plan, runtime=runtime_selftest.verdict(device, where, problem))
     return (OpenCLGpuBackend if is_gpu else OpenCLBackend)(
         platforms, *where, plan, weight_cache_bytes=weight_cache_bytes, zero_copy=zero_copy,
         scratch_bytes=SCRATCH_BYTES if scratch_bytes is None else scratch_bytes,

@@ -17,6 +17,10 @@ copy).  Elsewhere a read-only array stays on the device between calls
 on every call, only the rows the op reads, gathered on the host (a
 10%-active sparse op moves a tenth of the matrix); on a discrete GPU that
 transfer costs far more than the kernels.
+
+The runtime's per-token ops (rmsnorm, rope, attention, softmax, argmax, add)
+are kernels/runtime.cl, run by runtime.py when they passed their own
+self-test, else the reference on the host.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from reprosparse.reference.sparse_axpy import BLOCK
 from .._base import Backend, WeightsUnsupported
 from . import devices
 from .programs import LAYOUTS, ROWS, OpenCLError, ProgramCache, Variant
+from .runtime import RuntimeKernels
 from .verify import Plan
 
 LANES = 16  # the spec's lane count; the grouped kernels' work-group width
@@ -93,7 +98,7 @@ def _check_size(what: str, n: int) -> None:
         raise ValueError(f"the opencl backend indexes with 32-bit ints; {what} has {n} elements")
 
 
-class OpenCLBackend(Backend):
+class OpenCLBackend(RuntimeKernels, Backend):  # RuntimeKernels: the runtime ops' hooks (runtime.py)
     name = "opencl"
     priority = 20
     # weight_types stays float32/float16: ops.cl has no quantized kernels yet, so Q8_0/Q4_0 are
@@ -148,6 +153,7 @@ class OpenCLBackend(Backend):
             "self-test": self.plan.provenance,
             "choose with": f"{devices.ENV}=platform:device (index or name)",
             "weights": self._weights_policy(),
+            "runtime ops": self.runtime_policy(),
         }
 
     def _weights_policy(self) -> str:

@@ -6,7 +6,8 @@ and 8 tokens per work-item, with partial tails), widths 1, 16 and 33 (tail
 only, whole 16-lane chunks only, both; columns likewise), rows on both sides
 of the 256-neuron block edges, subnormal products, ±0, ±Inf and NaN in
 weights, activations and h.  Deterministic results must equal the reference
-bit for bit, fast ones lie within reference.bounds.
+bit for bit, fast ones lie within reference.bounds.  The runtime ops' kernels
+are one more job, verify.RUNTIME_JOB, with their own battery (runtime_selftest.py).
 
 Run as ``python -m reprosparse.backends.opencl.selftest`` with a JSON request
 on stdin (verify.run_children); it reports each job on stdout as it starts
@@ -26,7 +27,7 @@ from reprosparse import reference as ref
 from reprosparse.conformance.compare import mismatch
 from reprosparse.reference import bounds
 
-from .verify import FAULT_ENV, MARK, Plan, fault_for, parse_faults
+from .verify import FAULT_ENV, MARK, RUNTIME_JOB, Plan, fault_for, parse_faults
 
 N = 520
 EDGE_ROWS = np.array([0, 1, 15, 255, 256, 257, 511, 512, 519], np.int32)
@@ -115,9 +116,14 @@ def main() -> int:
             print("reprosparse: injected fault: the driver aborts", file=sys.stderr, flush=True)
             os.abort()
         try:  # a driver error (context, build, launch) is a failed self-test, not a crash of the child
-            backend = OpenCLBackend(platforms, *where, Plan({(mode, dtype): layout}))
-            problem = check(lambda op, *args, mode, b=backend: getattr(b, op)(*args, mode=mode),
-                            mode, np.dtype(dtype).type, fault)
+            if job == RUNTIME_JOB:
+                from . import runtime_selftest
+
+                problem = runtime_selftest.check(OpenCLBackend(platforms, *where, Plan({}, runtime=None)), fault)
+            else:
+                backend = OpenCLBackend(platforms, *where, Plan({(mode, dtype): layout}))
+                problem = check(lambda op, *args, mode, b=backend: getattr(b, op)(*args, mode=mode),
+                                mode, np.dtype(dtype).type, fault)
         except Exception as exc:
             problem = f"{type(exc).__name__}: {exc}"
         print(MARK + json.dumps({"job": job, "ok": problem is None, "reason": problem or ""}), flush=True)

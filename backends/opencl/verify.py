@@ -18,7 +18,8 @@ paths are tested on every machine: a comma-separated list of "wrong-bit"
 (the self-test sees one wrong bit in every result) or "crash" (the child
 aborts as a crashing compiler would), each optionally followed by
 ":word" filters (a mode, a layout or a weight type) that must all match,
-e.g. "wrong-bit:vector8" or "crash:fast:float16".
+e.g. "wrong-bit:vector8" or "crash:fast:float16".  The runtime ops' kernels are
+one more job, RUNTIME_JOB (runtime_selftest.py), selected by the word "runtime".
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ MARK = "reprosparse-selftest "
 log = logging.getLogger("reprosparse")
 
 Job = tuple[str, str, str]  # (mode, layout, weight dtype name)
+#: The job of the runtime ops' kernels: one program for both modes and every weight type.
+RUNTIME_JOB: Job = ("runtime", "runtime", "runtime")
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,8 @@ class Plan:
     layouts: Mapping[tuple[str, str], str]
     refused: Mapping[tuple[str, str], str] = field(default_factory=dict)
     provenance: str = "not self-tested"
+    #: Why the runtime ops' kernels may not run (they then run the reference), or None.
+    runtime: str | None = "not self-tested"
 
     def layout(self, mode: str, dtype: np.dtype) -> str | None:
         return self.layouts.get((mode, np.dtype(dtype).name))
@@ -104,7 +109,7 @@ def cache_dir() -> Path:
 
 def parse_faults(spec: str | None) -> list[tuple[str, frozenset[str]]]:
     """REPROSPARSE_OPENCL_FAULT as (fault, filter words); ValueError naming a bad entry."""
-    known = set(MODES) | set(LAYOUTS) | set(WEIGHT_DTYPES)
+    known = set(MODES) | set(LAYOUTS) | set(WEIGHT_DTYPES) | set(RUNTIME_JOB)
     faults = []
     for entry in filter(None, (e.strip() for e in (spec or "").split(","))):
         kind, *words = entry.split(":")
