@@ -57,7 +57,7 @@ class CythonBackend(Backend):
     name = "cython"
     priority = 30
     has_threads = True
-    weight_types = WEIGHT_TYPES  # Q8_0/Q4_0 dequantized in registers (csrc/rs_quant_impl.h)
+    weight_types = WEIGHT_TYPES  # Q8_0/Q4_0/Q6_K dequantized in registers (csrc/rs_quant_impl.h)
 
     def __init__(self, isa: str | None = None) -> None:
         self._k = _kernels()

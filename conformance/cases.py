@@ -13,8 +13,8 @@ at a time around a small default shape:
 - ties:    predict only; every logit is the same exact sum in another order and
            the threshold is that sum, so any other summation order flips neurons
 - llama:   LLaMA-7B layer shapes, 4096 x 11008 at 10% active (not in --quick)
-- q8_0, q4_0: GGML quantized weights (raw blocks with every scale kind, see
-           quant_cases.py) at d = 32, 64, 4096
+- q8_0, q4_0, q6_k: GGML quantized weights (raw blocks with every scale kind, see
+           quant_cases.py) at d = 32, 64, 4096 (Q6_K: 256, 768, 4096; its block is 256)
 
 The runtime's per-token operators have their own families (runtime_cases.py),
 listed after these.
@@ -30,6 +30,7 @@ import numpy as np
 
 from reprosparse.reference import OPS
 from reprosparse.reference.quant import TYPES as QUANT_TYPES
+from reprosparse.reference.quant import block
 
 from .quant_cases import QUANT_KINDS, quantized
 
@@ -85,9 +86,13 @@ def all_cases(quick: bool = False) -> list[Case]:
             op, "float16",
             {v: {"dtype": "float16", "values": v, "n": 513} for v in ("normal", "subnormal", "inf", "nan")},
         )
-        for qt in QUANT_TYPES:  # d, d_out and r multiples of the 32-weight block
-            variants = {v: {"dtype": qt, "values": v, "n": 513, "d": 64, "d_out": 64, "r": 32} for v in QUANT_KINDS}
-            variants |= {f"d={d}": {"dtype": qt, "n": 300, "d": d, "d_out": d, "r": d} for d in (32, 4096)}
+        for qt in QUANT_TYPES:  # d, d_out and r multiples of the type's block: 32 weights, 256 for Q6_K
+            size = block(qt)
+            small = max(64, size)
+            variants = {v: {"dtype": qt, "values": v, "n": 513, "d": small, "d_out": small, "r": size}
+                        for v in QUANT_KINDS}
+            widths = (32, 4096) if size == 32 else (256, 768, 4096)
+            variants |= {f"d={d}": {"dtype": qt, "n": 300, "d": d, "d_out": d, "r": d} for d in widths}
             cases += _family(op, qt, variants)
         if op in ("matvec", "predict"):
             llama = {"4096x11008": {"n": 11008, "d": 4096, "t": 1, "r": 1024, "dtype": "float16"}}

@@ -8,7 +8,7 @@ spec makes NaN payloads irrelevant).  A boolean output (predict) is hashed as
 one byte per element, 0 or 1, an integer output (argmax, and sample's single
 token) as little-endian int64, and a pair of outputs (sincos32) as the first
 followed by the second.  A quantized weight matrix (spec §13) is stored as
-its raw GGML block bytes in base64 with its `qtype` ("q8_0" or "q4_0") and
+its raw GGML block bytes in base64 with its `qtype` ("q8_0", "q4_0" or "q6_k") and
 its `shape` [n, d].  Non-array inputs (rope's base, rmsnorm's eps, sample's
 temperature, seed and position) are plain JSON numbers; a seed can need 128
 bits and a position 64, so read them as arbitrary-precision integers.
@@ -61,6 +61,15 @@ CASES = [
     Case("predict", "golden", "q4_0", {"n": 50, "d": 32, "r": 32, "t": 2, "dtype": "q4_0"}),
     Case("sparse_ffn", "golden", "q8_0", {"n": 600, "d": 32, "d_out": 32, "t": 2, "density": 0.2, "dtype": "q8_0"}),
     Case("sparse_ffn", "golden", "q4_0", {"n": 600, "d": 32, "d_out": 64, "t": 3, "density": 0.2, "dtype": "q4_0"}),
+    # Q6_K: 256-weight blocks, int8 sub-block scales (-128 and zero ones included), d last in the block
+    Case("matvec", "golden", "q6_k-nan", {"n": 41, "d": 256, "t": 2, "values": "nan", "dtype": "q6_k"}),
+    Case("matvec", "golden", "q6_k-subnormal", {"n": 23, "d": 512, "t": 2, "values": "subnormal", "dtype": "q6_k"}),
+    Case("sparse_matvec", "golden", "q6_k-inf",
+         {"n": 301, "d": 256, "t": 2, "density": 0.3, "values": "inf", "dtype": "q6_k"}),
+    Case("sparse_axpy", "golden", "q6_k-signed-zero",
+         {"n": 700, "d_out": 256, "t": 2, "density": 0.3, "values": "signed_zero", "dtype": "q6_k"}),
+    Case("predict", "golden", "q6_k", {"n": 51, "d": 256, "r": 256, "t": 2, "dtype": "q6_k"}),
+    Case("sparse_ffn", "golden", "q6_k", {"n": 300, "d": 256, "d_out": 256, "t": 2, "density": 0.2, "dtype": "q6_k"}),
 ]
 
 

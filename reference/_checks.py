@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ._bits import real_to_f32
-from .quant import BLOCK, BLOCK_BYTES, QuantizedMatrix, Weights, row_bytes
+from .quant import BLOCK_BYTES, QuantizedMatrix, Weights, block, row_bytes
 
 WEIGHT_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
 F32 = np.dtype(np.float32)
@@ -67,8 +67,8 @@ def quantized(name: str, w: QuantizedMatrix) -> QuantizedMatrix:
     data = array(f"{name}.data", w.data)
     if data.dtype != np.uint8:
         raise TypeError(f"{name}.data must have dtype uint8, got {data.dtype}")
-    if d % BLOCK:
-        raise ValueError(f"{name} ({w.type}) must have a multiple of {BLOCK} columns, got shape {w.shape}")
+    if d % block(w.type):
+        raise ValueError(f"{name} ({w.type}) must have a multiple of {block(w.type)} columns, got shape {w.shape}")
     if data.shape != (n, row_bytes(w.type, d)):
         raise ValueError(f"{name}.data must have shape {(n, row_bytes(w.type, d))} for a {w.type} matrix of "
                          f"shape {w.shape}, got {data.shape}")

@@ -22,7 +22,7 @@ import numpy as np
 
 from . import _platform, _registry
 from .backends import Backend
-from .reference.quant import BLOCK, BLOCK_BYTES, QuantizedMatrix, Weights, row_bytes, weight_type
+from .reference.quant import BLOCK_BYTES, SCALE_AT, QuantizedMatrix, Weights, block, row_bytes, weight_type
 
 D, N = 4096, 11008  # LLaMA-7B: hidden size, FFN neurons
 OPS = ("sparse_matvec", "sparse_axpy", "sparse_ffn")
@@ -190,9 +190,11 @@ class Layer:
         rng = np.random.default_rng(seed)
         def one() -> Weights:
             if dtype in BLOCK_BYTES:  # random blocks, scales of a 0.02-sized float layer (read-only already)
-                raw = rng.integers(0, 256, (N, D // BLOCK, BLOCK_BYTES[dtype]), dtype=np.uint8)
-                scale = np.float16(0.02 / (64 if dtype == "q8_0" else 4))
-                raw[:, :, :2] = np.array([scale], "<f2").view(np.uint8)
+                raw = rng.integers(0, 256, (N, D // block(dtype), BLOCK_BYTES[dtype]), dtype=np.uint8)
+                # typical |q| (times Q6_K's typical |int8 sub-scale|, 64): 64, 4, 16 * 64
+                scale = np.float16(0.02 / {"q8_0": 64, "q4_0": 4, "q6_k": 16 * 64}[dtype])
+                at = SCALE_AT[dtype]
+                raw[:, :, at:at + 2] = np.array([scale], "<f2").view(np.uint8)
                 return QuantizedMatrix(raw.reshape(N, -1), (N, D), dtype)
             # Read-only, as a loaded model's weights are: a GPU backend then keeps them on the
             # device (as in decoding) instead of uploading them in every timed call.
@@ -217,7 +219,7 @@ def _negated_rows(w: Weights, rows: np.ndarray) -> Weights:
     """A new read-only matrix with `rows` negated (a quantized row by its scales' sign bits)."""
     if isinstance(w, QuantizedMatrix):
         raw = w.data.copy()
-        raw.reshape(w.shape[0], -1, BLOCK_BYTES[w.type])[rows, :, 1] ^= 0x80
+        raw.reshape(w.shape[0], -1, BLOCK_BYTES[w.type])[rows, :, SCALE_AT[w.type] + 1] ^= 0x80
         return QuantizedMatrix(raw, w.shape, w.type)
     out = w.copy()
     out[rows] = -out[rows]

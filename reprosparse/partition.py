@@ -14,10 +14,11 @@ result for every split, share and thread count, and executors may run at the sam
 between executors are disjoint pieces (the compact h and slices of outputs), never sums to reduce.
 
 Rows are assigned in whole 256-row units (the spec's sparse_axpy block, so an executor holds whole
-neuron blocks of gate and up), columns in units of 32 (a GGML quantization block; a quantized
-matrix's columns always on whole blocks).  An executor holds views of its rows (nothing copied; a GPU
-uploads only them) and one copy of its down_t columns, in the matrix's own type.  The runtime's
-per-token ops (rmsnorm, rope, attention, ...) read no weights and run whole on the first executor.
+neuron blocks of gate and up), columns in units of 32 (a GGML Q8_0/Q4_0 block; a quantized
+matrix's columns always on whole blocks of its type, 256 for Q6_K).  An executor holds views of its
+rows (nothing copied; a GPU uploads only them) and one copy of its down_t columns, in the matrix's
+own type.  The runtime's per-token ops (rmsnorm, rope, attention, ...) read no weights and run whole
+on the first executor.
 """
 
 from __future__ import annotations
@@ -35,8 +36,7 @@ from typing import Any
 import numpy as np
 
 from reprosparse.backends import Backend
-from reprosparse.reference.quant import BLOCK as QBLOCK
-from reprosparse.reference.quant import Weights, take_columns, take_rows
+from reprosparse.reference.quant import Weights, block, take_columns, take_rows
 from reprosparse.reference.sparse_axpy import BLOCK
 
 COLUMN_UNIT = 32
@@ -256,8 +256,8 @@ class Partition(Backend):
         def part(i: int, a: int, b: int) -> Part:
             return i, a, b, lambda be, n: be.sparse_axpy(self._columns_of(W, a, b), h, rows, mode=mode, threads=n)
 
-        # A quantized matrix's columns are split on whole blocks.
-        unit = self.column_unit if isinstance(W, np.ndarray) else math.lcm(self.column_unit, QBLOCK)
+        # A quantized matrix's columns are split on whole blocks of its type (Q6_K: 256 columns).
+        unit = self.column_unit if isinstance(W, np.ndarray) else math.lcm(self.column_unit, block(W.type))
         parts = [part(*p) for p in self._parts(W.shape[1], unit)]
         return self._execute(np.empty((h.shape[0], W.shape[1]), np.float32), parts, threads)
 

@@ -20,12 +20,15 @@ def plain(w):
     if isinstance(w, np.ndarray):
         return w
     n, d = w.shape
-    block_bytes = {"q8_0": 34, "q4_0": 18}[w.type]
+    size, block_bytes = {"q8_0": (32, 34), "q4_0": (32, 18), "q6_k": (256, 210)}[w.type]
     raw = w.data.tobytes()
     out = np.empty((n, d), F)
     for i in range(n):
-        for b in range(d // 32):
-            at = (i * (d // 32) + b) * block_bytes
+        for b in range(d // size):
+            at = (i * (d // size) + b) * block_bytes
+            if w.type == "q6_k":
+                _q6_k_block(raw[at:at + 210], out[i, b * 256:(b + 1) * 256])
+                continue
             scale = F(np.frombuffer(raw[at:at + 2], "<f2")[0])  # little-endian float16, exact
             for j in range(32):
                 if w.type == "q8_0":
@@ -35,6 +38,21 @@ def plain(w):
                     q = (byte & 15 if j < 16 else byte >> 4) - 8
                 out[i, b * 32 + j] = F(F(q) * scale)
     return out
+
+
+def _q6_k_block(block, out):
+    """One Q6_K block: j = 128h + 32c + li; ql, qh, sc[16] int8, then d (spec §13)."""
+    d = F(np.frombuffer(block[208:210], "<f2")[0])
+    for j in range(256):
+        h, c, li = j // 128, j // 32 % 4, j % 32
+        low = block[64 * h + 32 * (c % 2) + li]
+        low = low & 15 if c < 2 else low >> 4
+        high = block[128 + 32 * h + li] >> (2 * c) & 3
+        q = low + 16 * high - 32
+        s = block[192 + j // 16]
+        s = s - 256 if s >= 128 else s
+        with np.errstate(all="ignore"):
+            out[j] = F(F(d * F(s)) * F(q))
 
 
 def lane_dot(w, x):

@@ -154,7 +154,8 @@ def test_wrong_shape(model: Model, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("tensor", "kind", "error"), [
-    ("blk.0.ffn_gate.weight", "Q5_0", r"'blk\.0\.ffn_gate\.weight' has type Q5_0; only F32, F16, Q8_0 and Q4_0"),
+    ("blk.0.ffn_gate.weight", "Q5_0",
+     r"'blk\.0\.ffn_gate\.weight' has type Q5_0; only F32, F16, Q8_0, Q4_0 and Q6_K"),
     ("blk.0.ffn_norm.weight", "Q8_0", r"'blk\.0\.ffn_norm\.weight' has type Q8_0; only F32 and F16 are supported"),
 ])
 def test_unsupported_type(model: Model, tmp_path: Path, tensor: str, kind: str, error: str) -> None:

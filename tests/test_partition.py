@@ -227,3 +227,28 @@ def test_a_quantized_model_is_split_in_its_own_blocks(tiny_path: str) -> None:
     W, h, rows = model.layers[0].down_t, np.ones((1, 2), np.float32), np.array([0, 3], np.int32)
     assert odd.sparse_axpy(W, h, rows).tobytes() == NumpyBackend().sparse_axpy(W, h, rows).tobytes()
     assert [w.shape[1] for w in seen] == [32, 32]  # type: ignore[attr-defined]
+
+
+def test_a_q6_k_down_t_is_split_on_256_column_blocks() -> None:
+    """Q6_K columns go to the executors in whole 256-column blocks (whatever the column unit), same bits."""
+    from reprosparse.conformance.quant_cases import quantized
+
+    seen: list[object] = []
+
+    class Watching(Honest):
+        def sparse_axpy(self, W, h, rows, **kw):  # type: ignore[no-untyped-def]
+            seen.append(W)
+            return super().sparse_axpy(W, h, rows, **kw)
+
+    rng = np.random.default_rng(9)
+    W = quantized(rng, (301, 768), "normal", "q6_k")
+    rows = np.flatnonzero(rng.random(301) < 0.3).astype(np.int32)
+    h = rng.standard_normal((3, rows.size)).astype(np.float32)
+    want = NumpyBackend().sparse_axpy(W.dequantize(), h, rows)
+    for unit in (8, 32, 128):
+        seen.clear()
+        split = Partition([Executor(Watching(), 1), Executor(Watching(), 1), Executor(Watching(), 1)],
+                          column_unit=unit)
+        assert split.sparse_axpy(W, h, rows).tobytes() == want.tobytes()
+        widths = [w.shape[1] for w in seen]  # type: ignore[attr-defined]
+        assert sum(widths) == 768 and all(w % 256 == 0 for w in widths) and len(widths) > 1, (unit, widths)

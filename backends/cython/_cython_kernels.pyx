@@ -8,7 +8,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t
 
 import numpy as np
 
-from reprosparse.reference.quant import QuantizedMatrix, row_bytes
+from reprosparse.reference.quant import QuantizedMatrix, block, row_bytes
 
 cnp.import_array()
 
@@ -25,6 +25,7 @@ cdef extern from "rs_kernels.h" nogil:
         RS_W_F16
         RS_W_Q8_0
         RS_W_Q4_0
+        RS_W_Q6_K
 
     ctypedef struct rs_dot_args:
         const void *W
@@ -123,10 +124,10 @@ cdef _check(int rc):
     if rc == RS_EISA:
         raise ValueError("ISA not usable on this CPU")
     if rc == RS_EWTYPE:
-        raise ValueError("quantized weights must have a multiple of 32 columns")
+        raise ValueError("quantized weights must have a multiple of their block (32, Q6_K 256) columns")
 
 
-_QUANT_CODES = {"q8_0": RS_W_Q8_0, "q4_0": RS_W_Q4_0}
+_QUANT_CODES = {"q8_0": RS_W_Q8_0, "q4_0": RS_W_Q4_0, "q6_k": RS_W_Q6_K}
 
 
 cdef class _Weight:
@@ -142,7 +143,7 @@ cdef _Weight _weight(str name, object w):
     if isinstance(w, QuantizedMatrix):
         a = w.data
         n, d = w.shape
-        if w.type not in _QUANT_CODES or d % 32 or a.dtype != np.uint8 or not a.flags.c_contiguous \
+        if w.type not in _QUANT_CODES or d % block(w.type) or a.dtype != np.uint8 or not a.flags.c_contiguous \
                 or a.ndim != 2 or a.shape[0] != n or a.shape[1] != row_bytes(w.type, d):
             raise ValueError(f"{name}: a QuantizedMatrix whose bytes do not match its type and shape")
         out.wtype = _QUANT_CODES[w.type]

@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--seed", type=seed, default=0, help="seed of the random weights")
     p.add_argument("--type", choices=("f32", "f16", "q8_0", "q4_0"), default="f16",
                    help="tensor type of the weight matrices, as PowerInfer's files of that type use them "
-                        "(q4_0: the LM head is Q8_0, PowerInfer's Q6_K being unsupported; norms stay F32)")
+                        "(q4_0: the LM head is Q6_K, or Q8_0 when --dim is not a multiple of 256; norms stay F32)")
     p.add_argument("--magic", choices=("PWRI", "GGUF"), default="PWRI", help="file magic: PowerInfer's or plain GGUF")
     p.set_defaults(func=run)
 

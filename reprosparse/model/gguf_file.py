@@ -171,18 +171,18 @@ def read_hyper(header: Header, vocab: int) -> Hyper:
 
 def _tensor_getter(header: Header, pages: np.memmap) -> Callable[[str, tuple[int, ...]], Any]:
     """get(name, shape): the tensor as a read-only view of `pages`, the file mapped read-only;
-    a Q8_0 or Q4_0 matrix as a QuantizedMatrix over the same view (no copy)."""
+    a Q8_0, Q4_0 or Q6_K matrix as a QuantizedMatrix over the same view (no copy)."""
     gguf = _gguf()
     T = gguf.GGMLQuantizationType
     allowed = {T.F32: np.float32, T.F16: np.float16}
-    quantized = {T.Q8_0: "q8_0", T.Q4_0: "q4_0"}
+    quantized = {T.Q8_0: "q8_0", T.Q4_0: "q4_0", T.Q6_K: "q6_k"}
 
     def get(name: str, shape: tuple[int, ...]) -> Any:
         t = header.tensors.get(name)
         if t is None:
             raise ModelFormatError(f"the model has no tensor {name!r}")
         if t.kind not in allowed and (t.kind not in quantized or len(shape) != 2):
-            kinds = "F32 and F16" if len(shape) == 1 else "F32, F16, Q8_0 and Q4_0"
+            kinds = "F32 and F16" if len(shape) == 1 else "F32, F16, Q8_0, Q4_0 and Q6_K"
             raise ModelFormatError(f"tensor {name!r} has type {t.kind.name}; only {kinds} are supported there")
         got = tuple(reversed(t.ne))  # ne[0] is the fastest axis: numpy's last
         if got != shape:
@@ -307,7 +307,7 @@ def save_model(model: Model, path: str | os.PathLike[str], magic: str = "PWRI") 
 
     def add(name: str, w: Weights) -> None:
         if isinstance(w, QuantizedMatrix):  # the raw blocks; gguf-py derives ne from their byte shape
-            raw_type = {"q8_0": gguf.GGMLQuantizationType.Q8_0, "q4_0": gguf.GGMLQuantizationType.Q4_0}[w.type]
+            raw_type = gguf.GGMLQuantizationType[w.type.upper()]  # Q8_0, Q4_0, Q6_K
             writer.add_tensor(name, np.ascontiguousarray(w.data), raw_dtype=raw_type)
         else:
             writer.add_tensor(name, np.ascontiguousarray(w))

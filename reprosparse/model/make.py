@@ -37,8 +37,7 @@ import numpy as np
 
 from reprosparse import get_backend
 
-from ..reference.quant import BLOCK
-from ..reference.quant import TYPES as QUANT_TYPES
+from ..reference.quant import block
 from .runtime import Runtime
 from .vocabulary import MIN_VOCAB, Vocabulary, make_vocabulary
 from .weights import Hyper, Layer, Model
@@ -68,13 +67,14 @@ def make_model(
 
     `vocabulary` (e.g. tokenizer.read_sentencepiece's) must have `vocab` tokens; None: make_vocabulary(vocab).
     dtype q8_0 or q4_0: the float32 model, calibrated, then quantized as PowerInfer's quantize
-    would (reprosparse.model.quantize).
+    would (reprosparse.model.quantize; a q4_0 model's output.weight is Q6_K when dim is a multiple
+    of 256, as in PowerInfer's Q4_0 files).
     """
-    if dtype in QUANT_TYPES:
+    if dtype in ("q8_0", "q4_0"):  # a model file's types; Q6_K is only ever the head's (quantize.HEAD_TYPE)
         from .quantize import quantize_model
 
-        if dim % BLOCK:  # before minutes of calibration
-            raise ValueError(f"a {dtype} model needs dim to be a multiple of {BLOCK}, got {dim}")
+        if dim % block(dtype):  # before minutes of calibration
+            raise ValueError(f"a {dtype} model needs dim to be a multiple of {block(dtype)}, got {dim}")
         floats = make_model(layers=layers, dim=dim, ff=ff, vocab=vocab, heads=heads, seed=seed, dtype="f32",
                             kv_heads=kv_heads, rank=rank, context_length=context_length, vocabulary=vocabulary)
         return quantize_model(floats, dtype)

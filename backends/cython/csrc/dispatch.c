@@ -93,7 +93,7 @@ static int rows_ok(const int32_t *rows, int64_t nrows, int64_t n) {
  * rows by the block size. */
 static int wtype_ok(int wtype, int64_t d) {
     if (wtype == RS_W_F32 || wtype == RS_W_F16) return 1;
-    return (wtype == RS_W_Q8_0 || wtype == RS_W_Q4_0) && d % 32 == 0;
+    return RS_IS_QUANT(wtype) && d % RS_QK(wtype) == 0;
 }
 
 /* Rows per piece of dot-product work: 1 MiB of float32 weights at d = 4096. */

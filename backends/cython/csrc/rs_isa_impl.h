@@ -219,22 +219,22 @@ RS_INLINE void dot_tile(const rs_dot_args *A, int64_t a, int64_t a_end, const in
         for (int u = 0; u < T; u++) acc[r][u] = v_zero();
     }
     for (int u = 0; u < T; u++) x[u] = A->x + (t0 + u) * d;
-    if (WT == RS_W_Q8_0 || WT == RS_W_Q4_0) { /* whole blocks (d % 32 == 0): terms k.. then k+16.., as below */
-        for (int64_t k = 0; k < d; k += RS_QBLOCK) {
+    if (RS_IS_QUANT(WT)) { /* pairs of 16 (d % 32 == 0): terms k.. then k+16.., as below */
+        for (int64_t k = 0; k < d; k += 32) {
             v16 xlo[RS_TOKENS], xhi[RS_TOKENS];
             for (int u = 0; u < T; u++) {
                 xlo[u] = v_ld(x[u] + k);
                 xhi[u] = v_ld(x[u] + k + 16);
             }
             for (int r = 0; r < R; r++) {
-                if (pf[r]) RS_PREFETCH(pf[r] + w_offset(k, WT));
+                if (pf[r]) RS_PREFETCH(pf[r] + w_prefetch_offset(k, WT));
                 v16 wlo, whi;
                 ld_q_block(w[r], k, WT, &wlo, &whi);
                 for (int u = 0; u < T; u++) acc[r][u] = madd(madd(acc[r][u], wlo, xlo[u], FAST), whi, xhi[u], FAST);
             }
         }
     }
-    for (int64_t k = WT == RS_W_Q8_0 || WT == RS_W_Q4_0 ? full : 0; k < full; k += 16) {
+    for (int64_t k = RS_IS_QUANT(WT) ? full : 0; k < full; k += 16) {
         v16 xv[RS_TOKENS];
         for (int u = 0; u < T; u++) xv[u] = v_ld(x[u] + k);
         for (int r = 0; r < R; r++) {
@@ -284,6 +284,8 @@ RS_INLINE void dot_rows_as(const rs_dot_args *A, int64_t a0, int64_t a1, const i
     case RS_W_Q8_0 * 2 + 1: fn(__VA_ARGS__, RS_W_Q8_0, 1); break;               \
     case RS_W_Q4_0 * 2: fn(__VA_ARGS__, RS_W_Q4_0, 0); break;                   \
     case RS_W_Q4_0 * 2 + 1: fn(__VA_ARGS__, RS_W_Q4_0, 1); break;               \
+    case RS_W_Q6_K * 2: fn(__VA_ARGS__, RS_W_Q6_K, 0); break;                   \
+    case RS_W_Q6_K * 2 + 1: fn(__VA_ARGS__, RS_W_Q6_K, 1); break;               \
     case RS_W_F32 * 2 + 1: fn(__VA_ARGS__, RS_W_F32, 1); break;                 \
     default: fn(__VA_ARGS__, RS_W_F32, 0); break;                               \
     }
@@ -322,10 +324,10 @@ RS_INLINE void axpy_group(float *const *p, float *const *y, int U, const char *c
                           const char *const *pf, const float (*h)[4], const unsigned *live, int64_t ncol,
                           const int G, const int FIRST, const int LAST, const int WT, const int FAST) {
     const int64_t full = ncol - ncol % 16;
-    if (WT == RS_W_Q8_0 || WT == RS_W_Q4_0) { /* whole blocks (ncol % 32 == 0), each decoded once */
-        for (int64_t j = 0; j < ncol; j += RS_QBLOCK) {
+    if (RS_IS_QUANT(WT)) { /* pairs of 16 columns (ncol % 32 == 0), each decoded once */
+        for (int64_t j = 0; j < ncol; j += 32) {
             for (int g = 0; g < 4; g++)
-                if (pf[g]) RS_PREFETCH(pf[g] + w_offset(j, WT));
+                if (pf[g]) RS_PREFETCH(pf[g] + w_prefetch_offset(j, WT));
             v16 lo[4], hi[4];
             for (int g = 0; g < G; g++) ld_q_block(w[g], j, WT, &lo[g], &hi[g]);
             axpy_slice(p, y, U, lo, h, live, j, G, FIRST, LAST, FAST);
@@ -364,7 +366,8 @@ RS_INLINE void axpy_group(float *const *p, float *const *y, int U, const char *c
  * in groups of 4; then y[u] += p[u]. */
 RS_INLINE void axpy_block(const rs_axpy_args *A, int64_t u0, int U, int64_t s, int64_t e, int64_t list_end,
                           int64_t c0, int64_t ncol, float *const *p, const int WT, const int FAST) {
-    const size_t row_bytes = w_offset(A->d, WT), col = w_offset(c0, WT); /* c0: a tile start, block-aligned */
+    /* c0: a tile start, a multiple of RS_TILE_COLS, so a whole block of every type (rs_kernels.h) */
+    const size_t row_bytes = w_offset(A->d, WT), col = w_offset(c0, WT);
     float *y[RS_AXPY_TOKENS];
     for (int u = 0; u < U; u++) y[u] = A->y + (u0 + u) * A->d + c0;
     for (int64_t i = s; i < e;) {

@@ -18,8 +18,15 @@ enum { RS_ISA_SCALAR = 0, RS_ISA_SSE2 = 1, RS_ISA_AVX2 = 2, RS_ISA_AVX512 = 3, R
 
 enum { RS_OK = 0, RS_ENOMEM = -1, RS_EROWS = -2, RS_EISA = -3, RS_EWTYPE = -4 };
 
-/* Weight types: float32, float16 (as uint16), GGML Q8_0 and Q4_0 blocks (d a multiple of 32). */
-enum { RS_W_F32 = 0, RS_W_F16 = 1, RS_W_Q8_0 = 2, RS_W_Q4_0 = 3 };
+/* Weight types: float32, float16 (as uint16), GGML Q8_0 and Q4_0 blocks (d a multiple of 32) and
+ * Q6_K blocks (d a multiple of 256). */
+enum { RS_W_F32 = 0, RS_W_F16 = 1, RS_W_Q8_0 = 2, RS_W_Q4_0 = 3, RS_W_Q6_K = 4 };
+#define RS_IS_QUANT(WT) ((WT) >= RS_W_Q8_0 && (WT) <= RS_W_Q6_K)
+/* weights per block of a quantized type: every row and column tile starts on one */
+#define RS_QK(WT) ((WT) == RS_W_Q6_K ? 256 : 32)
+#if RS_TILE_COLS % 256
+#error "sparse_axpy's column tiles must start on whole Q6_K blocks"
+#endif
 
 /* out[ti * out_stride + a] = lane_dot(W[rows[a]], x[ti]) for a in [a0, a1). */
 typedef struct {
