@@ -18,7 +18,11 @@ paths are tested on every machine: a comma-separated list of "wrong-bit"
 (the self-test sees one wrong bit in every result) or "crash" (the child
 aborts as a crashing compiler would), each optionally followed by
 ":word" filters (a mode, a layout or a weight type) that must all match,
-e.g. "wrong-bit:vector8" or "crash:fast:float16".
+e.g. "wrong-bit:vector8", "crash:fast:float16" or "wrong-bit:q4_0".
+
+The float types decide whether a mode runs at all (Plan.refuses); a
+quantized type that fails is refused alone (Plan.refuses_type), so a
+driver that misreads Q4_0 blocks still runs float weights.
 """
 
 from __future__ import annotations
@@ -38,17 +42,16 @@ from dataclasses import dataclass, field
 from importlib import metadata, resources
 from pathlib import Path
 
-import numpy as np
-
 from reprosparse._config import MODES
 
 from .._base import BackendUnavailable
-from .programs import LAYOUTS, TOKEN_TILES, Variant, source_hash
+from .programs import LAYOUTS, TOKEN_TILES, WEIGHT_TYPES, Variant, source_hash
 
 CACHE_ENV = "REPROSPARSE_CACHE_DIR"
 FAULT_ENV = "REPROSPARSE_OPENCL_FAULT"
 FAULTS = ("wrong-bit", "crash")
-WEIGHT_DTYPES = ("float32", "float16")
+#: Weight types a mode needs to run at all; the quantized ones are self-tested and refused one by one.
+FLOAT_TYPES = ("float32", "float16")
 #: A child that takes longer is stopped; its verdict is not cached (the machine may just be busy).
 CHILD_TIMEOUT_S = 600
 #: Marks the child's protocol lines on stdout, which a driver may also write to.
@@ -56,7 +59,7 @@ MARK = "reprosparse-selftest "
 
 log = logging.getLogger("reprosparse")
 
-Job = tuple[str, str, str]  # (mode, layout, weight dtype name)
+Job = tuple[str, str, str]  # (mode, layout, weight type)
 
 
 @dataclass(frozen=True)
@@ -74,24 +77,31 @@ class Plan:
     refused: Mapping[tuple[str, str], str] = field(default_factory=dict)
     provenance: str = "not self-tested"
 
-    def layout(self, mode: str, dtype: np.dtype) -> str | None:
-        return self.layouts.get((mode, np.dtype(dtype).name))
+    def layout(self, mode: str, wtype: str) -> str | None:
+        """The layout for `mode` with weights of type `wtype` (programs.WEIGHT_TYPES), or None."""
+        return self.layouts.get((mode, wtype))
 
-    def why(self, mode: str, dtype: np.dtype) -> str:
-        return self.refused.get((mode, np.dtype(dtype).name), "not self-tested")
+    def why(self, mode: str, wtype: str) -> str:
+        return self.refused.get((mode, wtype), "not self-tested")
 
     def refuses(self, mode: str) -> str | None:
-        """Why `mode` cannot run with some weight type, or None when it runs with all."""
-        reasons = [(dt, self.why(mode, np.dtype(dt))) for dt in WEIGHT_DTYPES if (mode, dt) not in self.layouts]
+        """Why `mode` cannot run with some float weight type, or None when it runs with both."""
+        reasons = [(wt, self.why(mode, wt)) for wt in FLOAT_TYPES if (mode, wt) not in self.layouts]
         return _by_reason(reasons, "weights") or None
+
+    def refuses_type(self, wtype: str) -> str | None:
+        """Why weights of type `wtype` are refused, or None.  Only a failure of its own counts: in a
+        mode that runs at all (a mode refused as a whole is refused for every type already)."""
+        failed = [(mode, self.why(mode, wtype)) for mode in MODES
+                  if self.refuses(mode) is None and (mode, wtype) not in self.layouts]
+        return _by_reason(failed, "mode") or None
 
     def describe(self, mode: str) -> str:
         """One line for `reprosparse info`: verified (and with which layout), or the refusal."""
         parts = []
-        for dt in WEIGHT_DTYPES:
-            layout = self.layouts.get((mode, dt))
-            why = self.why(mode, np.dtype(dt))
-            parts.append(f"{dt} verified ({layout} layout)" if layout else f"{dt} REFUSED: {why}")
+        for wt in WEIGHT_TYPES:
+            layout = self.layouts.get((mode, wt))
+            parts.append(f"{wt} verified ({layout} layout)" if layout else f"{wt} REFUSED: {self.why(mode, wt)}")
         return "; ".join(parts)
 
 
@@ -104,7 +114,7 @@ def cache_dir() -> Path:
 
 def parse_faults(spec: str | None) -> list[tuple[str, frozenset[str]]]:
     """REPROSPARSE_OPENCL_FAULT as (fault, filter words); ValueError naming a bad entry."""
-    known = set(MODES) | set(LAYOUTS) | set(WEIGHT_DTYPES)
+    known = set(MODES) | set(LAYOUTS) | set(WEIGHT_TYPES)
     faults = []
     for entry in filter(None, (e.strip() for e in (spec or "").split(","))):
         kind, *words = entry.split(":")
@@ -142,14 +152,14 @@ def _selftest_hash() -> str:
 
 
 def _key(identity: Mapping[str, str], job: Job, faults: str) -> dict[str, object]:
-    mode, layout, dtype = job
+    mode, layout, wtype = job
     return {
         **identity,
         "reprosparse": metadata.version("reprosparse"),
         "source": source_hash(),
         "selftest": _selftest_hash(),
         "job": list(job),
-        "options": [list(Variant(mode, layout, dtype == "float16", n).options()) for n in TOKEN_TILES],
+        "options": [list(Variant(mode, layout, wtype, n).options()) for n in TOKEN_TILES],
         "faults": faults,
     }
 
@@ -220,8 +230,8 @@ def run_children(where: tuple[int, int], device_name: str, jobs: Sequence[Job]) 
             if not line.startswith(MARK):
                 continue
             event = json.loads(line[len(MARK):])
-            mode, layout, dtype = event["job"]
-            job = (str(mode), str(layout), str(dtype))
+            mode, layout, wtype = event["job"]
+            job = (str(mode), str(layout), str(wtype))
             if "ok" in event:
                 verdicts[job] = Verdict(bool(event["ok"]), str(event["reason"]))
             else:
@@ -261,10 +271,10 @@ def make_plan(
     except ValueError as exc:
         raise BackendUnavailable(str(exc)) from exc
     identity = device_identity(device)
-    todo = {(mode, dt): list(layouts) for mode in MODES for dt in WEIGHT_DTYPES}
+    todo = {(mode, wt): list(layouts) for mode in MODES for wt in WEIGHT_TYPES}
     refused: dict[tuple[str, str], str] = {}
     if deterministic_problem:
-        for dt in WEIGHT_DTYPES:
+        for dt in WEIGHT_TYPES:
             refused["deterministic", dt] = deterministic_problem
             del todo["deterministic", dt]
     chosen: dict[tuple[str, str], str] = {}
