@@ -50,9 +50,10 @@ def small_case() -> tuple[np.ndarray, np.ndarray]:
 
 def test_verdicts_are_cached_and_keyed(own_cache):
     first = load(layout=LAYOUT)
-    assert "4 combination(s) self-tested in a child process" in first.plan.provenance
+    combos = 2 * 4  # (mode, weight type): float32, float16, q8_0, q4_0
+    assert f"{combos} combination(s) self-tested in a child process" in first.plan.provenance
     files = sorted(own_cache.glob("*.json"))
-    assert len(files) == 4
+    assert len(files) == combos
     stored = json.loads(files[0].read_text())
     assert stored["ok"] is True and stored["key"]["source"] and stored["key"]["driver"]
     again = load(layout=LAYOUT)
@@ -119,13 +120,45 @@ def test_driver_crash_refuses_only_what_crashed(own_cache, monkeypatch):
         why = b.refuses(mode)
         assert why and why.startswith("float16 weights: self-test failed") and "SIGABRT" in why
         assert "injected fault: the driver aborts" in why
-        assert b.plan.layout(mode, np.dtype(np.float32)) == LAYOUT
+        assert b.plan.layout(mode, "float32") == LAYOUT
     W, x = small_case()
     with pytest.raises(ocl.DeterministicUnsupported, match=r"float16 weights.*SIGABRT"):
         b.matvec(W.astype(np.float16), x)
     assert mismatch(b.matvec(W, x), ref.matvec(W, x)) is None
-    assert len(list(own_cache.glob("*.json"))) == 4, "a crash is a verdict on the driver: cached"
+    assert len(list(own_cache.glob("*.json"))) == 8, "a crash is a verdict on the driver: cached"
     assert load(layout=LAYOUT).plan.refused == b.plan.refused
+
+
+@pytest.mark.parametrize("fault", ["wrong-bit:q4_0", "crash:fast:q8_0"])
+def test_a_failing_quantized_type_is_refused_alone(monkeypatch, fault):
+    """A driver that gets one quantized type wrong (or crashes on it) in one mode: that type is
+    refused, by name, for every op and by the conformance suite; the modes and the other types run."""
+    from reprosparse import conformance
+    from reprosparse.backends import WeightsUnsupported
+    from reprosparse.conformance.quant_cases import quantized
+
+    monkeypatch.setenv(verify.FAULT_ENV, fault)
+    b = load(layout=LAYOUT)
+    bad, good = ("q4_0", "q8_0") if "q4_0" in fault else ("q8_0", "q4_0")
+    assert b.refuses("deterministic") is None and b.refuses("fast") is None
+    assert b.plan.refuses_type(bad) and b.plan.refuses_type(good) is None
+    assert f"{bad} REFUSED" in b.info()["fast mode"] and f"{good} verified" in b.info()["fast mode"]
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 64)).astype(np.float32)
+    for qtype in (bad, good):
+        W = quantized(rng, (40, 64), "normal", qtype)
+        if qtype == bad:
+            why = b.refuses_weights(W)
+            assert why and f"refuses {bad} weights" in why and "self-test failed" in why
+            with pytest.raises(WeightsUnsupported, match=rf"W: OpenCL device .* refuses {bad} weights"):
+                b.matvec(W, x, mode="deterministic")
+        else:
+            assert mismatch(b.matvec(W, x, mode="deterministic"), ref.matvec(W, x)) is None
+    exp = conformance.Expected.of(conformance.find(f"matvec/{bad}/normal"))
+    results = list(conformance.check_case(b, "deterministic", exp))
+    assert [r.check for r in results] == [conformance.REFUSES_WEIGHTS]
+    W, x32 = small_case()
+    assert mismatch(b.matvec(W, x32, mode="deterministic"), ref.matvec(W, x32)) is None
 
 
 def test_a_child_that_never_finishes_is_refused_but_not_cached(own_cache, monkeypatch):
@@ -148,6 +181,8 @@ def test_bad_fault_setting_names_the_variable(monkeypatch):
     ("wrong-bit:vector8", ("fast", "vector4", "float32"), None),
     ("crash:fast:float16, wrong-bit", ("fast", "grouped", "float16"), "crash"),
     ("crash:fast:float16, wrong-bit", ("deterministic", "grouped", "float16"), "wrong-bit"),
+    ("wrong-bit:q4_0", ("fast", "vector8", "q4_0"), "wrong-bit"),
+    ("wrong-bit:q4_0", ("fast", "vector8", "q8_0"), None),
 ])
 def test_fault_filters(spec, job, want):
     assert verify.fault_for(job, verify.parse_faults(spec)) == want
