@@ -205,3 +205,29 @@ def test_the_registry_backend_takes_quantized_weights():
     if status is None or not status.available:
         pytest.skip("opencl unavailable")
     assert {"q8_0", "q4_0"} <= set(rs.get_backend("opencl").weight_types)
+
+
+def test_a_q4_0_model_on_opencl_alone_and_partitioned_gives_the_references_bits():
+    """Prefill and decode of a q4_0 model (Q8_0 head) in a batch: opencl alone, and opencl beside
+    another backend with the rows and whole-block columns split between them, give numpy's tokens
+    and logit bits."""
+    pytest.importorskip("gguf")
+    from reprosparse.backends.numpy_backend import NumpyBackend
+    from reprosparse.model import Runtime, generate, make_model
+    from reprosparse.partition import Executor, Partition
+
+    try:
+        b = opencl.load()
+    except BackendUnavailable as exc:
+        pytest.skip(f"no usable OpenCL device: {exc}")
+    model = make_model(layers=1, dim=64, ff=512, vocab=300, heads=4, seed=4, dtype="q4_0")
+    other = rs.get_backend("cython") if rs.available_backends()["cython"].available else NumpyBackend()
+
+    def logits(backend) -> tuple[list[list[int]], np.ndarray]:
+        out = generate(Runtime(model, backend, mode="deterministic"), [[5, 9, 200, 31, 7], [1, 2]], 4)
+        return [g.tokens for g in out], np.stack([g.logits for g in out])
+
+    want_tokens, want = logits(NumpyBackend())
+    for backend in (b, Partition([Executor(b, 1), Executor(other, 1)], row_unit=256, column_unit=32)):
+        tokens, got = logits(backend)
+        assert tokens == want_tokens and got.tobytes() == want.tobytes()
