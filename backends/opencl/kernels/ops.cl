@@ -45,8 +45,9 @@
 /* ---- weight types ------------------------------------------------------------
  * A row of d weights is d / WBLOCK blocks of WBLOCK_BYTES bytes (a float is a
  * block of one); w_at(row, k) is weight k of a row as float32, and in the
- * vector layouts w_vec(row, k) weights k .. k+RS_VW-1 (k a multiple of RS_VW,
- * so they never straddle a quantized block and share its scale).
+ * vector layouts w_lanes(row, k, w) weights k .. k+15 (k a multiple of 16,
+ * so they never straddle a quantized block; GGML's types with 16 or more
+ * weights per scale, Q6_K's sub-blocks too, convert one scale per call).
  *
  * A quantized weight is float(q) * float(scale): an integer of at most 8 bits
  * times a float16 converted exactly, a product that is exact in float32 (far
@@ -222,24 +223,31 @@ static void dot_rows(__global const uchar *w0, __global const uchar *w1, const i
 #define VSTORE(v, i, p) CAT(vstore, RS_VW)((v), (i), (p))
 #define CONVERT_VT CAT(convert_float, RS_VW)
 
-/* Weights k .. k+RS_VW-1 of a row (see w_at). */
-static VT w_vec(__global const uchar *row, const int k)
+/* Weights k .. k+15 of a row (k a multiple of 16, so within one quantized
+ * block: its scale is converted once) as NV vectors (see w_at). */
+static void w_lanes(__global const uchar *row, const int k, VT w[NV])
 {
 #if RS_WTYPE == RS_F32
-    return VLOAD(0, (__global const float *)row + k);
+    for (int v = 0; v < NV; ++v) {
+        w[v] = VLOAD(0, (__global const float *)row + k + v * RS_VW);
+    }
 #elif RS_WTYPE == RS_F16
-    return CAT(vload_half, RS_VW)(0, (__global const half *)row + k);
+    for (int v = 0; v < NV; ++v) {
+        w[v] = CAT(vload_half, RS_VW)(0, (__global const half *)row + k + v * RS_VW);
+    }
 #else
     __global const uchar *block = Q_BLOCK(row, k);
     const int j = k % WBLOCK;
+    const VT scale = (VT)(Q_SCALE(block));
+    for (int v = 0; v < NV; ++v) {
 #if RS_WTYPE == RS_Q8_0
-    const VT q = CONVERT_VT(VLOAD(0, (__global const char *)block + 2 + j));
+        const VT q = CONVERT_VT(VLOAD(0, (__global const char *)block + 2 + j + v * RS_VW));
 #else
-    const CAT(uchar, RS_VW) packed = VLOAD(0, block + 2 + (j & 15));
-    const VT q = CONVERT_VT(j < 16 ? packed & (uchar)15 : packed >> (uchar)4) - (VT)(8.0f);
+        const CAT(uchar, RS_VW) packed = VLOAD(0, block + 2 + (j & 15) + v * RS_VW);
+        const VT q = CONVERT_VT(j < 16 ? packed & (uchar)15 : packed >> (uchar)4) - (VT)(8.0f);
 #endif
-    const VT w = q * (VT)(Q_SCALE(block));
-    return w;
+        w[v] = q * scale;
+    }
 #endif
 }
 
@@ -272,9 +280,7 @@ static void dot_vector(__global const uchar *w, const int d, __global const floa
     const int full = d / LANES;
     for (int c = 0; c < full; ++c) {
         VT wc[NV];
-        for (int v = 0; v < NV; ++v) {
-            wc[v] = w_vec(w, c * LANES + v * RS_VW);
-        }
+        w_lanes(w, c * LANES, wc);
         for (int j = 0; j < TOKENS; ++j) {
             if (j < nt) {
                 for (int v = 0; v < NV; ++v) {
@@ -416,9 +422,7 @@ __kernel void axpy_partials(__global const uchar *W, const int d, __global const
     for (int a = begin; a < end; ++a) {
         __global const uchar *wrow = W_ROW(W, rows[a], d);
         VT w[NV];
-        for (int v = 0; v < NV; ++v) {
-            w[v] = w_vec(wrow, j0 + v * RS_VW);
-        }
+        w_lanes(wrow, j0, w);
         for (int i = 0; i < TOKENS; ++i) {
             if (i < nt) {
                 const float hv = hs[(size_t)(t0 + i) * m + a];
