@@ -50,16 +50,34 @@ def small_case() -> tuple[np.ndarray, np.ndarray]:
 
 def test_verdicts_are_cached_and_keyed(own_cache):
     first = load(layout=LAYOUT)
-    combos = 2 * 4  # (mode, weight type): float32, float16, q8_0, q4_0
-    assert f"{combos} combination(s) self-tested in a child process" in first.plan.provenance
+    assert "4 combination(s) self-tested in a child process" in first.plan.provenance  # modes x float types
     files = sorted(own_cache.glob("*.json"))
-    assert len(files) == combos
+    assert len(files) == 4
     stored = json.loads(files[0].read_text())
     assert stored["ok"] is True and stored["key"]["source"] and stored["key"]["driver"]
     again = load(layout=LAYOUT)
     assert again.plan.provenance.startswith("verdicts read from") and again.plan.layouts == first.plan.layouts
     files[0].write_text("{ torn")  # a damaged entry is tested again, not trusted
     assert "1 combination(s) self-tested" in load(layout=LAYOUT).plan.provenance
+
+
+def test_a_quantized_type_is_self_tested_when_first_used(own_cache):
+    """Loading tests the float types only; the first q8_0 weights test q8_0 (both modes, once, cached),
+    and q4_0 stays untested until it is used."""
+    from reprosparse.conformance.quant_cases import quantized
+
+    b = load(layout=LAYOUT)
+    assert "q8_0 self-tested when first used" in b.info()["fast mode"]
+    assert not b.plan.tested("q8_0") and len(list(own_cache.glob("*.json"))) == 4
+    W = quantized(np.random.default_rng(1), (40, 64), "normal", "q8_0")
+    x = np.ones((2, 64), np.float32)
+    assert mismatch(b.matvec(W, x, mode="deterministic"), ref.matvec(W, x)) is None
+    assert "q8_0: 2 combination(s) self-tested in a child process" in b.plan.provenance
+    assert b.plan.layout("fast", "q8_0") == LAYOUT and not b.plan.tested("q4_0")
+    assert f"q8_0 verified ({LAYOUT} layout)" in b.info()["deterministic mode"]
+    assert len(list(own_cache.glob("*.json"))) == 6
+    again = load(layout=LAYOUT)
+    assert again.refuses_weights(W) is None and "q8_0: verdicts read from" in again.plan.provenance
 
 
 def test_wrong_bit_refuses_deterministic_mode(monkeypatch):
@@ -125,7 +143,7 @@ def test_driver_crash_refuses_only_what_crashed(own_cache, monkeypatch):
     with pytest.raises(ocl.DeterministicUnsupported, match=r"float16 weights.*SIGABRT"):
         b.matvec(W.astype(np.float16), x)
     assert mismatch(b.matvec(W, x), ref.matvec(W, x)) is None
-    assert len(list(own_cache.glob("*.json"))) == 8, "a crash is a verdict on the driver: cached"
+    assert len(list(own_cache.glob("*.json"))) == 4, "a crash is a verdict on the driver: cached"
     assert load(layout=LAYOUT).plan.refused == b.plan.refused
 
 
@@ -140,20 +158,20 @@ def test_a_failing_quantized_type_is_refused_alone(monkeypatch, fault):
     monkeypatch.setenv(verify.FAULT_ENV, fault)
     b = load(layout=LAYOUT)
     bad, good = ("q4_0", "q8_0") if "q4_0" in fault else ("q8_0", "q4_0")
-    assert b.refuses("deterministic") is None and b.refuses("fast") is None
-    assert b.plan.refuses_type(bad) and b.plan.refuses_type(good) is None
-    assert f"{bad} REFUSED" in b.info()["fast mode"] and f"{good} verified" in b.info()["fast mode"]
     rng = np.random.default_rng(2)
     x = rng.standard_normal((2, 64)).astype(np.float32)
     for qtype in (bad, good):
         W = quantized(rng, (40, 64), "normal", qtype)
         if qtype == bad:
-            why = b.refuses_weights(W)
+            why = b.refuses_weights(W)  # the first weights of the type: its self-test runs now
             assert why and f"refuses {bad} weights" in why and "self-test failed" in why
             with pytest.raises(WeightsUnsupported, match=rf"W: OpenCL device .* refuses {bad} weights"):
                 b.matvec(W, x, mode="deterministic")
         else:
             assert mismatch(b.matvec(W, x, mode="deterministic"), ref.matvec(W, x)) is None
+    assert b.refuses("deterministic") is None and b.refuses("fast") is None
+    assert b.plan.refuses_type(bad) and b.plan.refuses_type(good) is None
+    assert f"{bad} REFUSED" in b.info()["fast mode"] and f"{good} verified" in b.info()["fast mode"]
     exp = conformance.Expected.of(conformance.find(f"matvec/{bad}/normal"))
     results = list(conformance.check_case(b, "deterministic", exp))
     assert [r.check for r in results] == [conformance.REFUSES_WEIGHTS]

@@ -8,6 +8,7 @@ it cannot run here.
 
 from __future__ import annotations
 
+import functools
 import os
 
 from .._base import Backend, BackendUnavailable
@@ -62,7 +63,9 @@ def load(
     is_gpu = described[where[0]].devices[where[1]].is_gpu
     device = platforms[where[0]].get_devices()[where[1]]
     candidates = (layout,) if layout else GPU_LAYOUTS if is_gpu else CPU_LAYOUTS
-    plan = verify.make_plan(device, where, candidates, deterministic_problem(single_fp_config(device)))
+    problem = deterministic_problem(single_fp_config(device))
+    test = functools.partial(verify.make_plan, device, where, candidates, problem)
+    plan = test()  # the float types now; a quantized type when its first weights arrive
     if not plan.layouts:
         reasons = {mode: plan.refuses(mode) for mode in verify.MODES}
         if len(set(reasons.values())) == 1:
@@ -73,4 +76,5 @@ def load(
     return (OpenCLGpuBackend if is_gpu else OpenCLBackend)(
         platforms, *where, plan, weight_cache_bytes=weight_cache_bytes, zero_copy=zero_copy,
         scratch_bytes=SCRATCH_BYTES if scratch_bytes is None else scratch_bytes,
+        self_test=lambda wtype: test(wtypes=(wtype,)),
     )

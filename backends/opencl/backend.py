@@ -26,6 +26,7 @@ transfer costs far more than the kernels.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import numpy as np
 import pyopencl as cl
@@ -105,8 +106,12 @@ class OpenCLBackend(Backend):
     def __init__(
         self, platforms: list[cl.Platform], platform_index: int, device_index: int, plan: Plan, *,
         weight_cache_bytes: int | None = None, zero_copy: bool | None = None, scratch_bytes: int = SCRATCH_BYTES,
+        self_test: Callable[[str], Plan] | None = None,
     ) -> None:
         """plan: the layout that runs each (mode, weight type), or why none may.
+        self_test: the plan for one more weight type, run the first time weights of a type the
+        plan has no verdict on arrive (load's: verify.make_plan for that type); without it such
+        a type is refused as not self-tested.
         weight_cache_bytes: device memory for read-only weights; by default 0 on CPU devices,
         else half the device's memory.  zero_copy: kernels read weights in host memory;
         by default on CPU devices.  scratch_bytes: the most sparse_axpy's partials take at once."""
@@ -116,6 +121,8 @@ class OpenCLBackend(Backend):
         self._device = platforms[platform_index].get_devices()[device_index]
         self._where = (platform_index, device_index)
         self.plan = plan
+        self._self_test = self_test
+        self._self_test_lock = threading.Lock()
         is_cpu = bool(self._device.type & cl.device_type.CPU)
         self._context = cl.Context([self._device])
         self._queue = cl.CommandQueue(self._context, self._device)
@@ -138,11 +145,19 @@ class OpenCLBackend(Backend):
         return self.plan.refuses(mode)
 
     def refuses_weights(self, w: Weights) -> str | None:
-        """Also a weight type whose own self-test failed on this device (not a whole mode's)."""
+        """Also a weight type whose own self-test failed on this device (not a whole mode's); every
+        op asks this before any work, so a type's first weights run its self-test here."""
         why = super().refuses_weights(w)
-        if why is None and (failed := self.plan.refuses_type(weight_type(w))) is not None:
-            why = f"OpenCL device {self.device_name} refuses {weight_type(w)} weights: {failed}"
-        return why
+        if why is not None:
+            return why
+        wtype = weight_type(w)
+        if self._self_test is not None and not self.plan.tested(wtype):
+            with self._self_test_lock:  # one self-test per type, whichever thread asks first
+                if not self.plan.tested(wtype):
+                    self.plan = self.plan.merged(self._self_test(wtype))
+        if (failed := self.plan.refuses_type(wtype)) is not None:
+            return f"OpenCL device {self.device_name} refuses {wtype} weights: {failed}"
+        return None
 
     def info(self) -> dict[str, str]:
         listed = []

@@ -20,8 +20,10 @@ aborts as a crashing compiler would), each optionally followed by
 ":word" filters (a mode, a layout or a weight type) that must all match,
 e.g. "wrong-bit:vector8", "crash:fast:float16" or "wrong-bit:q4_0".
 
-The float types decide whether a mode runs at all (Plan.refuses); a
-quantized type that fails is refused alone (Plan.refuses_type), so a
+The float types are self-tested at load and decide whether a mode runs at
+all (Plan.refuses).  A quantized type is self-tested when weights of that
+type first reach the backend (most runs use none: load stays as fast as
+before), and one that fails is refused alone (Plan.refuses_type), so a
 driver that misreads Q4_0 blocks still runs float weights.
 """
 
@@ -96,13 +98,27 @@ class Plan:
                   if self.refuses(mode) is None and (mode, wtype) not in self.layouts]
         return _by_reason(failed, "mode") or None
 
+    def tested(self, wtype: str) -> bool:
+        """Whether `wtype` has a verdict in some mode (passed or refused)."""
+        return any((mode, wtype) in self.layouts or (mode, wtype) in self.refused for mode in MODES)
+
     def describe(self, mode: str) -> str:
         """One line for `reprosparse info`: verified (and with which layout), or the refusal."""
         parts = []
         for wt in WEIGHT_TYPES:
             layout = self.layouts.get((mode, wt))
-            parts.append(f"{wt} verified ({layout} layout)" if layout else f"{wt} REFUSED: {self.why(mode, wt)}")
+            if layout:
+                parts.append(f"{wt} verified ({layout} layout)")
+            elif self.tested(wt):
+                parts.append(f"{wt} REFUSED: {self.why(mode, wt)}")
+            else:
+                parts.append(f"{wt} self-tested when first used")
         return "; ".join(parts)
+
+    def merged(self, other: Plan) -> Plan:
+        """This plan with `other`'s verdicts (for other weight types) added."""
+        return Plan({**self.layouts, **other.layouts}, {**self.refused, **other.refused},
+                    f"{self.provenance}; {other.provenance}")
 
 
 def cache_dir() -> Path:
@@ -262,19 +278,20 @@ def _by_reason(failures: Sequence[tuple[str, str]], noun: str) -> str:
 
 
 def make_plan(
-    device: object, where: tuple[int, int], layouts: Sequence[str], deterministic_problem: str | None
+    device: object, where: tuple[int, int], layouts: Sequence[str], deterministic_problem: str | None,
+    wtypes: Sequence[str] = FLOAT_TYPES,
 ) -> Plan:
-    """The layout for each (mode, weight type): the first of `layouts` that passes the self-test."""
+    """The layout for each mode and each of `wtypes`: the first of `layouts` that passes the self-test."""
     fault_spec = os.environ.get(FAULT_ENV, "")
     try:
         parse_faults(fault_spec)
     except ValueError as exc:
         raise BackendUnavailable(str(exc)) from exc
     identity = device_identity(device)
-    todo = {(mode, wt): list(layouts) for mode in MODES for wt in WEIGHT_TYPES}
+    todo = {(mode, wt): list(layouts) for mode in MODES for wt in wtypes}
     refused: dict[tuple[str, str], str] = {}
     if deterministic_problem:
-        for dt in WEIGHT_TYPES:
+        for dt in wtypes:
             refused["deterministic", dt] = deterministic_problem
             del todo["deterministic", dt]
     chosen: dict[tuple[str, str], str] = {}
@@ -304,11 +321,12 @@ def make_plan(
             if not todo[mode, dt]:
                 refused[mode, dt] = "self-test failed: " + _by_reason(failures[mode, dt], "layout")
                 del todo[mode, dt]
+    what = "" if wtypes == FLOAT_TYPES else f"{', '.join(wtypes)}: "
     if tested:
-        provenance = (f"{tested} combination(s) self-tested in a child process in "
+        provenance = (f"{what}{tested} combination(s) self-tested in a child process in "
                       f"{time.perf_counter() - started:.1f} s; verdicts cached in {cache_dir()}")
     else:
-        provenance = f"verdicts read from {cache_dir()} in {(time.perf_counter() - started) * 1e3:.1f} ms"
+        provenance = f"{what}verdicts read from {cache_dir()} in {(time.perf_counter() - started) * 1e3:.1f} ms"
     if fault_spec:
         provenance += f" (faults injected: {FAULT_ENV}={fault_spec})"
     return Plan(chosen, refused, provenance)
