@@ -7,8 +7,9 @@ sparse_axpy one partial per 256-neuron block and column, folded in
 ascending block order by a second kernel.  Fast programs fuse each product
 into its sum (fma) and fold sparse_axpy over balanced chunks.
 
-Which layout runs a (mode, weight type) is the `Plan` that `load` made by
-self-testing the device (verify.py): a backend never runs a combination that
+Which layout runs a (mode, weight type) is the `Plan` made by self-testing
+the device (verify.py; the float types at `load`, a quantized type when its
+first weights arrive): a backend never runs a combination that
 did not pass, and refuses, with the reason, one for which nothing passed.
 
 Q8_0 and Q4_0 weights (QuantizedMatrix) travel as their raw block bytes and
