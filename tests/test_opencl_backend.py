@@ -427,13 +427,13 @@ def test_one_source_fma_only_in_fast_mode():
     assert fast_branch and "fma(" in fast_branch.group(1)
     for mode in MODES:
         for layout in programs.LAYOUTS:
-            options = programs.Variant(mode, layout, True, 8).options()
+            options = programs.Variant(mode, layout, "float16", 8).options()
             assert not set(options) & set(programs.FORBIDDEN_OPTIONS)
             assert f"-DRS_FAST={int(mode == 'fast')}" in options
 
 
 def test_build_errors_name_the_file_and_device(backend, monkeypatch):
-    variant = programs.Variant("deterministic", "grouped", False, 1)
+    variant = programs.Variant("deterministic", "grouped", "float32", 1)
     monkeypatch.setattr(programs, "source", lambda: "__kernel void broken( {")
     with pytest.raises(programs.OpenCLError, match=r"building ops\.cl with -DRS_FAST=0 .*for OpenCL device"):
         programs.build(backend._context, backend._device, variant)
@@ -445,9 +445,9 @@ def test_build_errors_name_the_file_and_device(backend, monkeypatch):
 
 def test_programs_are_cached(backend):
     cache = programs.ProgramCache(backend._context, backend._device)
-    fast = programs.Variant("fast", "vector4", False, 1)
+    fast = programs.Variant("fast", "vector4", "float32", 1)
     assert cache.get(fast) is cache.get(fast)
-    assert cache.get(fast) is not cache.get(programs.Variant("deterministic", "vector4", False, 1))
+    assert cache.get(fast) is not cache.get(programs.Variant("deterministic", "vector4", "float32", 1))
 
 
 # ---- resident weights -------------------------------------------------------------

@@ -50,7 +50,7 @@ def small_case() -> tuple[np.ndarray, np.ndarray]:
 
 def test_verdicts_are_cached_and_keyed(own_cache):
     first = load(layout=LAYOUT)
-    assert "4 combination(s) self-tested in a child process" in first.plan.provenance
+    assert "4 combination(s) self-tested in a child process" in first.plan.provenance  # modes x float types
     every = sorted(own_cache.glob("*.json"))
     # the four combinations' verdicts, and the runtime kernels' (runtime_selftest.py)
     files = [f for f in every if json.loads(f.read_text())["key"]["job"] != list(verify.RUNTIME_JOB)]
@@ -61,6 +61,25 @@ def test_verdicts_are_cached_and_keyed(own_cache):
     assert again.plan.provenance.startswith("verdicts read from") and again.plan.layouts == first.plan.layouts
     files[0].write_text("{ torn")  # a damaged entry is tested again, not trusted
     assert "1 combination(s) self-tested" in load(layout=LAYOUT).plan.provenance
+
+
+def test_a_quantized_type_is_self_tested_when_first_used(own_cache):
+    """Loading tests the float types only; the first q8_0 weights test q8_0 (both modes, once, cached),
+    and q4_0 stays untested until it is used."""
+    from reprosparse.conformance.quant_cases import quantized
+
+    b = load(layout=LAYOUT)
+    assert "q8_0 self-tested when first used" in b.info()["fast mode"]
+    assert not b.plan.tested("q8_0") and len(list(own_cache.glob("*.json"))) == 4
+    W = quantized(np.random.default_rng(1), (40, 64), "normal", "q8_0")
+    x = np.ones((2, 64), np.float32)
+    assert mismatch(b.matvec(W, x, mode="deterministic"), ref.matvec(W, x)) is None
+    assert "q8_0: 2 combination(s) self-tested in a child process" in b.plan.provenance
+    assert b.plan.layout("fast", "q8_0") == LAYOUT and not b.plan.tested("q4_0")
+    assert f"q8_0 verified ({LAYOUT} layout)" in b.info()["deterministic mode"]
+    assert len(list(own_cache.glob("*.json"))) == 6
+    again = load(layout=LAYOUT)
+    assert again.refuses_weights(W) is None and "q8_0: verdicts read from" in again.plan.provenance
 
 
 def test_wrong_bit_refuses_deterministic_mode(monkeypatch):
@@ -121,13 +140,45 @@ def test_driver_crash_refuses_only_what_crashed(own_cache, monkeypatch):
         why = b.refuses(mode)
         assert why and why.startswith("float16 weights: self-test failed") and "SIGABRT" in why
         assert "injected fault: the driver aborts" in why
-        assert b.plan.layout(mode, np.dtype(np.float32)) == LAYOUT
+        assert b.plan.layout(mode, "float32") == LAYOUT
     W, x = small_case()
     with pytest.raises(ocl.DeterministicUnsupported, match=r"float16 weights.*SIGABRT"):
         b.matvec(W.astype(np.float16), x)
     assert mismatch(b.matvec(W, x), ref.matvec(W, x)) is None
     assert len(list(own_cache.glob("*.json"))) == 4 + 1, "a crash is a verdict on the driver: cached (+ runtime's)"
     assert load(layout=LAYOUT).plan.refused == b.plan.refused
+
+
+@pytest.mark.parametrize("fault", ["wrong-bit:q4_0", "crash:fast:q8_0"])
+def test_a_failing_quantized_type_is_refused_alone(monkeypatch, fault):
+    """A driver that gets one quantized type wrong (or crashes on it) in one mode: that type is
+    refused, by name, for every op and by the conformance suite; the modes and the other types run."""
+    from reprosparse import conformance
+    from reprosparse.backends import WeightsUnsupported
+    from reprosparse.conformance.quant_cases import quantized
+
+    monkeypatch.setenv(verify.FAULT_ENV, fault)
+    b = load(layout=LAYOUT)
+    bad, good = ("q4_0", "q8_0") if "q4_0" in fault else ("q8_0", "q4_0")
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 64)).astype(np.float32)
+    for qtype in (bad, good):
+        W = quantized(rng, (40, 64), "normal", qtype)
+        if qtype == bad:
+            why = b.refuses_weights(W)  # the first weights of the type: its self-test runs now
+            assert why and f"refuses {bad} weights" in why and "self-test failed" in why
+            with pytest.raises(WeightsUnsupported, match=rf"W: OpenCL device .* refuses {bad} weights"):
+                b.matvec(W, x, mode="deterministic")
+        else:
+            assert mismatch(b.matvec(W, x, mode="deterministic"), ref.matvec(W, x)) is None
+    assert b.refuses("deterministic") is None and b.refuses("fast") is None
+    assert b.plan.refuses_type(bad) and b.plan.refuses_type(good) is None
+    assert f"{bad} REFUSED" in b.info()["fast mode"] and f"{good} verified" in b.info()["fast mode"]
+    exp = conformance.Expected.of(conformance.find(f"matvec/{bad}/normal"))
+    results = list(conformance.check_case(b, "deterministic", exp))
+    assert [r.check for r in results] == [conformance.REFUSES_WEIGHTS]
+    W, x32 = small_case()
+    assert mismatch(b.matvec(W, x32, mode="deterministic"), ref.matvec(W, x32)) is None
 
 
 def test_a_child_that_never_finishes_is_refused_but_not_cached(own_cache, monkeypatch):
@@ -150,6 +201,8 @@ def test_bad_fault_setting_names_the_variable(monkeypatch):
     ("wrong-bit:vector8", ("fast", "vector4", "float32"), None),
     ("crash:fast:float16, wrong-bit", ("fast", "grouped", "float16"), "crash"),
     ("crash:fast:float16, wrong-bit", ("deterministic", "grouped", "float16"), "wrong-bit"),
+    ("wrong-bit:q4_0", ("fast", "vector8", "q4_0"), "wrong-bit"),
+    ("wrong-bit:q4_0", ("fast", "vector8", "q8_0"), None),
 ])
 def test_fault_filters(spec, job, want):
     assert verify.fault_for(job, verify.parse_faults(spec)) == want

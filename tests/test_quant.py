@@ -103,7 +103,7 @@ def _mangled(q: QuantizedMatrix, **fields: object) -> QuantizedMatrix:
     return bad
 
 
-@pytest.mark.parametrize("name", ["numpy", "cython"])
+@pytest.mark.parametrize("name", ["numpy", "cython", "opencl"])
 def test_bad_quantized_arguments_raise_naming_them_before_native_code(name: str) -> None:
     if not rs.available_backends()[name].available:
         pytest.skip(f"{name} unavailable")
@@ -169,6 +169,9 @@ def test_audit_of_a_q4_0_model_gives_one_output_in_deterministic_mode(tmp_path: 
     assert main(["audit", str(path), "--modes", "deterministic", "-n", "4", "--tokens", "1,2,3"]) == 0
     out = capsys.readouterr().out
     assert "identical" in out
+    ran = out.split("backends ", 1)[1].split("\n", 1)[0].split(", ")  # "audit: ... backends a, b, c"
+    assert sorted(ran) == sorted(n for n in _backends() if n not in refusing)
+    assert {"numpy", "cython", "opencl"} & set(_backends()) <= set(ran), "quantized kernels on every built-in"
     for name in refusing:  # left out, saying why, not failed and not silently run on a float32 copy
         assert f"left out {name}: the {name} backend does not take" in out
 

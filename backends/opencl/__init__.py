@@ -9,6 +9,7 @@ it cannot run here.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 
 from .._base import Backend, BackendUnavailable
@@ -64,7 +65,8 @@ def load(
     device = platforms[where[0]].get_devices()[where[1]]
     candidates = (layout,) if layout else GPU_LAYOUTS if is_gpu else CPU_LAYOUTS
     problem = deterministic_problem(single_fp_config(device))
-    plan = verify.make_plan(device, where, candidates, problem)
+    test = functools.partial(verify.make_plan, device, where, candidates, problem)
+    plan = test()  # the float types now; a quantized type when its first weights arrive
     if not plan.layouts:
         reasons = {mode: plan.refuses(mode) for mode in verify.MODES}
         if len(set(reasons.values())) == 1:
@@ -76,4 +78,5 @@ def load(
     return (OpenCLGpuBackend if is_gpu else OpenCLBackend)(
         platforms, *where, plan, weight_cache_bytes=weight_cache_bytes, zero_copy=zero_copy,
         scratch_bytes=SCRATCH_BYTES if scratch_bytes is None else scratch_bytes,
+        self_test=lambda wtype: test(wtypes=(wtype,)),
     )

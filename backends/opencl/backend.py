@@ -7,9 +7,14 @@ sparse_axpy one partial per 256-neuron block and column, folded in
 ascending block order by a second kernel.  Fast programs fuse each product
 into its sum (fma) and fold sparse_axpy over balanced chunks.
 
-Which layout runs a (mode, weight type) is the `Plan` that `load` made by
-self-testing the device (verify.py): a backend never runs a combination that
+Which layout runs a (mode, weight type) is the `Plan` made by self-testing
+the device (verify.py; the float types at `load`, a quantized type when its
+first weights arrive): a backend never runs a combination that
 did not pass, and refuses, with the reason, one for which nothing passed.
+
+Q8_0 and Q4_0 weights (QuantizedMatrix) travel as their raw block bytes and
+are dequantized in registers by the kernels (exactly: spec §13); a row of
+blocks is the unit every gather and upload moves.
 
 Weights: a CPU device reads them where they are (CL_MEM_USE_HOST_PTR, no
 copy).  Elsewhere a read-only array stays on the device between calls
@@ -26,17 +31,18 @@ self-test, else the reference on the host.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import numpy as np
 import pyopencl as cl
 
 from reprosparse.reference.ffn import ffn_rows
-from reprosparse.reference.quant import Weights
+from reprosparse.reference.quant import QuantizedMatrix, Weights, weight_type
 from reprosparse.reference.sparse_axpy import BLOCK
 
-from .._base import Backend, WeightsUnsupported
+from .._base import Backend
 from . import devices
-from .programs import LAYOUTS, ROWS, OpenCLError, ProgramCache, Variant
+from .programs import LAYOUTS, ROWS, WEIGHT_TYPES, OpenCLError, ProgramCache, Variant
 from .runtime import RuntimeKernels
 from .verify import Plan
 
@@ -77,11 +83,10 @@ def deterministic_problem(fp_config: int) -> str | None:
     return "the device does not report that it " + " or ".join(missing)
 
 
-def _array(w: Weights) -> np.ndarray:
-    """The float array a hook was given: weight_types keeps quantized matrices out of the hooks."""
-    if not isinstance(w, np.ndarray):
-        raise WeightsUnsupported(f"the opencl backend does not take {w.type} weights")
-    return w
+def _bytes(w: Weights) -> np.ndarray:
+    """What the kernels read of a weight matrix: a float array, or a quantized one's (n, row bytes)
+    block bytes, so that its rows are the matrix's rows."""
+    return w.data if isinstance(w, QuantizedMatrix) else w
 
 
 def tokens_per_item(t: int) -> int:
@@ -101,14 +106,18 @@ def _check_size(what: str, n: int) -> None:
 class OpenCLBackend(RuntimeKernels, Backend):  # RuntimeKernels: the runtime ops' hooks (runtime.py)
     name = "opencl"
     priority = 20
-    # weight_types stays float32/float16: ops.cl has no quantized kernels yet, so Q8_0/Q4_0 are
-    # refused before any work rather than dequantized on the host into a float32 copy.
+    #: ops.cl's weight types; any other (a new GGML type) is refused by name before any work
+    weight_types = tuple(WEIGHT_TYPES)
 
     def __init__(
         self, platforms: list[cl.Platform], platform_index: int, device_index: int, plan: Plan, *,
         weight_cache_bytes: int | None = None, zero_copy: bool | None = None, scratch_bytes: int = SCRATCH_BYTES,
+        self_test: Callable[[str], Plan] | None = None,
     ) -> None:
         """plan: the layout that runs each (mode, weight type), or why none may.
+        self_test: the plan for one more weight type, run the first time weights of a type the
+        plan has no verdict on arrive (load's: verify.make_plan for that type); without it such
+        a type is refused as not self-tested.
         weight_cache_bytes: device memory for read-only weights; by default 0 on CPU devices,
         else half the device's memory.  zero_copy: kernels read weights in host memory;
         by default on CPU devices.  scratch_bytes: the most sparse_axpy's partials take at once."""
@@ -118,6 +127,8 @@ class OpenCLBackend(RuntimeKernels, Backend):  # RuntimeKernels: the runtime ops
         self._device = platforms[platform_index].get_devices()[device_index]
         self._where = (platform_index, device_index)
         self.plan = plan
+        self._self_test = self_test
+        self._self_test_lock = threading.Lock()
         is_cpu = bool(self._device.type & cl.device_type.CPU)
         self._context = cl.Context([self._device])
         self._queue = cl.CommandQueue(self._context, self._device)
@@ -138,6 +149,21 @@ class OpenCLBackend(RuntimeKernels, Backend):  # RuntimeKernels: the runtime ops
 
     def refuses(self, mode: str) -> str | None:
         return self.plan.refuses(mode)
+
+    def refuses_weights(self, w: Weights) -> str | None:
+        """Also a weight type whose own self-test failed on this device (not a whole mode's); every
+        op asks this before any work, so a type's first weights run its self-test here."""
+        why = super().refuses_weights(w)
+        if why is not None:
+            return why
+        wtype = weight_type(w)
+        if self._self_test is not None and not self.plan.tested(wtype):
+            with self._self_test_lock:  # one self-test per type, whichever thread asks first
+                if not self.plan.tested(wtype):
+                    self.plan = self.plan.merged(self._self_test(wtype))
+        if (failed := self.plan.refuses_type(wtype)) is not None:
+            return f"OpenCL device {self.device_name} refuses {wtype} weights: {failed}"
+        return None
 
     def info(self) -> dict[str, str]:
         listed = []
@@ -165,16 +191,17 @@ class OpenCLBackend(RuntimeKernels, Backend):  # RuntimeKernels: the runtime ops
 
     # ---- device plumbing ------------------------------------------------
 
-    def _variant(self, mode: str, weights: np.ndarray, t: int) -> Variant:
+    def _variant(self, mode: str, weights: Weights, t: int) -> Variant:
         """The program that runs `mode` on these weights for t tokens, or ModeUnsupported."""
-        layout = self.plan.layout(mode, weights.dtype)
+        wtype = weight_type(weights)
+        layout = self.plan.layout(mode, wtype)
         if layout is None:
             error = DeterministicUnsupported if mode == "deterministic" else ModeUnsupported
             raise error(
-                f"OpenCL device {self.device_name} cannot run {mode} mode with {weights.dtype} weights: "
-                f"{self.plan.why(mode, weights.dtype)}; use another mode, device or backend"
+                f"OpenCL device {self.device_name} cannot run {mode} mode with {wtype} weights: "
+                f"{self.plan.why(mode, wtype)}; use another mode, device or backend"
             )
-        return Variant(mode, layout, weights.dtype == np.float16, tokens_per_item(t))
+        return Variant(mode, layout, wtype, tokens_per_item(t))
 
     def _buffer(self, what: str, nbytes: int, flags: int, hostbuf: np.ndarray | None = None) -> cl.Buffer:
         """A device buffer, or OpenCLError naming the device and the size when it cannot be had."""
@@ -196,8 +223,9 @@ class OpenCLBackend(RuntimeKernels, Backend):  # RuntimeKernels: the runtime ops
         return self._buffer(what, nbytes, cl.mem_flags.READ_WRITE)
 
     def _rows_on_device(self, Ws: list[np.ndarray], rows: np.ndarray) -> tuple[list[cl.Buffer], cl.Buffer]:
-        """The rows `rows` of each matrix on the device, and the one index buffer the kernels
-        read all of them by (the fused sparse_ffn reads gate, up and down_t through one)."""
+        """The rows `rows` of each matrix (float, or a quantized one's block bytes: _bytes) on the
+        device, and the one index buffer the kernels read all of them by (the fused sparse_ffn
+        reads gate, up and down_t through one)."""
         resident = [self.weights.get(W) for W in Ws]
         gather = not self.zero_copy and all(r is None for r in resident) and rows.shape[0] < Ws[0].shape[0]
         if gather:  # only the active rows travel; the kernels then index 0..m-1
@@ -253,7 +281,6 @@ class OpenCLBackend(RuntimeKernels, Backend):  # RuntimeKernels: the runtime ops
     def _sparse_matvec(
         self, W: Weights, x: np.ndarray, rows: np.ndarray, mode: str, threads: int
     ) -> np.ndarray:
-        W = _array(W)
         t, d = x.shape
         m = rows.shape[0]
         variant = self._variant(mode, W, t)
@@ -261,7 +288,7 @@ class OpenCLBackend(RuntimeKernels, Backend):  # RuntimeKernels: the runtime ops
             return np.zeros((t, m), np.float32)
         _check_size("x", x.size)
         _check_size("the output", t * m)
-        (w_buf,), r_buf = self._rows_on_device([W], rows)
+        (w_buf,), r_buf = self._rows_on_device([_bytes(W)], rows)
         out = np.empty((t, m), np.float32)
         o_buf = self._scratch("the output", out.nbytes)
         self._launch(
@@ -273,13 +300,12 @@ class OpenCLBackend(RuntimeKernels, Backend):  # RuntimeKernels: the runtime ops
     def _sparse_axpy(
         self, W: Weights, h: np.ndarray, rows: np.ndarray, mode: str, threads: int
     ) -> np.ndarray:
-        W = _array(W)
         t, m = h.shape
         d = W.shape[1]
         variant = self._variant(mode, W, t)
         if t == 0 or d == 0 or m == 0:  # no terms: y stays +0.0
             return np.zeros((t, d), np.float32)
-        (w_buf,), r_buf = self._rows_on_device([W], rows)
+        (w_buf,), r_buf = self._rows_on_device([_bytes(W)], rows)
         return self._axpy(variant, w_buf, r_buf, rows, self._upload(h), t, m, d)
 
     def _axpy(
@@ -325,9 +351,8 @@ class OpenCLBackend(RuntimeKernels, Backend):  # RuntimeKernels: the runtime ops
         mask: np.ndarray, mode: str, threads: int,
     ) -> np.ndarray:
         """g, u and h stay on the device: one kernel for relu(g) * u, then the two axpy kernels."""
-        gate, up, down_t = _array(gate), _array(up), _array(down_t)
         t, d = x.shape
-        if gate.dtype != down_t.dtype or gate.dtype != up.dtype:  # kernels take one weight type
+        if not weight_type(gate) == weight_type(up) == weight_type(down_t):  # kernels take one weight type
             return super()._sparse_ffn(x, gate, up, down_t, mask, mode, threads)
         variant = self._variant(mode, gate, t)
         rows = ffn_rows(mask)
@@ -337,7 +362,7 @@ class OpenCLBackend(RuntimeKernels, Backend):  # RuntimeKernels: the runtime ops
             return np.zeros((t, out_d), np.float32)
         _check_size("x", x.size)
         _check_size("h", t * m)
-        (g_buf, u_buf, d_buf), r_buf = self._rows_on_device([gate, up, down_t], rows)
+        (g_buf, u_buf, d_buf), r_buf = self._rows_on_device([_bytes(gate), _bytes(up), _bytes(down_t)], rows)
         own = np.ascontiguousarray(mask[:, rows]).view(np.uint8)
         h_buf = self._scratch("h", t * m * _F32.itemsize)
         self._launch(

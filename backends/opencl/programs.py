@@ -19,6 +19,8 @@ LAYOUTS = {"grouped": 0, "vector8": 8, "vector4": 4}
 #: Tokens per work-item the host may ask for (backend.tokens_per_item).
 TOKEN_TILES = (1, 4, 8)
 ROWS = 4  # rows per work-group of the grouped dot kernels
+#: The weight types of kernels/ops.cl, by their RS_WTYPE; a matrix of any other type is refused.
+WEIGHT_TYPES = {"float32": 0, "float16": 1, "q8_0": 2, "q4_0": 3}
 #: Every program must hold these; a build that "succeeds" without them is a driver fault.
 KERNELS = frozenset({"lane_dot", "gated_lane_dot", "axpy_partials", "axpy_fold"})
 #: Options that would allow flushing subnormals or fusing/approximating
@@ -39,17 +41,14 @@ class Variant:
 
     mode: str
     layout: str
-    half: bool
+    wtype: str  # a key of WEIGHT_TYPES
     tokens: int
 
     def options(self) -> tuple[str, ...]:
-        options = [
+        return (
             f"-DRS_FAST={int(self.mode == 'fast')}", f"-DRS_VW={LAYOUTS[self.layout]}",
-            f"-DTOKENS={self.tokens}", f"-DROWS={ROWS}",
-        ]
-        if self.half:
-            options.append("-DRS_HALF")
-        return tuple(options)
+            f"-DRS_WTYPE={WEIGHT_TYPES[self.wtype]}", f"-DTOKENS={self.tokens}", f"-DROWS={ROWS}",
+        )
 
 
 @cache

@@ -5,7 +5,10 @@ layout, weight type) builds: token counts 1, 3 and 9 (the programs for 1, 4
 and 8 tokens per work-item, with partial tails), widths 1, 16 and 33 (tail
 only, whole 16-lane chunks only, both; columns likewise), rows on both sides
 of the 256-neuron block edges, subnormal products, ±0, ±Inf and NaN in
-weights, activations and h.  Deterministic results must equal the reference
+weights, activations and h.  Quantized weights (Q8_0, Q4_0) have widths 32
+and 64 (one and two blocks; both nibble halves of a block) and raw blocks
+of every kind the conformance suite draws: subnormal, signed-zero, Inf and
+NaN scales, every int8 and nibble.  Deterministic results must equal the reference
 bit for bit, fast ones lie within reference.bounds.  The runtime ops' kernels
 are one more job, verify.RUNTIME_JOB, with their own battery (runtime_selftest.py).
 
@@ -16,6 +19,7 @@ and ends, so a crash names the job that caused it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
@@ -25,7 +29,10 @@ import numpy as np
 
 from reprosparse import reference as ref
 from reprosparse.conformance.compare import mismatch
+from reprosparse.conformance.quant_cases import QUANT_KINDS, quantized
 from reprosparse.reference import bounds
+from reprosparse.reference.quant import TYPES as QUANT_TYPES
+from reprosparse.reference.quant import Weights
 
 from .verify import FAULT_ENV, MARK, RUNTIME_JOB, Plan, fault_for, parse_faults
 
@@ -33,6 +40,7 @@ N = 520
 EDGE_ROWS = np.array([0, 1, 15, 255, 256, 257, 511, 512, 519], np.int32)
 TOKEN_COUNTS = (1, 3, 9)
 WIDTHS = (1, 16, 33)
+QUANT_WIDTHS = (32, 64)
 
 Case = tuple[str, str, tuple[np.ndarray, ...]]  # (op, description, arguments)
 
@@ -50,14 +58,24 @@ def _values(rng: np.random.Generator, shape: tuple[int, ...], dtype: type, speci
     return v.astype(dtype)
 
 
-def cases(dtype: type) -> Iterator[Case]:
-    """The battery for weights of `dtype`."""
+def _weights(rng: np.random.Generator, d: int, wtype: str, specials: bool, kind: str) -> Weights:
+    if wtype in QUANT_TYPES:
+        return quantized(rng, (N, d), kind, wtype)
+    return _values(rng, (N, d), np.dtype(wtype).type, specials)
+
+
+def cases(wtype: str) -> Iterator[Case]:
+    """The battery for weights of type `wtype`."""
     rng = np.random.default_rng(20261127)
+    kinds = itertools.cycle(QUANT_KINDS)  # 12 quantized (t, d) pairs: each kind of block at least once
     for specials in (False, True):
         for t in TOKEN_COUNTS:
-            for d in WIDTHS:
+            for d in QUANT_WIDTHS if wtype in QUANT_TYPES else WIDTHS:
+                kind = next(kinds)
                 what = f"t={t} d={d}" + (" with ±0, ±Inf, NaN" if specials else "")
-                W, gate, up = (_values(rng, (N, d), dtype, specials) for _ in range(3))
+                if wtype in QUANT_TYPES:
+                    what += f", {kind} blocks"
+                W, gate, up = (_weights(rng, d, wtype, specials, kind) for _ in range(3))
                 x = _values(rng, (t, d), np.float32, specials)
                 h = _values(rng, (t, EDGE_ROWS.size), np.float32, specials)
                 mask = rng.random((t, N)) < 0.2
@@ -78,9 +96,9 @@ def _corrupt(got: np.ndarray) -> np.ndarray:
     return flat.reshape(got.shape)
 
 
-def check(run: Callable[..., np.ndarray], mode: str, dtype: type, fault: str | None) -> str | None:
+def check(run: Callable[..., np.ndarray], mode: str, wtype: str, fault: str | None) -> str | None:
     """Runs the battery through run(op, *args, mode=mode); the first failure, or None."""
-    for op, what, args in cases(dtype):
+    for op, what, args in cases(wtype):
         with np.errstate(all="ignore"):
             got = run(op, *args, mode=mode)
             if fault == "wrong-bit":
@@ -91,7 +109,7 @@ def check(run: Callable[..., np.ndarray], mode: str, dtype: type, fault: str | N
                 outside = ~getattr(bounds, op)(*args).contains(got)
                 problem = f"{int(outside.sum())} element(s) outside the fast-mode bound" if outside.any() else None
         if problem is not None:
-            return f"{op} ({what}, {np.dtype(dtype).name} weights): {problem}"
+            return f"{op} ({what}, {wtype} weights): {problem}"
     return None
 
 
@@ -108,8 +126,8 @@ def main() -> int:
         print(f"device {where} is {device.name.strip()!r}, not {request['device_name']!r}", file=sys.stderr)
         return 2
     faults = parse_faults(os.environ.get(FAULT_ENV))
-    for mode, layout, dtype in request["jobs"]:
-        job = (mode, layout, dtype)
+    for mode, layout, wtype in request["jobs"]:
+        job = (mode, layout, wtype)
         print(MARK + json.dumps({"job": job}), flush=True)
         fault = fault_for(job, faults)
         if fault == "crash":
@@ -121,9 +139,9 @@ def main() -> int:
 
                 problem = runtime_selftest.check(OpenCLBackend(platforms, *where, Plan({}, runtime=None)), fault)
             else:
-                backend = OpenCLBackend(platforms, *where, Plan({(mode, dtype): layout}))
-                problem = check(lambda op, *args, mode, b=backend: getattr(b, op)(*args, mode=mode),
-                                mode, np.dtype(dtype).type, fault)
+                backend = OpenCLBackend(platforms, *where, Plan({(mode, wtype): layout}))
+                problem = check(lambda op, *args, mode, b=backend: getattr(b, op)(*args, mode=mode), mode, wtype,
+                                fault)
         except Exception as exc:
             problem = f"{type(exc).__name__}: {exc}"
         print(MARK + json.dumps({"job": job, "ok": problem is None, "reason": problem or ""}), flush=True)

@@ -18,12 +18,20 @@ paths are tested on every machine: a comma-separated list of "wrong-bit"
 (the self-test sees one wrong bit in every result) or "crash" (the child
 aborts as a crashing compiler would), each optionally followed by
 ":word" filters (a mode, a layout or a weight type) that must all match,
-e.g. "wrong-bit:vector8" or "crash:fast:float16".  The runtime ops' kernels are
-one more job, RUNTIME_JOB (runtime_selftest.py), selected by the word "runtime".
+e.g. "wrong-bit:vector8", "crash:fast:float16" or "wrong-bit:q4_0".  The runtime ops'
+kernels are one more job, RUNTIME_JOB (runtime_selftest.py), selected by
+the word "runtime".
+
+The float types are self-tested at load and decide whether a mode runs at
+all (Plan.refuses).  A quantized type is self-tested when weights of that
+type first reach the backend (most runs use none: load stays as fast as
+before), and one that fails is refused alone (Plan.refuses_type), so a
+driver that misreads Q4_0 blocks still runs float weights.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -39,17 +47,16 @@ from dataclasses import dataclass, field
 from importlib import metadata, resources
 from pathlib import Path
 
-import numpy as np
-
 from reprosparse._config import MODES
 
 from .._base import BackendUnavailable
-from .programs import LAYOUTS, TOKEN_TILES, Variant, source_hash
+from .programs import LAYOUTS, TOKEN_TILES, WEIGHT_TYPES, Variant, source_hash
 
 CACHE_ENV = "REPROSPARSE_CACHE_DIR"
 FAULT_ENV = "REPROSPARSE_OPENCL_FAULT"
 FAULTS = ("wrong-bit", "crash")
-WEIGHT_DTYPES = ("float32", "float16")
+#: Weight types a mode needs to run at all; the quantized ones are self-tested and refused one by one.
+FLOAT_TYPES = ("float32", "float16")
 #: A child that takes longer is stopped; its verdict is not cached (the machine may just be busy).
 CHILD_TIMEOUT_S = 600
 #: Marks the child's protocol lines on stdout, which a driver may also write to.
@@ -57,7 +64,7 @@ MARK = "reprosparse-selftest "
 
 log = logging.getLogger("reprosparse")
 
-Job = tuple[str, str, str]  # (mode, layout, weight dtype name)
+Job = tuple[str, str, str]  # (mode, layout, weight type)
 #: The job of the runtime ops' kernels: one program for both modes and every weight type.
 RUNTIME_JOB: Job = ("runtime", "runtime", "runtime")
 
@@ -79,25 +86,47 @@ class Plan:
     #: Why the runtime ops' kernels may not run (they then run the reference), or None.
     runtime: str | None = "not self-tested"
 
-    def layout(self, mode: str, dtype: np.dtype) -> str | None:
-        return self.layouts.get((mode, np.dtype(dtype).name))
+    def layout(self, mode: str, wtype: str) -> str | None:
+        """The layout for `mode` with weights of type `wtype` (programs.WEIGHT_TYPES), or None."""
+        return self.layouts.get((mode, wtype))
 
-    def why(self, mode: str, dtype: np.dtype) -> str:
-        return self.refused.get((mode, np.dtype(dtype).name), "not self-tested")
+    def why(self, mode: str, wtype: str) -> str:
+        return self.refused.get((mode, wtype), "not self-tested")
 
     def refuses(self, mode: str) -> str | None:
-        """Why `mode` cannot run with some weight type, or None when it runs with all."""
-        reasons = [(dt, self.why(mode, np.dtype(dt))) for dt in WEIGHT_DTYPES if (mode, dt) not in self.layouts]
+        """Why `mode` cannot run with some float weight type, or None when it runs with both."""
+        reasons = [(wt, self.why(mode, wt)) for wt in FLOAT_TYPES if (mode, wt) not in self.layouts]
         return _by_reason(reasons, "weights") or None
+
+    def refuses_type(self, wtype: str) -> str | None:
+        """Why weights of type `wtype` are refused, or None.  Only a failure of its own counts: in a
+        mode that runs at all (a mode refused as a whole is refused for every type already)."""
+        failed = [(mode, self.why(mode, wtype)) for mode in MODES
+                  if self.refuses(mode) is None and (mode, wtype) not in self.layouts]
+        return _by_reason(failed, "mode") or None
+
+    def tested(self, wtype: str) -> bool:
+        """Whether `wtype` has a verdict in some mode (passed or refused)."""
+        return any((mode, wtype) in self.layouts or (mode, wtype) in self.refused for mode in MODES)
 
     def describe(self, mode: str) -> str:
         """One line for `reprosparse info`: verified (and with which layout), or the refusal."""
         parts = []
-        for dt in WEIGHT_DTYPES:
-            layout = self.layouts.get((mode, dt))
-            why = self.why(mode, np.dtype(dt))
-            parts.append(f"{dt} verified ({layout} layout)" if layout else f"{dt} REFUSED: {why}")
+        for wt in WEIGHT_TYPES:
+            layout = self.layouts.get((mode, wt))
+            if layout:
+                parts.append(f"{wt} verified ({layout} layout)")
+            elif self.tested(wt):
+                parts.append(f"{wt} REFUSED: {self.why(mode, wt)}")
+            else:
+                parts.append(f"{wt} self-tested when first used")
         return "; ".join(parts)
+
+    def merged(self, other: Plan) -> Plan:
+        """This plan with `other`'s verdicts (for other weight types) added."""
+        return dataclasses.replace(self, layouts={**self.layouts, **other.layouts},
+                                   refused={**self.refused, **other.refused},
+                                   provenance=f"{self.provenance}; {other.provenance}")
 
 
 def cache_dir() -> Path:
@@ -109,7 +138,7 @@ def cache_dir() -> Path:
 
 def parse_faults(spec: str | None) -> list[tuple[str, frozenset[str]]]:
     """REPROSPARSE_OPENCL_FAULT as (fault, filter words); ValueError naming a bad entry."""
-    known = set(MODES) | set(LAYOUTS) | set(WEIGHT_DTYPES) | set(RUNTIME_JOB)
+    known = set(MODES) | set(LAYOUTS) | set(WEIGHT_TYPES) | set(RUNTIME_JOB)
     faults = []
     for entry in filter(None, (e.strip() for e in (spec or "").split(","))):
         kind, *words = entry.split(":")
@@ -147,14 +176,14 @@ def _selftest_hash() -> str:
 
 
 def _key(identity: Mapping[str, str], job: Job, faults: str) -> dict[str, object]:
-    mode, layout, dtype = job
+    mode, layout, wtype = job
     return {
         **identity,
         "reprosparse": metadata.version("reprosparse"),
         "source": source_hash(),
         "selftest": _selftest_hash(),
         "job": list(job),
-        "options": [list(Variant(mode, layout, dtype == "float16", n).options()) for n in TOKEN_TILES],
+        "options": [list(Variant(mode, layout, wtype, n).options()) for n in TOKEN_TILES],
         "faults": faults,
     }
 
@@ -225,8 +254,8 @@ def run_children(where: tuple[int, int], device_name: str, jobs: Sequence[Job]) 
             if not line.startswith(MARK):
                 continue
             event = json.loads(line[len(MARK):])
-            mode, layout, dtype = event["job"]
-            job = (str(mode), str(layout), str(dtype))
+            mode, layout, wtype = event["job"]
+            job = (str(mode), str(layout), str(wtype))
             if "ok" in event:
                 verdicts[job] = Verdict(bool(event["ok"]), str(event["reason"]))
             else:
@@ -257,19 +286,20 @@ def _by_reason(failures: Sequence[tuple[str, str]], noun: str) -> str:
 
 
 def make_plan(
-    device: object, where: tuple[int, int], layouts: Sequence[str], deterministic_problem: str | None
+    device: object, where: tuple[int, int], layouts: Sequence[str], deterministic_problem: str | None,
+    wtypes: Sequence[str] = FLOAT_TYPES,
 ) -> Plan:
-    """The layout for each (mode, weight type): the first of `layouts` that passes the self-test."""
+    """The layout for each mode and each of `wtypes`: the first of `layouts` that passes the self-test."""
     fault_spec = os.environ.get(FAULT_ENV, "")
     try:
         parse_faults(fault_spec)
     except ValueError as exc:
         raise BackendUnavailable(str(exc)) from exc
     identity = device_identity(device)
-    todo = {(mode, dt): list(layouts) for mode in MODES for dt in WEIGHT_DTYPES}
+    todo = {(mode, wt): list(layouts) for mode in MODES for wt in wtypes}
     refused: dict[tuple[str, str], str] = {}
     if deterministic_problem:
-        for dt in WEIGHT_DTYPES:
+        for dt in wtypes:
             refused["deterministic", dt] = deterministic_problem
             del todo["deterministic", dt]
     chosen: dict[tuple[str, str], str] = {}
@@ -299,11 +329,12 @@ def make_plan(
             if not todo[mode, dt]:
                 refused[mode, dt] = "self-test failed: " + _by_reason(failures[mode, dt], "layout")
                 del todo[mode, dt]
+    what = "" if wtypes == FLOAT_TYPES else f"{', '.join(wtypes)}: "
     if tested:
-        provenance = (f"{tested} combination(s) self-tested in a child process in "
+        provenance = (f"{what}{tested} combination(s) self-tested in a child process in "
                       f"{time.perf_counter() - started:.1f} s; verdicts cached in {cache_dir()}")
     else:
-        provenance = f"verdicts read from {cache_dir()} in {(time.perf_counter() - started) * 1e3:.1f} ms"
+        provenance = f"{what}verdicts read from {cache_dir()} in {(time.perf_counter() - started) * 1e3:.1f} ms"
     if fault_spec:
         provenance += f" (faults injected: {FAULT_ENV}={fault_spec})"
     return Plan(chosen, refused, provenance)

@@ -10,8 +10,11 @@
  *                sum by fma() (never -cl-mad-enable, whose accuracy is
  *                unbounded); the host also folds sparse_axpy over balanced
  *                chunks instead of the 256-neuron blocks.
- *   RS_HALF   weights are float16, read with vload_half (exact, subnormals
- *             included); otherwise float32.
+ *   RS_WTYPE  the weight type: 0 float32, 1 float16 (read with vload_half:
+ *             exact, subnormals included), 2 GGML Q8_0, 3 GGML Q4_0 (spec §13).
+ *             Every kernel reads weights through one `__global const uchar *`
+ *             per row and the two loads below, so a type is one more pair of
+ *             load functions and its block geometry.
  *   RS_VW     the layout.  0, "grouped": one row is spread over 16 work-items
  *             (the spec's lanes) and one column per work-item, so neighbouring
  *             work-items read neighbouring addresses, as GPUs need.  4 or 8,
@@ -39,13 +42,69 @@
 #define MAC(T, acc, a, b) do { const T p_ = (a) * (b); (acc) = (acc) + p_; } while (0)
 #endif
 
-#ifdef RS_HALF
-#define WTYPE half
-#define LOAD_W(p, i) vload_half((i), (p))
+/* ---- weight types ------------------------------------------------------------
+ * A row of d weights is d / WBLOCK blocks of WBLOCK_BYTES bytes (a float is a
+ * block of one); w_at(row, k) is weight k of a row as float32, and in the
+ * vector layouts w_lanes(row, k, w) weights k .. k+15 (k a multiple of 16,
+ * so they never straddle a quantized block; GGML's types with 16 or more
+ * weights per scale, Q6_K's sub-blocks too, convert one scale per call).
+ *
+ * A quantized weight is float(q) * float(scale): an integer of at most 8 bits
+ * times a float16 converted exactly, a product that is exact in float32 (far
+ * from overflow, and the smallest nonzero, 2^-24, is normal in float32), so
+ * dequantizing in registers gives the converted float16 weight's bits in
+ * every mode.  Scales sit at even offsets (blocks of 34 and 18 bytes), as
+ * vload_half needs. */
+#define RS_F32 0
+#define RS_F16 1
+#define RS_Q8_0 2
+#define RS_Q4_0 3
+
+#if RS_WTYPE == RS_F32
+#define WBLOCK 1
+#define WBLOCK_BYTES 4
+#elif RS_WTYPE == RS_F16
+#define WBLOCK 1
+#define WBLOCK_BYTES 2
+#elif RS_WTYPE == RS_Q8_0
+#define WBLOCK 32
+#define WBLOCK_BYTES 34
+#elif RS_WTYPE == RS_Q4_0
+#define WBLOCK 32
+#define WBLOCK_BYTES 18
 #else
-#define WTYPE float
-#define LOAD_W(p, i) ((p)[i])
+#error "RS_WTYPE: unknown weight type"
 #endif
+
+/* Bytes of one row of d weights (d a multiple of WBLOCK). */
+#define ROW_BYTES(d) ((size_t)((d) / WBLOCK) * WBLOCK_BYTES)
+/* Row r of the matrix W. */
+#define W_ROW(W, r, d) ((W) + (size_t)(r) * ROW_BYTES(d))
+
+#if WBLOCK > 1
+/* The block holding weight k of a row, and its scale, the block's first two bytes. */
+#define Q_BLOCK(row, k) ((row) + (size_t)((k) / WBLOCK) * WBLOCK_BYTES)
+#define Q_SCALE(block) vload_half(0, (__global const half *)(block))
+#endif
+
+static float w_at(__global const uchar *row, const int k)
+{
+#if RS_WTYPE == RS_F32
+    return ((__global const float *)row)[k];
+#elif RS_WTYPE == RS_F16
+    return vload_half(k, (__global const half *)row);
+#else
+    __global const uchar *block = Q_BLOCK(row, k);
+    const int j = k % WBLOCK;
+#if RS_WTYPE == RS_Q8_0
+    const int q = (char)block[2 + j];
+#else /* Q4_0: byte i holds element i (low nibble) and i + 16 (high), each biased by 8 */
+    const int q = (j < 16 ? block[2 + j] & 15 : block[2 + j - 16] >> 4) - 8;
+#endif
+    const float w = (float)q * Q_SCALE(block);
+    return w;
+#endif
+}
 
 /* relu(g) * u, and +0.0 where the token's own mask is 0;
  * relu(v) = v if v > 0 or v is NaN, else +0.0. */
@@ -59,7 +118,7 @@ static float gated(const float g, const float u, const uchar own)
 /* One column j of a group's partial for tokens t0 .. t0+nt-1: p = p + h[t, a] * W[rows[a], j]
  * over rows a = begin .. end-1 in ascending order, from +0.0, skipping terms whose h is
  * +0.0 or -0.0 (NaN is kept); written to partial[(t0 + i) * d + j]. */
-static void column_partial(__global const WTYPE *W, const int d, __global const int *rows,
+static void column_partial(__global const uchar *W, const int d, __global const int *rows,
                            const int begin, const int end, __global const float *h, const int m,
                            const int t0, const int nt, const int j, __global float *partial)
 {
@@ -68,7 +127,7 @@ static void column_partial(__global const WTYPE *W, const int d, __global const 
         p[i] = 0.0f;
     }
     for (int a = begin; a < end; ++a) {
-        const float w = LOAD_W(W, (size_t)rows[a] * d + j);
+        const float w = w_at(W_ROW(W, rows[a], d), j);
         for (int i = 0; i < TOKENS; ++i) {
             if (i < nt) {
                 const float hv = h[(size_t)(t0 + i) * m + a];
@@ -87,11 +146,11 @@ static void column_partial(__global const WTYPE *W, const int d, __global const 
 
 /* Lane `lane`'s terms k = lane (mod 16), ascending, of w . x[j], added into
  * acc[j] for the nt tokens at x. */
-static void accumulate(__global const WTYPE *w, const int d, __global const float *x,
+static void accumulate(__global const uchar *w, const int d, __global const float *x,
                        const int nt, const int lane, float acc[TOKENS])
 {
     for (int k = lane; k < d; k += LANES) {
-        const float wk = LOAD_W(w, k);
+        const float wk = w_at(w, k);
         for (int j = 0; j < TOKENS; ++j) {
             if (j < nt) {
                 MAC(float, acc[j], wk, x[(size_t)j * d + k]);
@@ -124,7 +183,7 @@ static void fold_lanes(__local float *red, const int n, const int lane)
  * lives across a barrier: PoCL 5.0 (Debian's, on an Intel Xeon) returned
  * wrong bits for gated_lane_dot when g was held across a second fold's
  * barriers. */
-static void dot_rows(__global const WTYPE *w0, __global const WTYPE *w1, const int nw, const int d,
+static void dot_rows(__global const uchar *w0, __global const uchar *w1, const int nw, const int d,
                      __global const float *x, const int nt, const bool live, __local float *red,
                      float out[MAXW * TOKENS])
 {
@@ -162,11 +221,35 @@ static void dot_rows(__global const WTYPE *w0, __global const WTYPE *w1, const i
 #define NV (16 / RS_VW) /* vectors per 16 lanes or columns */
 #define VLOAD(i, p) CAT(vload, RS_VW)((i), (p))
 #define VSTORE(v, i, p) CAT(vstore, RS_VW)((v), (i), (p))
-#ifdef RS_HALF
-#define VLOAD_W(i, p) CAT(vload_half, RS_VW)((i), (p))
+#define CONVERT_VT CAT(convert_float, RS_VW)
+
+/* Weights k .. k+15 of a row (k a multiple of 16, so within one quantized
+ * block: its scale is converted once) as NV vectors (see w_at). */
+static void w_lanes(__global const uchar *row, const int k, VT w[NV])
+{
+#if RS_WTYPE == RS_F32
+    for (int v = 0; v < NV; ++v) {
+        w[v] = VLOAD(0, (__global const float *)row + k + v * RS_VW);
+    }
+#elif RS_WTYPE == RS_F16
+    for (int v = 0; v < NV; ++v) {
+        w[v] = CAT(vload_half, RS_VW)(0, (__global const half *)row + k + v * RS_VW);
+    }
 #else
-#define VLOAD_W(i, p) VLOAD((i), (p))
+    __global const uchar *block = Q_BLOCK(row, k);
+    const int j = k % WBLOCK;
+    const VT scale = (VT)(Q_SCALE(block));
+    for (int v = 0; v < NV; ++v) {
+#if RS_WTYPE == RS_Q8_0
+        const VT q = CONVERT_VT(VLOAD(0, (__global const char *)block + 2 + j + v * RS_VW));
+#else
+        const CAT(uchar, RS_VW) packed = VLOAD(0, block + 2 + (j & 15) + v * RS_VW);
+        const VT q = CONVERT_VT(j < 16 ? packed & (uchar)15 : packed >> (uchar)4) - (VT)(8.0f);
 #endif
+        w[v] = q * scale;
+    }
+#endif
+}
 
 /* The spec's fold 8, 4, 2, 1 of 16 lanes held as NV vectors (vector v holds
  * lanes v*RS_VW ..). */
@@ -185,7 +268,7 @@ static float fold(const VT acc[NV])
 /* lane_dot of one row for nt tokens: the full chunks of 16 terms, then the
  * tail padded with 0 * 0 = +0.0 terms, which change no lane (a lane that
  * starts at +0.0 is never -0.0), then the fold. */
-static void dot_vector(__global const WTYPE *w, const int d, __global const float *x,
+static void dot_vector(__global const uchar *w, const int d, __global const float *x,
                        const int nt, float out[TOKENS])
 {
     VT acc[TOKENS][NV];
@@ -197,9 +280,7 @@ static void dot_vector(__global const WTYPE *w, const int d, __global const floa
     const int full = d / LANES;
     for (int c = 0; c < full; ++c) {
         VT wc[NV];
-        for (int v = 0; v < NV; ++v) {
-            wc[v] = VLOAD_W(c * NV + v, w);
-        }
+        w_lanes(w, c * LANES, wc);
         for (int j = 0; j < TOKENS; ++j) {
             if (j < nt) {
                 for (int v = 0; v < NV; ++v) {
@@ -213,7 +294,7 @@ static void dot_vector(__global const WTYPE *w, const int d, __global const floa
         float tw[LANES];
         float tx[LANES];
         for (int l = 0; l < LANES; ++l) {
-            tw[l] = l < rest ? LOAD_W(w, full * LANES + l) : 0.0f;
+            tw[l] = l < rest ? w_at(w, full * LANES + l) : 0.0f;
         }
         for (int j = 0; j < TOKENS; ++j) {
             if (j < nt) {
@@ -242,7 +323,7 @@ static void dot_vector(__global const WTYPE *w, const int d, __global const floa
 
 /* out[t, a] = lane_dot(W[rows[a]], x[t]).  Grouped: global (LANES, rows
  * rounded up to ROWS, ceil(t / TOKENS)); vector: global (rows, ceil(t / TOKENS)). */
-DOT_KERNEL void lane_dot(__global const WTYPE *W, const int d, __global const int *rows, const int m,
+DOT_KERNEL void lane_dot(__global const uchar *W, const int d, __global const int *rows, const int m,
                          __global const float *x, const int t, __global float *out)
 {
     const int a = DOT_ROW();
@@ -251,14 +332,14 @@ DOT_KERNEL void lane_dot(__global const WTYPE *W, const int d, __global const in
 #if RS_VW == 0
     float res[MAXW * TOKENS];
     __local float red[ROWS * TOKENS * LANES];
-    __global const WTYPE *w = W + (size_t)rows[min(a, m - 1)] * d;
+    __global const uchar *w = W_ROW(W, rows[min(a, m - 1)], d);
     dot_rows(w, w, 1, d, x + (size_t)t0 * d, nt, a < m, red, res);
 #else
     float res[TOKENS];
     if (a >= m) {
         return;
     }
-    dot_vector(W + (size_t)rows[a] * d, d, x + (size_t)t0 * d, nt, res);
+    dot_vector(W_ROW(W, rows[a], d), d, x + (size_t)t0 * d, nt, res);
 #endif
     if (WRITER() && a < m) {
         for (int j = 0; j < nt; ++j) {
@@ -269,7 +350,7 @@ DOT_KERNEL void lane_dot(__global const WTYPE *W, const int d, __global const in
 
 /* The gate/up half of sparse_ffn: g and u as lane_dot, then
  * h[t, a] = gated(g, u, own[t, a]).  Sizes as lane_dot's. */
-DOT_KERNEL void gated_lane_dot(__global const WTYPE *gate, __global const WTYPE *up, const int d,
+DOT_KERNEL void gated_lane_dot(__global const uchar *gate, __global const uchar *up, const int d,
                                __global const int *rows, const int m, __global const float *x, const int t,
                                __global const uchar *own, __global float *h)
 {
@@ -279,7 +360,7 @@ DOT_KERNEL void gated_lane_dot(__global const WTYPE *gate, __global const WTYPE 
 #if RS_VW == 0
     float gu[MAXW * TOKENS];
     __local float red[ROWS * MAXW * TOKENS * LANES];
-    const size_t row = (size_t)rows[min(a, m - 1)] * d;
+    const size_t row = (size_t)rows[min(a, m - 1)] * ROW_BYTES(d);
     dot_rows(gate + row, up + row, MAXW, d, x + (size_t)t0 * d, nt, a < m, red, gu);
     const float *g = gu;
     const float *u = gu + TOKENS;
@@ -289,7 +370,7 @@ DOT_KERNEL void gated_lane_dot(__global const WTYPE *gate, __global const WTYPE 
     if (a >= m) {
         return;
     }
-    const size_t row = (size_t)rows[a] * d;
+    const size_t row = (size_t)rows[a] * ROW_BYTES(d);
     dot_vector(gate + row, d, x + (size_t)t0 * d, nt, g);
     dot_vector(up + row, d, x + (size_t)t0 * d, nt, u);
 #endif
@@ -306,8 +387,9 @@ DOT_KERNEL void gated_lane_dot(__global const WTYPE *gate, __global const WTYPE 
  * in deterministic mode) for each column, written to partial, which is
  * (groups, t_count, d).  Grouped: one column per work-item, global (d rounded
  * up, groups, ceil(t_count / TOKENS)); vector: COLS columns per work-item,
- * global (ceil(d / COLS), groups, ceil(t_count / TOKENS)). */
-__kernel void axpy_partials(__global const WTYPE *W, const int d, __global const int *rows,
+ * global (ceil(d / COLS), groups, ceil(t_count / TOKENS)), which start on a
+ * multiple of 16, so a quantized row's COLS columns lie in one block. */
+__kernel void axpy_partials(__global const uchar *W, const int d, __global const int *rows,
                             __global const int *starts, __global const float *h, const int m,
                             const int t_first, const int t_count, __global float *partial)
 {
@@ -338,11 +420,9 @@ __kernel void axpy_partials(__global const WTYPE *W, const int d, __global const
         }
     }
     for (int a = begin; a < end; ++a) {
-        __global const WTYPE *wrow = W + (size_t)rows[a] * d + j0;
+        __global const uchar *wrow = W_ROW(W, rows[a], d);
         VT w[NV];
-        for (int v = 0; v < NV; ++v) {
-            w[v] = VLOAD_W(v, wrow);
-        }
+        w_lanes(wrow, j0, w);
         for (int i = 0; i < TOKENS; ++i) {
             if (i < nt) {
                 const float hv = hs[(size_t)(t0 + i) * m + a];
