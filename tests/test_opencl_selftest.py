@@ -69,15 +69,17 @@ def test_a_quantized_type_is_self_tested_when_first_used(own_cache):
     from reprosparse.conformance.quant_cases import quantized
 
     b = load(layout=LAYOUT)
+    runtime_verdict = b.plan.runtime
     assert "q8_0 self-tested when first used" in b.info()["fast mode"]
-    assert not b.plan.tested("q8_0") and len(list(own_cache.glob("*.json"))) == 4
+    assert not b.plan.tested("q8_0") and len(list(own_cache.glob("*.json"))) == 4 + 1  # + the runtime kernels'
     W = quantized(np.random.default_rng(1), (40, 64), "normal", "q8_0")
     x = np.ones((2, 64), np.float32)
     assert mismatch(b.matvec(W, x, mode="deterministic"), ref.matvec(W, x)) is None
     assert "q8_0: 2 combination(s) self-tested in a child process" in b.plan.provenance
     assert b.plan.layout("fast", "q8_0") == LAYOUT and not b.plan.tested("q4_0")
     assert f"q8_0 verified ({LAYOUT} layout)" in b.info()["deterministic mode"]
-    assert len(list(own_cache.glob("*.json"))) == 6
+    assert len(list(own_cache.glob("*.json"))) == 6 + 1
+    assert b.plan.runtime == runtime_verdict  # the runtime kernels' verdict survives the new type's
     again = load(layout=LAYOUT)
     assert again.refuses_weights(W) is None and "q8_0: verdicts read from" in again.plan.provenance
 

@@ -131,6 +131,19 @@ RS_INLINE v16 ld_q(const void *row, int64_t k, const int WT) {
 RS_INLINE void ld_q_block(const void *row, int64_t k, const int WT, v16 *lo, v16 *hi) {
     const uint8_t *block = q_block(row, k, WT);
     const float d = RS_Q_SCALE(block, WT);
+#if defined(RS_V16_AVX512)
+    if (WT == RS_W_Q4_0) {
+        /* The sixteen values (i - 8) * d, each the exact product the spec defines, made once per
+         * block and picked by nibble (vpermps reads the low 4 bits of each index): one multiply
+         * per 32 weights instead of two conversions and two multiplies, the same bits. */
+        const __m512 table = _mm512_mul_ps(_mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7),
+                                           _mm512_set1_ps(d));
+        const __m512i packed = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(block + 2)));
+        *lo = _mm512_permutexvar_ps(packed, table);
+        *hi = _mm512_permutexvar_ps(_mm512_srli_epi32(packed, 4), table);
+        return;
+    }
+#endif
     const int j = (int)(k % RS_QK(WT));
     *lo = q_sixteen(block, j, d, WT);
     *hi = q_sixteen(block, j + 16, d, WT);
