@@ -210,9 +210,11 @@ RS_INLINE void dot_tile(const rs_dot_args *A, int64_t a, int64_t a_end, const in
         int64_t row = A->rows ? A->rows[a + r] : a + r;
         w[r] = (const char *)A->W + (size_t)row * row_bytes;
         pf[r] = NULL;
-        /* Gathered rows: the next tile's rows, which no hardware prefetcher can guess.  Contiguous rows
-         * of one token are the hardware prefetcher's: a software prefetch there measured 10-15% slower. */
-        if ((A->rows || A->t > 1) && t0 + T >= A->t && a + R + r < a_end) {
+        /* The next tile's rows: gathered rows no hardware prefetcher can guess, and quantized rows,
+         * whose blocks it follows badly (Q6_K's 210-byte blocks read 30% faster with it).  Contiguous
+         * float rows of one token are the hardware prefetcher's: a software prefetch measured 10-25%
+         * slower there (docs/performance.md). */
+        if ((A->rows || A->t > 1 || RS_IS_QUANT(WT)) && t0 + T >= A->t && a + R + r < a_end) {
             int64_t next = A->rows ? A->rows[a + R + r] : a + R + r;
             pf[r] = (const char *)A->W + (size_t)next * row_bytes;
         }
