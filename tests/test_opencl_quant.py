@@ -1,8 +1,9 @@
-"""Q8_0 and Q4_0 weights on the opencl backend (spec §13): blocks dequantized in the kernels' registers.
+"""Q8_0, Q4_0 and Q6_K weights on the opencl backend (spec §13): blocks dequantized in the kernels' registers.
 
 Every layout against the reference on the same QuantizedMatrix: the reference dequantizes on the
 host with numpy (reference/quant.py), the kernels byte by byte in OpenCL C, so equal bits test the
-kernels' block reading, nibble order and scale conversion.  The self-test's refusal of a
+kernels' block reading, nibble order, Q6_K's bit layout and sub-block scales, and scale conversion.
+Widths are counted in blocks of the type (32 weights, Q6_K 256).  The self-test's refusal of a
 quantized type alone is in test_opencl_selftest.py.
 """
 
@@ -17,7 +18,7 @@ from reprosparse.backends import BackendUnavailable, WeightsUnsupported
 from reprosparse.conformance.compare import mismatch
 from reprosparse.conformance.quant_cases import QUANT_KINDS, quantized
 from reprosparse.reference import bounds
-from reprosparse.reference.quant import QuantizedMatrix, take_rows
+from reprosparse.reference.quant import BLOCK_BYTES, QuantizedMatrix, block, take_rows
 
 cl = pytest.importorskip("pyopencl", reason="pyopencl is not installed (pip install '.[opencl]')")
 
@@ -25,7 +26,7 @@ from reprosparse.backends import opencl  # noqa: E402
 from reprosparse.backends.opencl import backend as ocl  # noqa: E402
 from reprosparse.backends.opencl import programs  # noqa: E402
 
-QTYPES = ("q8_0", "q4_0")
+QTYPES = ("q8_0", "q4_0", "q6_k")
 
 
 @pytest.fixture(scope="module", params=tuple(programs.LAYOUTS))
@@ -60,7 +61,7 @@ def test_every_block_kind(backend, qtype, kind):
     """Subnormal, signed-zero, Inf and NaN scales, every int8 and nibble: the reference's bits in
     deterministic mode, the bound in fast mode, for every primitive."""
     rng = np.random.default_rng(QUANT_KINDS.index(kind))
-    n, d, t = 300, 96, 3
+    n, d, t = 300, 3 * block(qtype), 3
     W = quantized(rng, (n, d), kind, qtype)
     x, rows, h = inputs(rng, n, d, t)
     with np.errstate(all="ignore"):
@@ -78,7 +79,7 @@ def test_ffn_and_predict(backend, qtype, t):
     """The fused sparse_ffn (gate/up rows and down_t columns of blocks), dense_ffn and predict, with
     token counts for each tokens-per-work-item program and its tail."""
     rng = np.random.default_rng(t)
-    n, d, d_out, r = 600, 64, 96, 32
+    n, d, d_out, r = 600, 2 * block(qtype), 3 * block(qtype), block(qtype)
     gate, up, down_t = (quantized(rng, (n, dd), "normal", qtype) for dd in (d, d, d_out))
     fc1, fc2 = quantized(rng, (r, d), "wide", qtype), quantized(rng, (n, r), "normal", qtype)
     x = rng.standard_normal((t, d)).astype(np.float32)
@@ -106,20 +107,22 @@ def test_mixed_weight_types_in_one_ffn(backend):
                 ref.sparse_ffn(x, gate, up, down_t, mask))
 
 
-def test_batch_rows_and_column_slices_keep_their_bits(backend):
+@pytest.mark.parametrize("qtype", ["q4_0", "q6_k"])
+def test_batch_rows_and_column_slices_keep_their_bits(backend, qtype):
     """Each token's and each row's bits are its own: a batch equals its tokens one by one, a
     gathered QuantizedMatrix of rows its rows of the whole, whole-block column slices the columns."""
     rng = np.random.default_rng(4)
-    n, d = 520, 128
-    W = quantized(rng, (n, d), "wide", "q4_0")
+    k, per = block(qtype), BLOCK_BYTES[qtype]
+    n, d = 520, 4 * k
+    W = quantized(rng, (n, d), "wide", qtype)
     x, rows, h = inputs(rng, n, d, 9)
     batch = backend.sparse_matvec(W, x, rows, mode="deterministic")
     for i in range(x.shape[0]):
         assert_bits(backend.sparse_matvec(W, x[i], rows, mode="deterministic"), batch[i])
     assert_bits(backend.matvec(take_rows(W, rows), x, mode="deterministic"), batch)
     y = backend.sparse_axpy(W, h, rows, mode="deterministic")
-    cols = QuantizedMatrix(np.ascontiguousarray(W.data[:, 18:54]), (n, 64), "q4_0")  # blocks 1 and 2
-    assert_bits(backend.sparse_axpy(cols, h, rows, mode="deterministic"), y[:, 32:96])
+    cols = QuantizedMatrix(np.ascontiguousarray(W.data[:, per:3 * per]), (n, 2 * k), qtype)  # blocks 1 and 2
+    assert_bits(backend.sparse_axpy(cols, h, rows, mode="deterministic"), y[:, k:3 * k])
 
 
 @pytest.mark.parametrize("qtype", QTYPES)
@@ -128,7 +131,7 @@ def test_uploaded_and_resident_blocks_give_the_same_bits(backend, qtype):
     call, or the whole read-only block array kept on the device (once, keyed on the bytes)."""
     layout = next(iter(set(backend.plan.layouts.values())))
     rng = np.random.default_rng(5)
-    n, d = 513, 64
+    n, d = 513, 2 * block(qtype)
     writable = [quantized(rng, (n, d), "normal", qtype) for _ in range(3)]
     # bytes objects cannot be written at all, as a read-only mapped model file cannot
     frozen = [QuantizedMatrix(np.frombuffer(q.data.tobytes(), np.uint8), q.shape, q.type) for q in writable]
@@ -149,7 +152,7 @@ def test_uploaded_and_resident_blocks_give_the_same_bits(backend, qtype):
 
 
 def test_unknown_and_bad_quantized_weights_fail_before_device_work(backend, monkeypatch):
-    """A type the kernels do not know (a Q6_K matrix, say) is refused by name; bad blocks raise the
+    """A type the kernels do not know (a new GGML type) is refused by name; bad blocks raise the
     reference's errors; neither reaches a kernel."""
     launched: list[str] = []
     monkeypatch.setattr(backend, "_launch", lambda v, k, *a: launched.append(k))
@@ -204,7 +207,7 @@ def test_the_registry_backend_takes_quantized_weights():
     status = rs.available_backends().get("opencl")
     if status is None or not status.available:
         pytest.skip("opencl unavailable")
-    assert {"q8_0", "q4_0"} <= set(rs.get_backend("opencl").weight_types)
+    assert {"q8_0", "q4_0", "q6_k"} <= set(rs.get_backend("opencl").weight_types)
 
 
 def test_a_q4_0_model_on_opencl_alone_and_partitioned_gives_the_references_bits():

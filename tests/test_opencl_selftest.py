@@ -151,8 +151,10 @@ def test_driver_crash_refuses_only_what_crashed(own_cache, monkeypatch):
     assert load(layout=LAYOUT).plan.refused == b.plan.refused
 
 
-@pytest.mark.parametrize("fault", ["wrong-bit:q4_0", "crash:fast:q8_0"])
-def test_a_failing_quantized_type_is_refused_alone(monkeypatch, fault):
+@pytest.mark.parametrize(("fault", "bad", "good"), [
+    ("wrong-bit:q4_0", "q4_0", "q8_0"), ("crash:fast:q8_0", "q8_0", "q4_0"), ("wrong-bit:q6_k", "q6_k", "q4_0"),
+])
+def test_a_failing_quantized_type_is_refused_alone(monkeypatch, fault, bad, good):
     """A driver that gets one quantized type wrong (or crashes on it) in one mode: that type is
     refused, by name, for every op and by the conformance suite; the modes and the other types run."""
     from reprosparse import conformance
@@ -161,11 +163,10 @@ def test_a_failing_quantized_type_is_refused_alone(monkeypatch, fault):
 
     monkeypatch.setenv(verify.FAULT_ENV, fault)
     b = load(layout=LAYOUT)
-    bad, good = ("q4_0", "q8_0") if "q4_0" in fault else ("q8_0", "q4_0")
     rng = np.random.default_rng(2)
-    x = rng.standard_normal((2, 64)).astype(np.float32)
+    x = rng.standard_normal((2, 256)).astype(np.float32)  # a whole block of every type
     for qtype in (bad, good):
-        W = quantized(rng, (40, 64), "normal", qtype)
+        W = quantized(rng, (40, 256), "normal", qtype)
         if qtype == bad:
             why = b.refuses_weights(W)  # the first weights of the type: its self-test runs now
             assert why and f"refuses {bad} weights" in why and "self-test failed" in why
@@ -205,6 +206,8 @@ def test_bad_fault_setting_names_the_variable(monkeypatch):
     ("crash:fast:float16, wrong-bit", ("deterministic", "grouped", "float16"), "wrong-bit"),
     ("wrong-bit:q4_0", ("fast", "vector8", "q4_0"), "wrong-bit"),
     ("wrong-bit:q4_0", ("fast", "vector8", "q8_0"), None),
+    ("wrong-bit:q6_k", ("deterministic", "grouped", "q6_k"), "wrong-bit"),
+    ("wrong-bit:q6_k", ("deterministic", "grouped", "q4_0"), None),
 ])
 def test_fault_filters(spec, job, want):
     assert verify.fault_for(job, verify.parse_faults(spec)) == want

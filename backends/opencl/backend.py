@@ -12,7 +12,7 @@ the device (verify.py; the float types at `load`, a quantized type when its
 first weights arrive): a backend never runs a combination that
 did not pass, and refuses, with the reason, one for which nothing passed.
 
-Q8_0 and Q4_0 weights (QuantizedMatrix) travel as their raw block bytes and
+Q8_0, Q4_0 and Q6_K weights (QuantizedMatrix) travel as their raw block bytes and
 are dequantized in registers by the kernels (exactly: spec §13); a row of
 blocks is the unit every gather and upload moves.
 

@@ -20,7 +20,7 @@ LAYOUTS = {"grouped": 0, "vector8": 8, "vector4": 4}
 TOKEN_TILES = (1, 4, 8)
 ROWS = 4  # rows per work-group of the grouped dot kernels
 #: The weight types of kernels/ops.cl, by their RS_WTYPE; a matrix of any other type is refused.
-WEIGHT_TYPES = {"float32": 0, "float16": 1, "q8_0": 2, "q4_0": 3}
+WEIGHT_TYPES = {"float32": 0, "float16": 1, "q8_0": 2, "q4_0": 3, "q6_k": 4}
 #: Every program must hold these; a build that "succeeds" without them is a driver fault.
 KERNELS = frozenset({"lane_dot", "gated_lane_dot", "axpy_partials", "axpy_fold"})
 #: Options that would allow flushing subnormals or fusing/approximating

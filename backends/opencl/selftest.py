@@ -5,10 +5,11 @@ layout, weight type) builds: token counts 1, 3 and 9 (the programs for 1, 4
 and 8 tokens per work-item, with partial tails), widths 1, 16 and 33 (tail
 only, whole 16-lane chunks only, both; columns likewise), rows on both sides
 of the 256-neuron block edges, subnormal products, ±0, ±Inf and NaN in
-weights, activations and h.  Quantized weights (Q8_0, Q4_0) have widths 32
-and 64 (one and two blocks; both nibble halves of a block) and raw blocks
-of every kind the conformance suite draws: subnormal, signed-zero, Inf and
-NaN scales, every int8 and nibble.  Deterministic results must equal the reference
+weights, activations and h.  Quantized weights have widths of one and two
+blocks (Q8_0, Q4_0: 32 and 64, both nibble halves of a block; Q6_K: 256 and
+512, every sub-block and both halves of a block) and raw blocks of every
+kind the conformance suite draws: subnormal, signed-zero, Inf and NaN
+scales, every int8, nibble and 6-bit code, int8 sub-block scales.  Deterministic results must equal the reference
 bit for bit, fast ones lie within reference.bounds.  The runtime ops' kernels
 are one more job, verify.RUNTIME_JOB, with their own battery (runtime_selftest.py).
 
@@ -32,7 +33,7 @@ from reprosparse.conformance.compare import mismatch
 from reprosparse.conformance.quant_cases import QUANT_KINDS, quantized
 from reprosparse.reference import bounds
 from reprosparse.reference.quant import TYPES as QUANT_TYPES
-from reprosparse.reference.quant import Weights
+from reprosparse.reference.quant import Weights, block
 
 from .verify import FAULT_ENV, MARK, RUNTIME_JOB, Plan, fault_for, parse_faults
 
@@ -40,7 +41,6 @@ N = 520
 EDGE_ROWS = np.array([0, 1, 15, 255, 256, 257, 511, 512, 519], np.int32)
 TOKEN_COUNTS = (1, 3, 9)
 WIDTHS = (1, 16, 33)
-QUANT_WIDTHS = (32, 64)
 
 Case = tuple[str, str, tuple[np.ndarray, ...]]  # (op, description, arguments)
 
@@ -68,9 +68,11 @@ def cases(wtype: str) -> Iterator[Case]:
     """The battery for weights of type `wtype`."""
     rng = np.random.default_rng(20261127)
     kinds = itertools.cycle(QUANT_KINDS)  # 12 quantized (t, d) pairs: each kind of block at least once
+    # a quantized type's widths are one and two of its blocks
+    widths = (block(wtype), 2 * block(wtype)) if wtype in QUANT_TYPES else WIDTHS
     for specials in (False, True):
         for t in TOKEN_COUNTS:
-            for d in QUANT_WIDTHS if wtype in QUANT_TYPES else WIDTHS:
+            for d in widths:
                 kind = next(kinds)
                 what = f"t={t} d={d}" + (" with ±0, ±Inf, NaN" if specials else "")
                 if wtype in QUANT_TYPES:

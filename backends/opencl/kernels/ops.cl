@@ -11,7 +11,8 @@
  *                unbounded); the host also folds sparse_axpy over balanced
  *                chunks instead of the 256-neuron blocks.
  *   RS_WTYPE  the weight type: 0 float32, 1 float16 (read with vload_half:
- *             exact, subnormals included), 2 GGML Q8_0, 3 GGML Q4_0 (spec §13).
+ *             exact, subnormals included), 2 GGML Q8_0, 3 GGML Q4_0,
+ *             4 GGML Q6_K (spec §13).
  *             Every kernel reads weights through one `__global const uchar *`
  *             per row and the two loads below, so a type is one more pair of
  *             load functions and its block geometry.
@@ -53,12 +54,17 @@
  * times a float16 converted exactly, a product that is exact in float32 (far
  * from overflow, and the smallest nonzero, 2^-24, is normal in float32), so
  * dequantizing in registers gives the converted float16 weight's bits in
- * every mode.  Scales sit at even offsets (blocks of 34 and 18 bytes), as
+ * every mode.  Q6_K's is (float(d) * float(sc)) * float(q), d the block's
+ * float16, sc the int8 scale of the weight's 16-weight sub-block, q a 6-bit
+ * code minus 32: both products are exact (|significands| < 2^11 * 2^7 * 2^5),
+ * so d * sc is formed once per 16 weights and is their scale.  Scales sit at
+ * even offsets (blocks of 34, 18 and 210 bytes, Q6_K's d at byte 208), as
  * vload_half needs. */
 #define RS_F32 0
 #define RS_F16 1
 #define RS_Q8_0 2
 #define RS_Q4_0 3
+#define RS_Q6_K 4
 
 #if RS_WTYPE == RS_F32
 #define WBLOCK 1
@@ -72,6 +78,9 @@
 #elif RS_WTYPE == RS_Q4_0
 #define WBLOCK 32
 #define WBLOCK_BYTES 18
+#elif RS_WTYPE == RS_Q6_K
+#define WBLOCK 256
+#define WBLOCK_BYTES 210
 #else
 #error "RS_WTYPE: unknown weight type"
 #endif
@@ -82,9 +91,29 @@
 #define W_ROW(W, r, d) ((W) + (size_t)(r) * ROW_BYTES(d))
 
 #if WBLOCK > 1
-/* The block holding weight k of a row, and its scale, the block's first two bytes. */
+/* The block holding weight k of a row, and its float16 scale: the block's first two
+ * bytes, Q6_K's last two. */
 #define Q_BLOCK(row, k) ((row) + (size_t)((k) / WBLOCK) * WBLOCK_BYTES)
+#if RS_WTYPE == RS_Q6_K
+#define Q_SCALE(block) vload_half(0, (__global const half *)((block) + 208))
+#else
 #define Q_SCALE(block) vload_half(0, (__global const half *)(block))
+#endif
+#endif
+
+#if RS_WTYPE == RS_Q6_K
+/* Element j = 128h + 32c + l of a Q6_K block: ql[128] holds the low 4 bits (the
+ * low nibble of ql[64h + 32(c & 1) + l] for c < 2, the high one for c >= 2),
+ * qh[64] at byte 128 the high 2 (bits 2c, 2c+1 of qh[32h + l]); QL_AT and QH_AT
+ * are the byte offsets, Q6_LOW_SHIFT and Q6_HIGH_SHIFT the shifts.  Sixteen
+ * weights j .. j+15 from a multiple of 16 share h and c, so their bytes are
+ * consecutive. */
+#define Q6_QL_AT(j) (64 * ((j) >> 7) + 32 * (((j) >> 5) & 1) + ((j) & 31))
+#define Q6_QH_AT(j) (128 + 32 * ((j) >> 7) + ((j) & 31))
+#define Q6_LOW_SHIFT(j) (4 * (((j) >> 6) & 1))
+#define Q6_HIGH_SHIFT(j) (2 * (((j) >> 5) & 3))
+/* float(d) * float(sc) of element j's 16-weight sub-block: sc the int8 at byte 192 + j / 16. */
+#define Q6_FACTOR(block, j) (Q_SCALE(block) * (float)(char)(block)[192 + ((j) >> 4)])
 #endif
 
 static float w_at(__global const uchar *row, const int k)
@@ -96,6 +125,13 @@ static float w_at(__global const uchar *row, const int k)
 #else
     __global const uchar *block = Q_BLOCK(row, k);
     const int j = k % WBLOCK;
+#if RS_WTYPE == RS_Q6_K
+    const int low = block[Q6_QL_AT(j)] >> Q6_LOW_SHIFT(j) & 15;
+    const int high = block[Q6_QH_AT(j)] >> Q6_HIGH_SHIFT(j) & 3;
+    const float factor = Q6_FACTOR(block, j);
+    const float w = factor * (float)((low | high << 4) - 32);
+    return w;
+#else
 #if RS_WTYPE == RS_Q8_0
     const int q = (char)block[2 + j];
 #else /* Q4_0: byte i holds element i (low nibble) and i + 16 (high), each biased by 8 */
@@ -103,6 +139,7 @@ static float w_at(__global const uchar *row, const int k)
 #endif
     const float w = (float)q * Q_SCALE(block);
     return w;
+#endif
 #endif
 }
 
@@ -224,7 +261,8 @@ static void dot_rows(__global const uchar *w0, __global const uchar *w1, const i
 #define CONVERT_VT CAT(convert_float, RS_VW)
 
 /* Weights k .. k+15 of a row (k a multiple of 16, so within one quantized
- * block: its scale is converted once) as NV vectors (see w_at). */
+ * block and one Q6_K sub-block: its scale is converted once) as NV vectors
+ * (see w_at). */
 static void w_lanes(__global const uchar *row, const int k, VT w[NV])
 {
 #if RS_WTYPE == RS_F32
@@ -238,6 +276,16 @@ static void w_lanes(__global const uchar *row, const int k, VT w[NV])
 #else
     __global const uchar *block = Q_BLOCK(row, k);
     const int j = k % WBLOCK;
+#if RS_WTYPE == RS_Q6_K
+    typedef CAT(uchar, RS_VW) UV;
+    const VT factor = (VT)(Q6_FACTOR(block, j));
+    for (int v = 0; v < NV; ++v) {
+        const UV low = VLOAD(0, block + Q6_QL_AT(j) + v * RS_VW) >> (UV)(Q6_LOW_SHIFT(j)) & (UV)15;
+        const UV high = VLOAD(0, block + Q6_QH_AT(j) + v * RS_VW) >> (UV)(Q6_HIGH_SHIFT(j)) & (UV)3;
+        const VT q = CONVERT_VT(low | high << (UV)4) - (VT)(32.0f);
+        w[v] = factor * q;
+    }
+#else
     const VT scale = (VT)(Q_SCALE(block));
     for (int v = 0; v < NV; ++v) {
 #if RS_WTYPE == RS_Q8_0
@@ -248,6 +296,7 @@ static void w_lanes(__global const uchar *row, const int k, VT w[NV])
 #endif
         w[v] = q * scale;
     }
+#endif
 #endif
 }
 
