@@ -42,7 +42,7 @@ EDGE_ROWS = np.array([0, 1, 15, 255, 256, 257, 511, 512, 519], np.int32)
 TOKEN_COUNTS = (1, 3, 9)
 WIDTHS = (1, 16, 33)
 
-Case = tuple[str, str, tuple[np.ndarray, ...]]  # (op, description, arguments)
+Case = tuple[str, str, tuple[Weights, ...]]  # (op, description, arguments: weights, activations, rows, masks)
 
 
 def _values(rng: np.random.Generator, shape: tuple[int, ...], dtype: type, specials: bool) -> np.ndarray:
