@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bad_inputs import mangled
 
 import reprosparse as rs
 from reprosparse import QuantizedMatrix, reference
@@ -95,13 +96,6 @@ def test_every_op_equals_the_reference_on_gguf_dequantized_weights(name: str, qt
         assert np.array_equal(got, want) if got.dtype == np.bool_ else np.array_equal(_bits(got), _bits(want)), op
 
 
-def _mangled(q: QuantizedMatrix, **fields: object) -> QuantizedMatrix:
-    """q with its private fields overwritten: what a careless caller could build."""
-    bad = QuantizedMatrix(q.data, q.shape, q.type)
-    for k, v in fields.items():
-        object.__setattr__(bad, f"_{k}", v)
-    return bad
-
 
 @pytest.mark.parametrize("name", ["numpy", "cython", "opencl"])
 def test_bad_quantized_arguments_raise_naming_them_before_native_code(name: str) -> None:
@@ -111,13 +105,13 @@ def test_bad_quantized_arguments_raise_naming_them_before_native_code(name: str)
     q = quantized(np.random.default_rng(5), (40, 64), "normal", "q4_0")
     x = np.zeros(64, np.float32)
     cases = [
-        (_mangled(q, shape=(40, 128)), ValueError, r"W\.data must have shape \(40, 72\)"),
-        (_mangled(q, shape=(40, 48)), ValueError, r"W \(q4_0\) must have a multiple of 32 columns"),
-        (_mangled(q, type="q8_0"), ValueError, r"W\.data must have shape \(40, 68\)"),
-        (_mangled(q, type="q5_0"), ValueError, r"W has unknown quantization type 'q5_0'"),
-        (_mangled(q, data=q.data.view(np.int8)), TypeError, r"W\.data must have dtype uint8"),
-        (_mangled(q, data=[1, 2]), TypeError, r"W\.data must be a numpy\.ndarray"),
-        (_mangled(q, data=np.asfortranarray(q.data)), ValueError, r"W\.data must be C-contiguous"),
+        (mangled(q, shape=(40, 128)), ValueError, r"W\.data must have shape \(40, 72\)"),
+        (mangled(q, shape=(40, 48)), ValueError, r"W \(q4_0\) must have a multiple of 32 columns"),
+        (mangled(q, type="q8_0"), ValueError, r"W\.data must have shape \(40, 68\)"),
+        (mangled(q, type="q5_0"), ValueError, r"W has unknown quantization type 'q5_0'"),
+        (mangled(q, data=q.data.view(np.int8)), TypeError, r"W\.data must have dtype uint8"),
+        (mangled(q, data=[1, 2]), TypeError, r"W\.data must be a numpy\.ndarray"),
+        (mangled(q, data=np.asfortranarray(q.data)), ValueError, r"W\.data must be C-contiguous"),
     ]
     for bad, error, message in cases:
         with pytest.raises(error, match=message):
@@ -136,7 +130,7 @@ def test_cython_kernels_recheck_quantized_bytes_when_called_directly() -> None:
     kernels = pytest.importorskip("reprosparse.backends._cython_kernels")
     q = quantized(np.random.default_rng(6), (8, 64), "normal", "q8_0")
     x = np.zeros((1, 128), np.float32)
-    for bad in (_mangled(q, shape=(8, 128)), _mangled(q, shape=(9, 64)), _mangled(q, shape=(8, 48))):
+    for bad in (mangled(q, shape=(8, 128)), mangled(q, shape=(9, 64)), mangled(q, shape=(8, 48))):
         with pytest.raises(ValueError, match="do not match its type and shape"):
             kernels.lane_dot_rows(bad, None, x[:, : bad.shape[1]], False, 1, "scalar")
     assert row_bytes("q8_0", 64) == q.data.shape[1]

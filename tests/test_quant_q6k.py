@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bad_inputs import mangled
 
 import reprosparse as rs
 from reprosparse import QuantizedMatrix, conformance, reference
@@ -102,12 +103,6 @@ def test_shape_checks_name_the_block_of_256() -> None:
     assert part.shape == (5, 512) and np.array_equal(_bits(part.dequantize()), _bits(q.dequantize()[:, 256:]))
 
 
-def _mangled(q: QuantizedMatrix, **fields: object) -> QuantizedMatrix:
-    bad = QuantizedMatrix(q.data, q.shape, q.type)
-    for k, v in fields.items():
-        object.__setattr__(bad, f"_{k}", v)
-    return bad
-
 
 @pytest.mark.parametrize("name", ["numpy", "cython", "opencl"])
 def test_bad_q6_k_arguments_raise_naming_them(name: str) -> None:
@@ -116,18 +111,18 @@ def test_bad_q6_k_arguments_raise_naming_them(name: str) -> None:
     backend = rs.get_backend(name)
     q = quantized(np.random.default_rng(5), (7, 256), "normal", "q6_k")
     with pytest.raises(ValueError, match=r"W \(q6_k\) must have a multiple of 256 columns"):
-        backend.matvec(_mangled(q, shape=(7, 128)), np.zeros(128, np.float32))
+        backend.matvec(mangled(q, shape=(7, 128)), np.zeros(128, np.float32))
     with pytest.raises(ValueError, match=r"W\.data must have shape \(7, 420\)"):
-        backend.matvec(_mangled(q, shape=(7, 512)), np.zeros(512, np.float32))
+        backend.matvec(mangled(q, shape=(7, 512)), np.zeros(512, np.float32))
     with pytest.raises(ValueError, match=r"fc2 \(q6_k\) must have a multiple of 256 columns"):
-        backend.predict(np.zeros(256, np.float32), q, _mangled(q, shape=(7, 32)))
+        backend.predict(np.zeros(256, np.float32), q, mangled(q, shape=(7, 32)))
 
 
 def test_cython_kernels_recheck_q6_k_bytes_when_called_directly() -> None:
     kernels = pytest.importorskip("reprosparse.backends._cython_kernels")
     q = quantized(np.random.default_rng(6), (8, 256), "normal", "q6_k")
     x = np.zeros((1, 512), np.float32)
-    for bad in (_mangled(q, shape=(8, 512)), _mangled(q, shape=(9, 256)), _mangled(q, shape=(8, 32))):
+    for bad in (mangled(q, shape=(8, 512)), mangled(q, shape=(9, 256)), mangled(q, shape=(8, 32))):
         with pytest.raises(ValueError, match="do not match its type and shape"):
             kernels.lane_dot_rows(bad, None, x[:, : bad.shape[1]], False, 1, "scalar")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -62,23 +63,26 @@ def source_hash() -> str:
     return hashlib.sha256(source().encode()).hexdigest()
 
 
-def build(context: cl.Context, device: cl.Device, variant: Variant) -> cl.Program:
-    """ops.cl built for `variant`; OpenCLError if the build fails or lacks a kernel."""
-    options = variant.options()
+def compile_program(context: cl.Context, device: cl.Device, name: str, text: str, options: Sequence[str],
+                    kernels: frozenset[str]) -> cl.Program:
+    """`text` (kernels/`name`) built with `options`; OpenCLError if the build fails or lacks one of `kernels`."""
     bad = [o for o in options if o in FORBIDDEN_OPTIONS]
     if bad:
         raise ValueError(f"build options {bad} may flush subnormals or change rounding")
-    where = f"ops.cl with {' '.join(options)} for OpenCL device {device.name.strip()!r}"
+    where = f"{name}{' with ' if options else ''}{' '.join(options)} for OpenCL device {device.name.strip()!r}"
     try:
-        program = cl.Program(context, source()).build(
-            options=list(options), devices=[device]
-        )
+        program = cl.Program(context, text).build(options=list(options), devices=[device])
     except cl.Error as exc:
         raise OpenCLError(f"building {where} failed: {exc}") from exc
-    missing = KERNELS - set(filter(None, program.kernel_names.split(";")))
+    missing = kernels - set(filter(None, program.kernel_names.split(";")))
     if missing:
         raise OpenCLError(f"building {where} reported success but the program lacks {sorted(missing)}")
     return program
+
+
+def build(context: cl.Context, device: cl.Device, variant: Variant) -> cl.Program:
+    """ops.cl built for `variant`; OpenCLError if the build fails or lacks a kernel."""
+    return compile_program(context, device, "ops.cl", source(), variant.options(), KERNELS)
 
 
 class ProgramCache:

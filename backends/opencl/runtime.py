@@ -29,7 +29,7 @@ import pyopencl as cl
 from reprosparse.reference.attention import attention_scale
 from reprosparse.reference.rope import rope_theta
 
-from .programs import FORBIDDEN_OPTIONS, OpenCLError
+from .programs import OpenCLError, compile_program
 
 #: Every runtime program must hold these; a build that "succeeds" without them is a driver fault.
 KERNELS = frozenset({"rmsnorm_f32", "rmsnorm_f16", "rope", "attention", "softmax", "argmax", "add"})
@@ -58,16 +58,7 @@ def unsupported(device: cl.Device) -> str | None:
 
 def build(context: cl.Context, device: cl.Device) -> cl.Program:
     """kernels/runtime.cl built for `device`; OpenCLError if the build fails or lacks a kernel."""
-    assert not set(OPTIONS) & set(FORBIDDEN_OPTIONS)
-    where = f"runtime.cl for OpenCL device {device.name.strip()!r}"
-    try:
-        program = cl.Program(context, source()).build(options=list(OPTIONS), devices=[device])
-    except cl.Error as exc:
-        raise OpenCLError(f"building {where} failed: {exc}") from exc
-    missing = KERNELS - set(filter(None, program.kernel_names.split(";")))
-    if missing:
-        raise OpenCLError(f"building {where} reported success but the program lacks {sorted(missing)}")
-    return program
+    return compile_program(context, device, "runtime.cl", source(), OPTIONS, KERNELS)
 
 
 @functools.lru_cache(maxsize=64)
