@@ -434,11 +434,12 @@ def test_one_source_fma_only_in_fast_mode():
 
 def test_build_errors_name_the_file_and_device(backend, monkeypatch):
     variant = programs.Variant("deterministic", "grouped", "float32", 1)
-    monkeypatch.setattr(programs, "source", lambda: "__kernel void broken( {")
+    monkeypatch.setattr(programs, "source", lambda name="ops.cl": "__kernel void broken( {")
     with pytest.raises(programs.OpenCLError, match=r"building ops\.cl with -DRS_FAST=0 .*for OpenCL device"):
         programs.build(backend._context, backend._device, variant)
     # A build that succeeds without the kernels (what a broken PoCL kernel cache gave) is an error too.
-    monkeypatch.setattr(programs, "source", lambda: "__kernel void lane_dot(__global float *o) { o[0] = 1.0f; }")
+    no_kernels = "__kernel void lane_dot(__global float *o) { o[0] = 1.0f; }"
+    monkeypatch.setattr(programs, "source", lambda name="ops.cl": no_kernels)
     with pytest.raises(programs.OpenCLError, match=r"reported success but the program lacks \['axpy_fold'"):
         programs.build(backend._context, backend._device, variant)
 
@@ -582,17 +583,23 @@ def test_threads_share_a_backend(backend):
         assert_bits(y, ref.sparse_matvec(W, x, rows))
 
 
-def test_loaded_model_weights_stay_on_the_device(tmp_path):
-    """A GGUF model's tensors are read-only views of the file, so a device keeps them between calls."""
+@pytest.mark.parametrize("dtype", ["f16", "q4_0"])
+def test_loaded_model_weights_stay_on_the_device(tmp_path, dtype):
+    """A GGUF model's tensors (a quantized one's block bytes too) are read-only views of the file, so a
+    device keeps them between calls: the head (Q8_0 in a q4_0 model this narrow) is uploaded once."""
     pytest.importorskip("gguf")
+    from reprosparse import QuantizedMatrix
     from reprosparse.model import load_model, make_model, save_model
 
     path = tmp_path / "m.gguf"
-    save_model(make_model(layers=1, dim=32, ff=256, vocab=260, heads=4, seed=3), path)
+    save_model(make_model(layers=1, dim=64, ff=256, vocab=300, heads=4, seed=3, dtype=dtype), path)
     model = load_model(path)
     tensors = [model.token_embd, model.output, model.output_norm]
     tensors += [getattr(layer, f) for layer in model.layers for f in layer.__dataclass_fields__]
-    assert all(weights.is_frozen(a) for a in tensors)
+    assert all(weights.is_frozen(a.data if isinstance(a, QuantizedMatrix) else a) for a in tensors)
+    head = model.output
+    assert isinstance(head, QuantizedMatrix) == (dtype == "q4_0")
+    key = head.data if isinstance(head, QuantizedMatrix) else head
     try:
         gpu_like = opencl.load(weight_cache_bytes=1 << 24, zero_copy=False)
     except BackendUnavailable as exc:
@@ -601,13 +608,14 @@ def test_loaded_model_weights_stay_on_the_device(tmp_path):
     uploaded: list[int] = []
     upload = gpu_like._upload
     gpu_like._upload = lambda a: uploaded.append(a.nbytes) or upload(a)  # type: ignore[method-assign]
-    x = np.ones((1, 32), np.float32)
-    first = gpu_like.matvec(model.output, x)
-    resident = gpu_like.weights.get(model.output)
+    x = np.ones((1, 64), np.float32)
+    first = gpu_like.matvec(head, x)
+    assert_bits(first, ref.matvec(head, x))
+    resident = gpu_like.weights.get(key)
     assert resident is not None and len(gpu_like.weights) == 1
-    assert_bits(gpu_like.matvec(model.output, x), first)
-    assert gpu_like.weights.get(model.output) is resident
-    assert model.output.nbytes not in uploaded, "the head was uploaded per call"
+    assert_bits(gpu_like.matvec(head, x), first)
+    assert gpu_like.weights.get(key) is resident
+    assert head.nbytes not in uploaded, "the head was uploaded per call"
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -174,35 +174,6 @@ def test_unknown_and_bad_quantized_weights_fail_before_device_work(backend, monk
     assert launched == []
 
 
-def test_a_quantized_models_head_stays_on_the_device(tmp_path):
-    """A q4_0 model's Q8_0 head is a read-only view of the file: uploaded once, then resident."""
-    pytest.importorskip("gguf")
-    from reprosparse.backends.opencl import weights
-    from reprosparse.model import load_model, make_model, save_model
-
-    path = tmp_path / "m.gguf"
-    save_model(make_model(layers=1, dim=64, ff=256, vocab=300, heads=4, seed=3, dtype="q4_0"), path)
-    model = load_model(path)
-    head = model.output
-    assert isinstance(head, QuantizedMatrix) and head.type == "q8_0" and weights.is_frozen(head.data)
-    try:
-        gpu_like = opencl.load(weight_cache_bytes=1 << 24, zero_copy=False)
-    except BackendUnavailable as exc:
-        pytest.skip(f"no usable OpenCL device: {exc}")
-    assert isinstance(gpu_like, ocl.OpenCLBackend)
-    uploaded: list[int] = []
-    upload = gpu_like._upload
-    gpu_like._upload = lambda a: uploaded.append(a.nbytes) or upload(a)  # type: ignore[method-assign]
-    x = np.ones((1, 64), np.float32)
-    first = gpu_like.matvec(head, x)
-    assert_bits(first, ref.matvec(head, x))
-    resident = gpu_like.weights.get(head.data)
-    assert resident is not None and len(gpu_like.weights) == 1
-    assert_bits(gpu_like.matvec(head, x), first)
-    assert gpu_like.weights.get(head.data) is resident
-    assert head.nbytes not in uploaded, "the head was uploaded per call"
-
-
 def test_the_registry_backend_takes_quantized_weights():
     status = rs.available_backends().get("opencl")
     if status is None or not status.available:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from bad_inputs import mangled
+from quant_ops import available_backends, bits, check_every_op
 
 import reprosparse as rs
 from reprosparse import QuantizedMatrix, reference
@@ -19,13 +20,6 @@ from gguf.quants import dequantize, quantize  # noqa: E402
 
 GGML = {"q8_0": gguf.GGMLQuantizationType.Q8_0, "q4_0": gguf.GGMLQuantizationType.Q4_0}
 TYPES = tuple(GGML)
-
-
-def _bits(a: np.ndarray) -> np.ndarray:
-    """float32 bits with every NaN made one NaN (the spec's equality)."""
-    b = np.ascontiguousarray(a, np.float32).view(np.uint32).copy()
-    b[np.isnan(a)] = 0x7FC00000
-    return b
 
 
 @pytest.mark.parametrize("qtype", TYPES)
@@ -44,7 +38,7 @@ def test_dequantize_matches_gguf_on_every_block_pattern(qtype: str, kind: str) -
     q = quantized(np.random.default_rng(2), (64, 128), kind, qtype)
     with np.errstate(all="ignore"):
         want = dequantize(np.asarray(q.data), GGML[qtype])
-    assert np.array_equal(_bits(q.dequantize()), _bits(want))
+    assert np.array_equal(bits(q.dequantize()), bits(want))
 
 
 @pytest.mark.parametrize("qtype", TYPES)
@@ -53,47 +47,23 @@ def test_rows_index_like_an_array_and_bytes_are_read_only(qtype: str) -> None:
     full = q.dequantize()
     rows = np.array([3, 0, 19], np.int32)
     for index in (5, slice(2, 9), rows, np.arange(20) % 2 == 0):
-        assert np.array_equal(_bits(q[index]), _bits(full[index]))
+        assert np.array_equal(bits(q[index]), bits(full[index]))
     with pytest.raises(ValueError, match="read-only"):
         q.data[0, 0] = 1
 
 
-def _backends() -> list[str]:
-    return [n for n, s in rs.available_backends().items() if s.available]
-
-
-@pytest.mark.parametrize("name", _backends())
+@pytest.mark.parametrize("name", available_backends())
 @pytest.mark.parametrize("qtype", TYPES)
 def test_every_op_equals_the_reference_on_gguf_dequantized_weights(name: str, qtype: str) -> None:
     """The oracle's float32 matrix (not our dequantizer) fed to the reference gives each backend's bits."""
-    backend = rs.get_backend(name)
     rng = np.random.default_rng(4)
-    n, d, d_out, t = 600, 96, 64, 3
+    n, d, d_out = 600, 96, 64
     mats = {k: rng.standard_normal(s).astype(np.float32)
             for k, s in {"gate": (n, d), "up": (n, d), "down_t": (n, d_out), "fc1": (32, d), "fc2": (n, 32)}.items()}
     raw = {k: quantize(v, GGML[qtype]) for k, v in mats.items()}
     q = {k: QuantizedMatrix(raw[k], mats[k].shape, qtype) for k in mats}
     f = {k: dequantize(raw[k], GGML[qtype]) for k in mats}
-    x = rng.standard_normal((t, d)).astype(np.float32)
-    mask = rng.random((t, n)) < 0.1
-    rows = np.flatnonzero(rng.random(n) < 0.2).astype(np.int32)
-    h = rng.standard_normal((t, rows.size)).astype(np.float32)
-    calls = {
-        "matvec": ((q["gate"], x), (f["gate"], x)),
-        "sparse_matvec": ((q["up"], x, rows), (f["up"], x, rows)),
-        "sparse_axpy": ((q["down_t"], h, rows), (f["down_t"], h, rows)),
-        "predict": ((x, q["fc1"], q["fc2"], 0.25), (x, f["fc1"], f["fc2"], 0.25)),
-        "sparse_ffn": ((x, q["gate"], q["up"], q["down_t"], mask), (x, f["gate"], f["up"], f["down_t"], mask)),
-        "dense_ffn": ((x, q["gate"], q["up"], q["down_t"]), (x, f["gate"], f["up"], f["down_t"])),
-    }
-    for op, (qargs, fargs) in calls.items():
-        if qtype not in backend.weight_types:
-            with pytest.raises(rs.backends.WeightsUnsupported, match=f"does not take {qtype} weights"):
-                getattr(backend, op)(*qargs, mode="deterministic")
-            continue
-        got = getattr(backend, op)(*qargs, mode="deterministic")
-        want = getattr(reference, op)(*fargs)
-        assert np.array_equal(got, want) if got.dtype == np.bool_ else np.array_equal(_bits(got), _bits(want)), op
+    check_every_op(rs.get_backend(name), q, f, qtype, rng, t=3)
 
 
 
@@ -159,13 +129,13 @@ def test_audit_of_a_q4_0_model_gives_one_output_in_deterministic_mode(tmp_path: 
 
     path = tmp_path / "q4.gguf"
     assert main(["make-model", str(path), "--type", "q4_0", "--layers", "1", "--ff", "256", "--vocab", "300"]) == 0
-    refusing = [n for n in _backends() if "q4_0" not in rs.get_backend(n).weight_types]
+    refusing = [n for n in available_backends() if "q4_0" not in rs.get_backend(n).weight_types]
     assert main(["audit", str(path), "--modes", "deterministic", "-n", "4", "--tokens", "1,2,3"]) == 0
     out = capsys.readouterr().out
     assert "identical" in out
     ran = out.split("backends ", 1)[1].split("\n", 1)[0].split(", ")  # "audit: ... backends a, b, c"
-    assert sorted(ran) == sorted(n for n in _backends() if n not in refusing)
-    assert {"numpy", "cython", "opencl"} & set(_backends()) <= set(ran), "quantized kernels on every built-in"
+    assert sorted(ran) == sorted(n for n in available_backends() if n not in refusing)
+    assert {"numpy", "cython", "opencl"} & set(available_backends()) <= set(ran), "quantized kernels on every built-in"
     for name in refusing:  # left out, saying why, not failed and not silently run on a float32 copy
         assert f"left out {name}: the {name} backend does not take" in out
 

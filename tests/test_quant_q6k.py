@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from bad_inputs import mangled
+from quant_ops import available_backends, bits, check_every_op
 
 import reprosparse as rs
 from reprosparse import QuantizedMatrix, conformance, reference
@@ -19,13 +20,6 @@ gguf = pytest.importorskip("gguf")
 from gguf.quants import dequantize  # noqa: E402
 
 Q6_K = gguf.GGMLQuantizationType.Q6_K
-
-
-def _bits(a: np.ndarray) -> np.ndarray:
-    """float32 bits with every NaN made one NaN (the spec's equality)."""
-    b = np.ascontiguousarray(a, np.float32).view(np.uint32).copy()
-    b[np.isnan(a)] = 0x7FC00000
-    return b
 
 
 def _oracle(q: QuantizedMatrix) -> np.ndarray:
@@ -59,7 +53,7 @@ def _ggml_loop(block: bytes) -> list[float]:
 def test_dequantize_matches_gguf_on_every_block_pattern(kind: str) -> None:
     """Raw blocks with subnormal, zero, Inf and NaN scales, every 6-bit code and int8 sub-scale."""
     q = quantized(np.random.default_rng(2), (33, 768), kind, "q6_k")
-    assert np.array_equal(_bits(q.dequantize()), _bits(_oracle(q)))
+    assert np.array_equal(bits(q.dequantize()), bits(_oracle(q)))
 
 
 def test_dequantize_matches_ggmls_loop_and_random_bytes() -> None:
@@ -70,8 +64,8 @@ def test_dequantize_matches_ggmls_loop_and_random_bytes() -> None:
     q = QuantizedMatrix(raw, (3, 512), "q6_k")
     want = np.array([_ggml_loop(bytes(raw[r, b * 210:(b + 1) * 210])) for r in range(3) for b in range(2)],
                     np.float32).reshape(3, 512)
-    assert np.array_equal(_bits(q.dequantize()), _bits(want))
-    assert np.array_equal(_bits(q.dequantize()), _bits(_oracle(q)))
+    assert np.array_equal(bits(q.dequantize()), bits(want))
+    assert np.array_equal(bits(q.dequantize()), bits(_oracle(q)))
 
 
 def test_special_scales_follow_ieee() -> None:
@@ -88,9 +82,9 @@ def test_special_scales_follow_ieee() -> None:
     ):
         raw = pack_q6_k(q, sc, np.array([[d]], np.float16))
         got = QuantizedMatrix(raw.reshape(1, 210), (1, 256), "q6_k").dequantize()[0]
-        assert np.array_equal(_bits(got), _bits(_oracle(QuantizedMatrix(raw.reshape(1, 210), (1, 256), "q6_k"))[0]))
+        assert np.array_equal(bits(got), bits(_oracle(QuantizedMatrix(raw.reshape(1, 210), (1, 256), "q6_k"))[0]))
         for j, v in want.items():
-            assert _bits(got[j:j + 1])[0] == _bits(np.array([v], np.float32))[0], (d, j)
+            assert bits(got[j:j + 1])[0] == bits(np.array([v], np.float32))[0], (d, j)
 
 
 def test_shape_checks_name_the_block_of_256() -> None:
@@ -100,7 +94,7 @@ def test_shape_checks_name_the_block_of_256() -> None:
     with pytest.raises(ValueError, match="256-column blocks"):
         take_columns(q, 0, 300)
     part = take_columns(q, 256, 768)
-    assert part.shape == (5, 512) and np.array_equal(_bits(part.dequantize()), _bits(q.dequantize()[:, 256:]))
+    assert part.shape == (5, 512) and np.array_equal(bits(part.dequantize()), bits(q.dequantize()[:, 256:]))
 
 
 
@@ -127,45 +121,20 @@ def test_cython_kernels_recheck_q6_k_bytes_when_called_directly() -> None:
             kernels.lane_dot_rows(bad, None, x[:, : bad.shape[1]], False, 1, "scalar")
 
 
-def _backends() -> list[str]:
-    return [n for n, s in rs.available_backends().items() if s.available]
-
-
-@pytest.mark.parametrize("name", _backends())
+@pytest.mark.parametrize("name", available_backends())
 def test_every_op_equals_the_reference_on_gguf_dequantized_weights(name: str) -> None:
     """The oracle's float32 matrix (not our dequantizer) fed to the reference gives each backend's bits
     at 1, 2 and 3 threads, with odd row counts and column counts over two sparse_axpy tiles."""
     backend = rs.get_backend(name)
     rng = np.random.default_rng(7)
-    n, d, d_out, r, t = 777, 512, 2304, 256, 3
+    n, d, d_out, r = 777, 512, 2304, 256
     shapes = {"gate": (n, d), "up": (n, d), "down_t": (n, d_out), "fc1": (r, d), "fc2": (n, r)}
     q = {k: quantized(rng, s, "normal", "q6_k") for k, s in shapes.items()}
     f = {k: _oracle(v) for k, v in q.items()}
-    x = rng.standard_normal((t, d)).astype(np.float32)
-    mask = rng.random((t, n)) < 0.1
-    rows = np.flatnonzero(rng.random(n) < 0.2).astype(np.int32)
-    h = rng.standard_normal((t, rows.size)).astype(np.float32)
-    calls = {
-        "matvec": ((q["gate"], x), (f["gate"], x)),
-        "sparse_matvec": ((q["up"], x, rows), (f["up"], x, rows)),
-        "sparse_axpy": ((q["down_t"], h, rows), (f["down_t"], h, rows)),
-        "predict": ((x, q["fc1"], q["fc2"], 0.25), (x, f["fc1"], f["fc2"], 0.25)),
-        "sparse_ffn": ((x, q["gate"], q["up"], q["down_t"], mask), (x, f["gate"], f["up"], f["down_t"], mask)),
-        "dense_ffn": ((x, q["gate"], q["up"], q["down_t"]), (x, f["gate"], f["up"], f["down_t"])),
-    }
-    for op, (qargs, fargs) in calls.items():
-        if "q6_k" not in backend.weight_types:
-            with pytest.raises(rs.backends.WeightsUnsupported, match="does not take q6_k weights"):
-                getattr(backend, op)(*qargs, mode="deterministic")
-            continue
-        want = getattr(reference, op)(*fargs)
-        for threads in (1, 2, 3) if backend.has_threads else (None,):
-            got = getattr(backend, op)(*qargs, mode="deterministic", threads=threads)
-            same = np.array_equal(got, want) if got.dtype == np.bool_ else np.array_equal(_bits(got), _bits(want))
-            assert same, (op, threads)
+    check_every_op(backend, q, f, "q6_k", rng, t=3, threads=(1, 2, 3) if backend.has_threads else (None,))
 
 
-@pytest.mark.parametrize("name", _backends())
+@pytest.mark.parametrize("name", available_backends())
 def test_fast_mode_stays_within_the_bound_on_q6_k_cases(name: str) -> None:
     """Fast mode on every op's d=768 Q6_K case (threads swept by the runner), and deterministic bits."""
     backend = rs.get_backend(name)
@@ -188,7 +157,7 @@ def test_quantizer_round_trips_and_its_bytes_are_gguf_q6_k() -> None:
     q = quantize(w, "q6_k")
     assert q.type == "q6_k" and q.shape == w.shape
     got = q.dequantize()
-    assert np.array_equal(_bits(got), _bits(_oracle(q)))  # gguf reads our bytes as we do
+    assert np.array_equal(bits(got), bits(_oracle(q)))  # gguf reads our bytes as we do
     assert not got[3].any() and not got[4, :256].any()
     # each weight within about one step (its 16-weight run's largest magnitude / 32: 6-bit codes, the
     # largest +31 when that magnitude is negative), plus 32 times the error of its run's int8 scale

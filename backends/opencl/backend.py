@@ -42,7 +42,7 @@ from reprosparse.reference.sparse_axpy import BLOCK
 
 from .._base import Backend
 from . import devices
-from .programs import LAYOUTS, ROWS, WEIGHT_TYPES, OpenCLError, ProgramCache, Variant
+from .programs import LAYOUTS, ROWS, WEIGHT_TYPES, OpenCLError, ProgramCache, Variant, check_size
 from .runtime import RuntimeKernels
 from .verify import Plan
 
@@ -53,7 +53,6 @@ FAST_CHUNK = 64  # rows per partial of fast-mode sparse_axpy
 #: sparse_axpy's partials (groups x tokens x d floats) are made this many bytes at a time at most,
 #: by tiling the tokens: a 2048-token prefill of a LLaMA-7B FFN would otherwise need gigabytes.
 SCRATCH_BYTES = 64 << 20
-_INT_MAX = 2**31 - 1
 _F32 = np.dtype(np.float32)
 
 
@@ -96,11 +95,6 @@ def tokens_per_item(t: int) -> int:
 
 def _round_up(n: int, step: int) -> int:
     return -(-n // step) * step
-
-
-def _check_size(what: str, n: int) -> None:
-    if n > _INT_MAX:
-        raise ValueError(f"the opencl backend indexes with 32-bit ints; {what} has {n} elements")
 
 
 class OpenCLBackend(RuntimeKernels, Backend):  # RuntimeKernels: the runtime ops' hooks (runtime.py)
@@ -286,8 +280,8 @@ class OpenCLBackend(RuntimeKernels, Backend):  # RuntimeKernels: the runtime ops
         variant = self._variant(mode, W, t)
         if t == 0 or m == 0 or d == 0:  # nothing to launch; an empty dot product is +0.0
             return np.zeros((t, m), np.float32)
-        _check_size("x", x.size)
-        _check_size("the output", t * m)
+        check_size("x", x.size)
+        check_size("the output", t * m)
         (w_buf,), r_buf = self._rows_on_device([_bytes(W)], rows)
         out = np.empty((t, m), np.float32)
         o_buf = self._scratch("the output", out.nbytes)
@@ -316,8 +310,8 @@ class OpenCLBackend(RuntimeKernels, Backend):  # RuntimeKernels: the runtime ops
 
         The partials of a tile of tokens are made and folded before the next tile's: each
         token's bits are its own, so tiling changes nothing but the scratch size."""
-        _check_size("h", t * m)
-        _check_size("the output", t * d)
+        check_size("h", t * m)
+        check_size("the output", t * d)
         if variant.mode == "deterministic":  # the spec's 256-neuron blocks
             starts = np.searchsorted(rows, np.unique(rows // BLOCK) * BLOCK)
         else:  # balanced chunks: any grouping is within the fast-mode bound
@@ -360,8 +354,8 @@ class OpenCLBackend(RuntimeKernels, Backend):  # RuntimeKernels: the runtime ops
         out_d = down_t.shape[1]
         if t == 0 or m == 0 or out_d == 0 or d == 0:  # d == 0: every h is +0.0, every term skipped
             return np.zeros((t, out_d), np.float32)
-        _check_size("x", x.size)
-        _check_size("h", t * m)
+        check_size("x", x.size)
+        check_size("h", t * m)
         (g_buf, u_buf, d_buf), r_buf = self._rows_on_device([_bytes(gate), _bytes(up), _bytes(down_t)], rows)
         own = np.ascontiguousarray(mask[:, rows]).view(np.uint8)
         h_buf = self._scratch("h", t * m * _F32.itemsize)

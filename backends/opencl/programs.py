@@ -53,25 +53,35 @@ class Variant:
 
 
 @cache
-def source() -> str:
-    """The text of kernels/ops.cl."""
-    return resources.files(__package__).joinpath("kernels", "ops.cl").read_text()
+def source(name: str = "ops.cl") -> str:
+    """The text of kernels/`name`."""
+    return resources.files(__package__).joinpath("kernels", name).read_text()
 
 
 @cache
-def source_hash() -> str:
-    return hashlib.sha256(source().encode()).hexdigest()
+def source_hash(name: str = "ops.cl") -> str:
+    return hashlib.sha256(source(name).encode()).hexdigest()
 
 
-def compile_program(context: cl.Context, device: cl.Device, name: str, text: str, options: Sequence[str],
+#: The kernels index with 32-bit ints.
+INT_MAX = 2**31 - 1
+
+
+def check_size(what: str, n: int) -> None:
+    """ValueError if `what`'s n elements are more than the kernels' int indexes reach."""
+    if n > INT_MAX:
+        raise ValueError(f"the opencl backend indexes with 32-bit ints; {what} has {n} elements")
+
+
+def compile_program(context: cl.Context, device: cl.Device, name: str, options: Sequence[str],
                     kernels: frozenset[str]) -> cl.Program:
-    """`text` (kernels/`name`) built with `options`; OpenCLError if the build fails or lacks one of `kernels`."""
+    """kernels/`name` built with `options`; OpenCLError if the build fails or lacks one of `kernels`."""
     bad = [o for o in options if o in FORBIDDEN_OPTIONS]
     if bad:
         raise ValueError(f"build options {bad} may flush subnormals or change rounding")
     where = f"{name}{' with ' if options else ''}{' '.join(options)} for OpenCL device {device.name.strip()!r}"
     try:
-        program = cl.Program(context, text).build(options=list(options), devices=[device])
+        program = cl.Program(context, source(name)).build(options=list(options), devices=[device])
     except cl.Error as exc:
         raise OpenCLError(f"building {where} failed: {exc}") from exc
     missing = kernels - set(filter(None, program.kernel_names.split(";")))
@@ -82,7 +92,7 @@ def compile_program(context: cl.Context, device: cl.Device, name: str, text: str
 
 def build(context: cl.Context, device: cl.Device, variant: Variant) -> cl.Program:
     """ops.cl built for `variant`; OpenCLError if the build fails or lacks a kernel."""
-    return compile_program(context, device, "ops.cl", source(), variant.options(), KERNELS)
+    return compile_program(context, device, "ops.cl", variant.options(), KERNELS)
 
 
 class ProgramCache:

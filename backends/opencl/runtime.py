@@ -18,9 +18,7 @@ the call.
 from __future__ import annotations
 
 import functools
-import hashlib
 import threading
-from importlib import resources
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -29,23 +27,12 @@ import pyopencl as cl
 from reprosparse.reference.attention import attention_scale
 from reprosparse.reference.rope import rope_theta
 
-from .programs import OpenCLError, compile_program
+from .programs import OpenCLError, check_size, compile_program
 
 #: Every runtime program must hold these; a build that "succeeds" without them is a driver fault.
 KERNELS = frozenset({"rmsnorm_f32", "rmsnorm_f16", "rope", "attention", "softmax", "argmax", "add"})
 #: Build options: none.  Listed so that the verdict cache keys on them and they are checked like ops.cl's.
 OPTIONS: tuple[str, ...] = ()
-_INT_MAX = 2**31 - 1
-
-
-@functools.cache
-def source() -> str:
-    return resources.files(__package__).joinpath("kernels", "runtime.cl").read_text()
-
-
-@functools.cache
-def source_hash() -> str:
-    return hashlib.sha256(source().encode()).hexdigest()
 
 
 def unsupported(device: cl.Device) -> str | None:
@@ -58,7 +45,7 @@ def unsupported(device: cl.Device) -> str | None:
 
 def build(context: cl.Context, device: cl.Device) -> cl.Program:
     """kernels/runtime.cl built for `device`; OpenCLError if the build fails or lacks a kernel."""
-    return compile_program(context, device, "runtime.cl", source(), OPTIONS, KERNELS)
+    return compile_program(context, device, "runtime.cl", OPTIONS, KERNELS)
 
 
 @functools.lru_cache(maxsize=64)
@@ -68,11 +55,6 @@ def _theta(head_dim: int, base: float) -> np.ndarray:
     theta = rope_theta(head_dim, base)
     theta.flags.writeable = False
     return theta
-
-
-def _check_size(what: str, n: int) -> None:
-    if n > _INT_MAX:
-        raise ValueError(f"the opencl backend indexes with 32-bit ints; {what} has {n} elements")
 
 
 class RuntimeKernels:
@@ -141,7 +123,7 @@ class RuntimeKernels:
         t, d = x.shape
         if x.size == 0:
             return np.empty((t, d), np.float32)
-        _check_size("x", x.size)
+        check_size("x", x.size)
         y = np.empty((t, d), np.float32)
         y_buf = self._scratch("the output", y.nbytes)
         kernel = "rmsnorm_f16" if weight.dtype == np.float16 else "rmsnorm_f32"
@@ -154,7 +136,7 @@ class RuntimeKernels:
         t, n_head, head_dim = x.shape
         if x.size == 0:
             return np.empty_like(x)
-        _check_size("x", x.size)
+        check_size("x", x.size)
         y = np.empty_like(x)
         y_buf = self._scratch("the output", y.nbytes)
         self._runtime_run(
@@ -190,8 +172,8 @@ class RuntimeKernels:
         )
         start = np.array([offset[s] for s in seq.tolist()], np.int64)
         longest = max(rows)
-        _check_size("q", q.size)
-        _check_size("the caches' rows", int(sizes.sum()))
+        check_size("q", q.size)
+        check_size("the caches' rows", int(sizes.sum()))
         out = np.empty_like(q)
         o_buf = self._scratch("the output", out.nbytes)
         # The scores of a tile of rows at a time, within the backend's scratch budget (a long prompt's
@@ -212,7 +194,7 @@ class RuntimeKernels:
         t, n = x.shape
         if t == 0:
             return np.empty((0, n), np.float32)
-        _check_size("x", x.size)
+        check_size("x", x.size)
         y = np.empty((t, n), np.float32)
         y_buf = self._scratch("the output", y.nbytes)
         self._runtime_run("softmax", (t,), self._upload(x), np.int32(n), self._upload(lengths.astype(np.int32)),
@@ -225,7 +207,7 @@ class RuntimeKernels:
         t, n = x.shape
         if t == 0:
             return np.empty(0, np.int64)
-        _check_size("x", x.size)
+        check_size("x", x.size)
         out = np.empty(t, np.int64)
         o_buf = self._scratch("the output", out.nbytes)
         self._runtime_run("argmax", (t,), self._upload(x), np.int32(n), o_buf)
@@ -236,7 +218,7 @@ class RuntimeKernels:
             return super()._add(a, b, mode, threads)  # type: ignore[misc]
         if a.size == 0:
             return np.empty_like(a)
-        _check_size("a", a.size)
+        check_size("a", a.size)
         y = np.empty_like(a)
         y_buf = self._scratch("the output", y.nbytes)
         self._runtime_run("add", (a.size,), self._upload(a), self._upload(b), y_buf)

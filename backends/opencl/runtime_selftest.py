@@ -33,6 +33,7 @@ from reprosparse.conformance.cases import Case
 from reprosparse.conformance.compare import mismatch
 
 from . import runtime
+from .programs import source_hash
 from .verify import FAULT_ENV, RUNTIME_JOB, _cached, _store, device_identity, run_children
 
 
@@ -98,7 +99,7 @@ def verdict(device: Any, where: tuple[int, int], problem: str | None) -> str | N
         return why
     faults = os.environ.get(FAULT_ENV, "")
     key = {
-        **device_identity(device), "reprosparse": metadata.version("reprosparse"), "source": runtime.source_hash(),
+        **device_identity(device), "reprosparse": metadata.version("reprosparse"), "source": source_hash("runtime.cl"),
         "selftest": _battery_hash(), "job": list(RUNTIME_JOB), "options": list(runtime.OPTIONS), "faults": faults,
     }
     got = _cached(key)

@@ -212,7 +212,7 @@ RS_INLINE void dot_tile(const rs_dot_args *A, int64_t a, int64_t a_end, const in
         w[r] = (const char *)A->W + (size_t)row * row_bytes;
         pf[r] = NULL;
         /* The next tile's rows: gathered rows no hardware prefetcher can guess, and quantized rows,
-         * whose blocks it follows badly (Q6_K's 210-byte blocks read 30% faster with it).  Contiguous
+         * whose blocks it follows badly (a cold Q6_K matvec ran twice as fast with it).  Contiguous
          * float rows of one token are the hardware prefetcher's: a software prefetch measured 10-25%
          * slower there (docs/performance.md). */
         if ((A->rows || A->t > 1 || RS_IS_QUANT(WT)) && t0 + T >= A->t && a + R + r < a_end) {
