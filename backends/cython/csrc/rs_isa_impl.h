@@ -200,24 +200,27 @@ RS_INLINE v16 madd(v16 acc, v16 w, v16 x, const int FAST) {
 
 /* ---- lane_dot over a tile of R rows x T tokens ------------------------- */
 
-RS_INLINE void dot_tile(const rs_dot_args *A, int64_t a, int64_t a_end, const int R, int64_t t0, const int T,
-                        const int WT, const int FAST) {
+/* A tile's rows sit at positions a, a + stride, ... of the row list (a + r * stride for r < R); the
+ * next tile's, those of its positions next + r * stride below next_end, are the ones prefetched. */
+RS_INLINE void dot_tile(const rs_dot_args *A, int64_t a, int64_t stride, int64_t next, int64_t next_end,
+                        const int R, int64_t t0, const int T, const int WT, const int FAST) {
     const int64_t d = A->d, full = d - d % 16;
     const size_t row_bytes = w_offset(d, WT);
     const char *w[RS_MAX_ROWS], *pf[RS_MAX_ROWS];
     const float *x[RS_TOKENS];
     v16 acc[RS_MAX_ROWS][RS_TOKENS];
     for (int r = 0; r < R; r++) {
-        int64_t row = A->rows ? A->rows[a + r] : a + r;
+        const int64_t at = a + r * stride, next_at = next + r * stride;
+        int64_t row = A->rows ? A->rows[at] : at;
         w[r] = (const char *)A->W + (size_t)row * row_bytes;
         pf[r] = NULL;
         /* The next tile's rows: gathered rows no hardware prefetcher can guess, and quantized rows,
          * whose blocks it follows badly (a cold Q6_K matvec ran twice as fast with it).  Contiguous
          * float rows of one token are the hardware prefetcher's: a software prefetch measured 10-25%
          * slower there (docs/performance.md). */
-        if ((A->rows || A->t > 1 || RS_IS_QUANT(WT)) && t0 + T >= A->t && a + R + r < a_end) {
-            int64_t next = A->rows ? A->rows[a + R + r] : a + R + r;
-            pf[r] = (const char *)A->W + (size_t)next * row_bytes;
+        if ((A->rows || A->t > 1 || RS_IS_QUANT(WT)) && t0 + T >= A->t && next_at < next_end) {
+            const int64_t next_row = A->rows ? A->rows[next_at] : next_at;
+            pf[r] = (const char *)A->W + (size_t)next_row * row_bytes;
         }
         for (int u = 0; u < T; u++) acc[r][u] = v_zero();
     }
@@ -256,26 +259,37 @@ RS_INLINE void dot_tile(const rs_dot_args *A, int64_t a, int64_t a_end, const in
         }
     }
     for (int r = 0; r < R; r++)
-        for (int u = 0; u < T; u++) A->out[(t0 + u) * A->out_stride + a + r] = v_fold(acc[r][u]);
+        for (int u = 0; u < T; u++) A->out[(t0 + u) * A->out_stride + a + r * stride] = v_fold(acc[r][u]);
 }
 
 /* Tiles of this row group over the batch; the last one prefetches the next group. */
-RS_INLINE void dot_tokens(const rs_dot_args *A, int64_t a, int64_t a_end, const int R, const int WT,
-                          const int FAST) {
+RS_INLINE void dot_tokens(const rs_dot_args *A, int64_t a, int64_t stride, int64_t next, int64_t next_end,
+                          const int R, const int WT, const int FAST) {
     int64_t t0 = 0;
-    for (; t0 + RS_TOKENS <= A->t; t0 += RS_TOKENS) dot_tile(A, a, a_end, R, t0, RS_TOKENS, WT, FAST);
+    for (; t0 + RS_TOKENS <= A->t; t0 += RS_TOKENS) dot_tile(A, a, stride, next, next_end, R, t0, RS_TOKENS, WT, FAST);
 #if RS_TOKENS > 2
-    for (; t0 + 2 <= A->t; t0 += 2) dot_tile(A, a, a_end, R, t0, 2, WT, FAST);
+    for (; t0 + 2 <= A->t; t0 += 2) dot_tile(A, a, stride, next, next_end, R, t0, 2, WT, FAST);
 #endif
-    for (; t0 < A->t; t0++) dot_tile(A, a, a_end, R, t0, 1, WT, FAST);
+    for (; t0 < A->t; t0++) dot_tile(A, a, stride, next, next_end, R, t0, 1, WT, FAST);
 }
 
 RS_INLINE void dot_rows_as(const rs_dot_args *A, int64_t a0, int64_t a1, const int WT, const int FAST) {
     int64_t a = a0;
+    if (A->t == 1 && !A->rows) {
+        /* One token over contiguous rows: the range as RS_ROWS_1 regions of L rows, a tile taking the
+         * i-th row of each.  Every region is then read front to back, one sequential stream the
+         * hardware prefetcher keeps up with; tiles of adjacent rows instead start RS_ROWS_1 short
+         * streams per tile, and rows of 1 KB (a predictor's fc2) read at a third of the streaming
+         * rate (docs/performance.md).  Each row's sums are the same either way. */
+        const int64_t L = (a1 - a0) / RS_ROWS_1, end = a0 + L * RS_ROWS_1;
+        for (int64_t i = 0; i < L; i++)
+            dot_tokens(A, a0 + i, L, a0 + i + 1, i + 1 < L ? end : 0, RS_ROWS_1, WT, FAST);
+        a = end;
+    }
     if (A->t == 1)
-        for (; a + RS_ROWS_1 <= a1; a += RS_ROWS_1) dot_tokens(A, a, a1, RS_ROWS_1, WT, FAST);
-    for (; a + RS_ROWS <= a1; a += RS_ROWS) dot_tokens(A, a, a1, RS_ROWS, WT, FAST);
-    for (; a < a1; a++) dot_tokens(A, a, a1, 1, WT, FAST);
+        for (; a + RS_ROWS_1 <= a1; a += RS_ROWS_1) dot_tokens(A, a, 1, a + RS_ROWS_1, a1, RS_ROWS_1, WT, FAST);
+    for (; a + RS_ROWS <= a1; a += RS_ROWS) dot_tokens(A, a, 1, a + RS_ROWS, a1, RS_ROWS, WT, FAST);
+    for (; a < a1; a++) dot_tokens(A, a, 1, a + 1, a1, 1, WT, FAST);
 }
 
 /* One instance per weight type and mode. */
