@@ -119,6 +119,12 @@ class CythonBackend(Backend):
     ) -> np.ndarray:
         return self._k.sparse_axpy(W, h, rows, mode == "fast", self._team(threads), self.isa)
 
+    def _predict(
+        self, x: np.ndarray, fc1: Weights, fc2: Weights, thr: np.float32, mode: str, threads: int
+    ) -> np.ndarray:
+        # One native call: no numpy relu or threshold between the two products.
+        return self._k.predict(x, fc1, fc2, float(thr), mode == "fast", self._team(threads), self.isa)
+
     def _sparse_ffn(
         self, x: np.ndarray, gate: Weights, up: Weights, down_t: Weights,
         mask: np.ndarray, mode: str, threads: int,

@@ -163,12 +163,14 @@ def test_ffn_and_predict_bits():
     want_dense = ref.dense_ffn(x[:2], gate, up, down_t)
     want_one = ref.sparse_ffn(x[0], gate, up, down_t, mask[0])
     want_pred = ref.predict(x, fc1, fc2, 0.25)
+    want_pred_one = ref.predict(x[3], fc1, fc2, 0.25)  # one token: the kernels' one-token tiles
     for what, b, threads in every_variant():
         kw = {"mode": "deterministic", "threads": threads}
         assert_same_bits(b.sparse_ffn(x, gate, up, down_t, mask, **kw), want_sparse, f"sparse_ffn {what}")
         assert_same_bits(b.dense_ffn(x[:2], gate, up, down_t, **kw), want_dense, f"dense_ffn {what}")
         assert_same_bits(b.sparse_ffn(x[0], gate, up, down_t, mask[0], **kw), want_one, f"1-D {what}")
         assert np.array_equal(b.predict(x, fc1, fc2, 0.25, **kw), want_pred), f"predict {what}"
+        assert np.array_equal(b.predict(x[3], fc1, fc2, 0.25, **kw), want_pred_one), f"1-D predict {what}"
         assert b.sparse_ffn(x[:0], gate, up, down_t, mask[:0], **kw).shape == (0, d + 9)
 
 
@@ -501,3 +503,8 @@ def test_kernel_module_rechecks_rows_itself():
         kernels.lane_dot_rows(W, None, np.ones((1, 31), np.float32), False, 1, kernels.BEST)
     with pytest.raises(ValueError):
         kernels.lane_dot_rows(W, None, x, False, 0, kernels.BEST)
+    fc1 = np.ones((8, 32), np.float32)
+    with pytest.raises(ValueError, match="fc2"):
+        kernels.predict(x, fc1, np.ones((5, 7), np.float32), 0.0, False, 1, kernels.BEST)
+    with pytest.raises(ValueError, match="fc1"):
+        kernels.predict(np.ones((1, 31), np.float32), fc1, np.ones((5, 8), np.float32), 0.0, False, 1, kernels.BEST)

@@ -51,6 +51,9 @@ cdef extern from "rs_kernels.h" nogil:
     int rs_ffn(int isa, const float *x, int64_t t, int64_t d, int64_t n, int64_t d_out,
                const void *gate, int gate_wtype, const void *up, int up_wtype, const void *down_t, int down_wtype,
                const uint8_t *mask, float *y, int fast, int threads)
+    int rs_predict(int isa, const float *x, int64_t t, int64_t d, int64_t r, int64_t n,
+                   const void *fc1, int fc1_wtype, const void *fc2, int fc2_wtype, float thr,
+                   uint8_t *mask, int fast, int threads)
     int rs_evict(const void *p, int64_t bytes)
     int rs_read_sum(int isa, const float *p, int64_t n, int threads, float *sum)
 
@@ -252,6 +255,27 @@ def sparse_ffn(cnp.ndarray x not None, gate not None, up not None, down_t not No
         rc = rs_ffn(code, xp, t, d, n, d_out, gp, gf, upp, uf, dp, df, mp, yp, fast, threads)
     _check(rc)
     return y
+
+
+def predict(cnp.ndarray x not None, fc1 not None, fc2 not None, float thr, bint fast, int threads, str isa):
+    """The spec's predict in one call: mask[t, i] = z >= thr or z is NaN, z = fc2 . relu(fc1 . x)."""
+    cdef int code = _isa(isa), rc
+    cdef _Weight f1 = _weight("fc1", fc1), f2 = _weight("fc2", fc2)
+    cdef int w1 = f1.wtype, w2 = f2.wtype
+    _positive(threads)
+    _array("x", x, np.float32, 2)
+    cdef int64_t t = x.shape[0], d = x.shape[1], r = f1.n, n = f2.n
+    if f1.d != d or f2.d != r:
+        raise ValueError("fc1 must be (r, d) and fc2 (n, r) for x of shape (t, d)")
+    mask = np.empty((t, n), np.bool_)
+    cdef const float *xp = <const float *>cnp.PyArray_DATA(x)
+    cdef const void *p1 = cnp.PyArray_DATA(f1.mem)
+    cdef const void *p2 = cnp.PyArray_DATA(f2.mem)
+    cdef uint8_t *mp = <uint8_t *>cnp.PyArray_DATA(mask)
+    with nogil:
+        rc = rs_predict(code, xp, t, d, r, n, p1, w1, p2, w2, thr, mp, fast, threads)
+    _check(rc)
+    return mask
 
 
 def read_sum(cnp.ndarray a not None, int threads, str isa):

@@ -250,6 +250,26 @@ int rs_ffn(int isa, const float *x, int64_t t, int64_t d, int64_t n, int64_t d_o
     return rc;
 }
 
+int rs_predict(int isa, const float *x, int64_t t, int64_t d, int64_t r, int64_t n,
+               const void *fc1, int fc1_wtype, const void *fc2, int fc2_wtype, float thr,
+               uint8_t *mask, int fast, int threads) {
+    const rs_isa_table *K = usable(isa);
+    if (!K) return RS_EISA;
+    if (!wtype_ok(fc1_wtype, d) || !wtype_ok(fc2_wtype, r)) return RS_EWTYPE;
+    if (t == 0 || n == 0) return RS_OK;
+    float *hz = malloc((size_t)(t * r + t * n) * sizeof *hz);
+    if (!hz) return RS_ENOMEM;
+    float *hidden = hz, *z = hz + t * r;
+    const rs_dot_args F1 = {fc1, fc1_wtype, d, NULL, x, t, hidden, r, fast};
+    dot_parallel(K, &F1, r, threads);
+    for (int64_t k = 0; k < t * r; k++) hidden[k] = relu(hidden[k]);
+    const rs_dot_args F2 = {fc2, fc2_wtype, r, NULL, hidden, t, z, n, fast};
+    dot_parallel(K, &F2, n, threads);
+    for (int64_t k = 0; k < t * n; k++) mask[k] = z[k] >= thr || z[k] != z[k];
+    free(hz);
+    return RS_OK;
+}
+
 int rs_read_sum(int isa, const float *p, int64_t n, int threads, float *sum) {
     const rs_isa_table *K = usable(isa);
     if (!K) return RS_EISA;

@@ -97,6 +97,11 @@ int rs_axpy(int isa, const void *W, int wtype, int64_t n, int64_t d, const int32
 int rs_ffn(int isa, const float *x, int64_t t, int64_t d, int64_t n, int64_t d_out,
            const void *gate, int gate_wtype, const void *up, int up_wtype, const void *down_t, int down_wtype,
            const uint8_t *mask, float *y, int fast, int threads);
+/* x (t, d), fc1 (r, d), fc2 (n, r) -> mask (t, n): z = lane_dot(fc2, relu(lane_dot(fc1, x))),
+ * mask = z >= thr or z is NaN (spec §8) */
+int rs_predict(int isa, const float *x, int64_t t, int64_t d, int64_t r, int64_t n,
+               const void *fc1, int fc1_wtype, const void *fc2, int fc2_wtype, float thr,
+               uint8_t *mask, int fast, int threads);
 /* Writes the cache lines of [p, p + bytes) back to memory and drops them from
  * every cache level (benchmarks' cold cache); 0 where this ISA cannot. */
 int rs_evict(const void *p, int64_t bytes);
