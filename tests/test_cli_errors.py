@@ -7,6 +7,7 @@ before any work.  Exit 1: the run failed (a corrupt model file, a run stopped sh
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -327,6 +328,15 @@ def test_bench_decode_honours_threads(files, capsys, monkeypatch):
     assert calls == [(threaded[0], 1), (threaded[0], 2), ("numpy", None)]  # numpy has no threads: once
     out = capsys.readouterr().out
     assert "threads" in out
+
+
+def test_bench_decode_reports_median_and_mean_rates(files, capsys, tmp_path):
+    out = tmp_path / "decode.json"
+    assert main(["bench", "--decode", files["m"], "--backend", "numpy", "--tokens", "3", "--json", str(out)]) == 0
+    assert "mean tokens/s" in capsys.readouterr().out
+    for r in json.loads(out.read_text())["results"]:
+        # one over the median step, and steps over their total time (PowerInfer's "eval time" rate)
+        assert r["tokens_per_s"] > 0 and r["mean_tokens_per_s"] > 0
 
 
 def test_make_model_writes_nothing_for_bad_shapes(files, capsys):

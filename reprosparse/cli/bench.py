@@ -198,14 +198,14 @@ def _decode(
                         f"{weight_type(model.layers[0].gate)}; median of {tokens} tokens after a {len(PROMPT)}-token "
                         f"prompt; prefill of {prefill} tokens; streaming read "
                         + ", ".join(f"{gb:.1f} GB/s at {n} threads" for n, gb in streams.items()))
-    for col in ("backend", "mode", "ffn", "threads", "tokens/s", "MB/token", "GB/s", "of stream", "s/layer",
-                "s head", f"tokens/s @{depth} layers", "prefill tokens/s"):
+    for col in ("backend", "mode", "ffn", "threads", "tokens/s", "mean tokens/s", "MB/token", "GB/s", "of stream",
+                "s/layer", "s head", f"tokens/s @{depth} layers", "prefill tokens/s"):
         table.add_column(col)
     for r in rows:
         stream = streams[r.threads or _registry.get_backend(r.backend).default_threads()]
         table.add_row(r.backend, r.mode, r.ffn, "default" if r.threads is None else str(r.threads),
-                      f"{r.tokens_per_s:.3g}", f"{r.bytes_per_token / 1e6:.0f}", f"{r.gbps:.1f}",
-                      f"{r.gbps / stream:.0%}", f"{r.layer_s:.3g}", f"{r.head_s:.3g}",
+                      f"{r.tokens_per_s:.3g}", f"{r.mean_tokens_per_s:.3g}", f"{r.bytes_per_token / 1e6:.0f}",
+                      f"{r.gbps:.1f}", f"{r.gbps / stream:.0%}", f"{r.layer_s:.3g}", f"{r.head_s:.3g}",
                       f"{r.tokens_per_s_at[depth]:.3g}", f"{r.prefill_tokens_per_s:.3g}")
     console.print(table)
     if args.json:

@@ -37,7 +37,8 @@ class DecodeSpeed:
     ffn: str
     threads: int | None
     tokens: int
-    tokens_per_s: float  # measured, at the model's own depth
+    tokens_per_s: float  # measured, at the model's own depth: one over the median step
+    mean_tokens_per_s: float  # timed steps over their total time (what llama.cpp's "eval time" reports)
     layer_s: float  # seconds per token per decoder layer
     head_s: float  # seconds per token for the final norm and LM head
     tokens_per_s_at: dict[int, float]  # extrapolated: depth -> tokens/s
@@ -90,7 +91,7 @@ def decode_speed(
                 rate = prefill / (time.perf_counter() - began)
             out.append(DecodeSpeed(
                 backend=be.name, mode=mode, ffn=ffn, threads=threads, tokens=tokens,
-                tokens_per_s=1.0 / step_s, layer_s=layer_s, head_s=head_s,
+                tokens_per_s=1.0 / step_s, mean_tokens_per_s=tokens / sum(steps), layer_s=layer_s, head_s=head_s,
                 tokens_per_s_at={d: 1.0 / (head_s + d * layer_s) for d in depths},
                 bytes_per_token=per_token, gbps=per_token / step_s / 1e9,
                 prefill_tokens=prefill, prefill_tokens_per_s=rate,
