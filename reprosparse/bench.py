@@ -253,15 +253,17 @@ def make_inputs(layer: Layer, batch: int, fraction: float, seed: int = 1) -> Inp
     rows = np.sort(rng.choice(N, size=k, replace=False)).astype(np.int32)
     base = rng.standard_normal(D).astype(np.float32)
     x = (base + 0.05 * rng.standard_normal((batch, D))).astype(np.float32)
-    g = layer.gate[rows].astype(np.float32) @ base
+    # einsum, not @: OpenBLAS's threads would spin on after the call and take a core from the first
+    # 2-thread case timed next (a 0.4 ms sparse_matvec measured 7.5 ms in every call).
+    g = np.einsum("kd,d->k", layer.gate[rows].astype(np.float32), base)
     flip = rows[g < 0]
     if flip.size:  # the same layer serves every case: a flip is for good, in a new (read-only) array
         layer.gate, layer._f32 = _negated_rows(layer.gate, flip), None
     mask = np.zeros((batch, N), bool)
     mask[:, rows] = True
     h = rng.standard_normal((batch, k)).astype(np.float32)
-    gx = x @ layer.gate[rows].astype(np.float32).T
-    ux = x @ layer.up[rows].astype(np.float32).T
+    gx = np.einsum("bd,kd->bk", x, layer.gate[rows].astype(np.float32))
+    ux = np.einsum("bd,kd->bk", x, layer.up[rows].astype(np.float32))
     live = ((np.maximum(gx, 0) * ux) != 0).any(axis=0)
     return Inputs(x, rows, mask, h, rows[live])
 
@@ -320,8 +322,8 @@ def time_call(fn: Callable[[], Any], cold: Callable[[], None], repeats: int) -> 
 def cases(plan: Plan) -> Iterator[Case]:
     """Every case of the plan; those that run OpenBLAS (numpy's fast mode, the BLAS baseline) last.
 
-    OpenBLAS's threads spin for a while after each call.  Timed before a 2-thread case of another
-    backend, they took its second core: a 0.4 ms cython sparse_matvec measured 7.5 ms in every call.
+    OpenBLAS's threads spin for a while after each call: timed before a 2-thread case of another
+    backend, they would take its second core (see make_inputs).
     """
     planned = list(_planned(plan))
     yield from (c for c in planned if c.backend not in _BLAS_USERS)
