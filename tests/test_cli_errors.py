@@ -330,13 +330,14 @@ def test_bench_decode_honours_threads(files, capsys, monkeypatch):
     assert "threads" in out
 
 
-def test_bench_decode_reports_median_and_mean_rates(files, capsys, tmp_path):
+def test_bench_decode_reports_rates_and_the_stream_of_each_row(files, capsys, tmp_path):
     out = tmp_path / "decode.json"
     assert main(["bench", "--decode", files["m"], "--backend", "numpy", "--tokens", "3", "--json", str(out)]) == 0
-    assert "mean tokens/s" in capsys.readouterr().out
+    assert "mean" in capsys.readouterr().out  # the table's "mean tokens/s" column, wrapped at 80 columns
     for r in json.loads(out.read_text())["results"]:
         # one over the median step, and steps over their total time (PowerInfer's "eval time" rate)
         assert r["tokens_per_s"] > 0 and r["mean_tokens_per_s"] > 0
+        assert r["stream_gbps"] > 0  # measured right before this configuration's steps
 
 
 def test_make_model_writes_nothing_for_bad_shapes(files, capsys):

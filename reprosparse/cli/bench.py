@@ -180,7 +180,7 @@ def _decode(
                          f"{args.decode} has {hp.vocab}")
     check_room(model, len(PROMPT) + tokens, f"--tokens {tokens} (after the {len(PROMPT)}-token prompt)")
     check_room(model, prefill, f"--prefill {prefill}")
-    rows, streams = [], {}
+    rows = []
     for name in backends:
         modes = [m for m in args.mode if (name, m) not in skip]
         # None: the backend's default (REPROSPARSE_THREADS, else all cores); a backend without threads runs once
@@ -188,29 +188,24 @@ def _decode(
         threads = args.threads if args.threads and backend.has_threads else (None,)
         for n_threads in threads:
             with console.status(f"decoding with {name}"):
+                # the host's streaming read right before each configuration, at its thread count
                 rows += decode_speed(model, name, modes, ("dense", "sparse"), n_threads, tokens, depths=[depth],
-                                     prefill=prefill)
-            n = n_threads or backend.default_threads()
-            if n not in streams:  # the host's streaming read at this thread count, in the same run
-                with console.status(f"streaming read, {n} threads"):
-                    streams[n] = stream_read_gbps(n, repeats=5)
+                                     prefill=prefill, stream=lambda n: stream_read_gbps(n, repeats=5))
     table = Table(title=f"decode: dim {hp.dim}, ff {hp.n_ff}, {hp.n_layer} layers, vocab {hp.vocab}, "
                         f"{weight_type(model.layers[0].gate)}; median of {tokens} tokens after a {len(PROMPT)}-token "
-                        f"prompt; prefill of {prefill} tokens; streaming read "
-                        + ", ".join(f"{gb:.1f} GB/s at {n} threads" for n, gb in streams.items()))
-    for col in ("backend", "mode", "ffn", "threads", "tokens/s", "mean tokens/s", "MB/token", "GB/s", "of stream",
-                "s/layer", "s head", f"tokens/s @{depth} layers", "prefill tokens/s"):
+                        f"prompt; prefill of {prefill} tokens; streaming read measured before each row")
+    for col in ("backend", "mode", "ffn", "threads", "tokens/s", "mean tokens/s", "MB/token", "GB/s", "stream GB/s",
+                "of stream", "s/layer", "s head", f"tokens/s @{depth} layers", "prefill tokens/s"):
         table.add_column(col)
     for r in rows:
-        stream = streams[r.threads or _registry.get_backend(r.backend).default_threads()]
+        stream = r.stream_gbps or float("nan")
         table.add_row(r.backend, r.mode, r.ffn, "default" if r.threads is None else str(r.threads),
                       f"{r.tokens_per_s:.3g}", f"{r.mean_tokens_per_s:.3g}", f"{r.bytes_per_token / 1e6:.0f}",
-                      f"{r.gbps:.1f}", f"{r.gbps / stream:.0%}", f"{r.layer_s:.3g}", f"{r.head_s:.3g}",
+                      f"{r.gbps:.1f}", f"{stream:.1f}", f"{r.gbps / stream:.0%}", f"{r.layer_s:.3g}", f"{r.head_s:.3g}",
                       f"{r.tokens_per_s_at[depth]:.3g}", f"{r.prefill_tokens_per_s:.3g}")
     console.print(table)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"stream_gbps": {str(n): gb for n, gb in streams.items()},
-                       "results": [dataclasses.asdict(r) for r in rows]}, f, indent=1)
+            json.dump({"results": [dataclasses.asdict(r) for r in rows]}, f, indent=1)
         console.print(f"wrote {args.json}")
     return 0

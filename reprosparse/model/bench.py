@@ -10,14 +10,15 @@ are counted from what the step really touched: every byte of the attention
 projections, the predictor and the LM head, and of the FFN the rows of
 gate, up and down_t that the predicted mask selected (all of them when
 dense).  bytes / median step is the weight bandwidth the decode reached; the
-CLI sets it against a streaming read measured in the same run.
+CLI sets it against a streaming read measured right before each configuration's
+timed steps, at its thread count (a shared host's bandwidth moves by the minute).
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +45,7 @@ class DecodeSpeed:
     tokens_per_s_at: dict[int, float]  # extrapolated: depth -> tokens/s
     bytes_per_token: float  # weight bytes read per decoded token (mean over the timed steps)
     gbps: float  # bytes_per_token / median step
+    stream_gbps: float | None  # the streaming read just before the timed steps (None: not measured)
     prefill_tokens: int  # prompt length of the timed prefill (0: none)
     prefill_tokens_per_s: float | None  # prompt tokens / seconds of one prefill step
 
@@ -58,9 +60,11 @@ def decode_speed(
     prompt: Sequence[int] = PROMPT,
     depths: Sequence[int] = (32,),
     prefill: int = 0,
+    stream: Callable[[int], float] | None = None,
 ) -> list[DecodeSpeed]:
     """Time `tokens` decode steps (after an untimed prefill) for each mode x FFN kind, and with
-    prefill > 0 one prefill step of that many prompt tokens."""
+    prefill > 0 one prefill step of that many prompt tokens.  stream(threads), if given, measures
+    the streaming read in GB/s right before each configuration's timed steps."""
     out = []
     be = get_backend(backend)
     fixed = _fixed_bytes(model)
@@ -72,6 +76,7 @@ def decode_speed(
             logits = runtime.step(caches, [list(prompt)])
             runtime.timings.update(layers=0.0, head=0.0)
             ffn_bytes.total = 0
+            stream_gbps = stream(threads or be.default_threads()) if stream else None
             steps = []
             for _ in range(tokens):
                 nxt = int(be.argmax(logits, mode=mode, threads=threads)[0])
@@ -93,7 +98,7 @@ def decode_speed(
                 backend=be.name, mode=mode, ffn=ffn, threads=threads, tokens=tokens,
                 tokens_per_s=1.0 / step_s, mean_tokens_per_s=tokens / sum(steps), layer_s=layer_s, head_s=head_s,
                 tokens_per_s_at={d: 1.0 / (head_s + d * layer_s) for d in depths},
-                bytes_per_token=per_token, gbps=per_token / step_s / 1e9,
+                bytes_per_token=per_token, gbps=per_token / step_s / 1e9, stream_gbps=stream_gbps,
                 prefill_tokens=prefill, prefill_tokens_per_s=rate,
             ))
     return out
