@@ -13,10 +13,12 @@ import pytest
 
 from reprosparse import reference as ref
 from reprosparse.backends import BackendUnavailable
-from reprosparse.conformance.compare import mismatch
 from reprosparse.reference import bounds
 
 cl = pytest.importorskip("pyopencl", reason="pyopencl is not installed (pip install '.[opencl]')")
+
+import opencl_loaded  # noqa: E402
+from opencl_loaded import assert_bits  # noqa: E402
 
 from reprosparse.backends import opencl  # noqa: E402
 from reprosparse.backends.opencl import backend as ocl  # noqa: E402
@@ -30,15 +32,7 @@ DTYPES = (np.float32, np.float16)
 @pytest.fixture(scope="module", params=tuple(programs.LAYOUTS))
 def backend(request) -> ocl.OpenCLBackend:
     """The backend on the selected device, once per kernel layout (all must give the same bits)."""
-    try:
-        got = opencl.load(layout=request.param)
-    except BackendUnavailable as exc:
-        pytest.skip(f"no usable OpenCL device: {exc}")
-    assert isinstance(got, ocl.OpenCLBackend)
-    assert set(got.plan.layouts.values()) <= {request.param}, got.plan
-    if got.plan.refused:  # a driver that miscompiles this layout: refused, as it must be (the default falls back)
-        pytest.skip(f"the {request.param} layout failed its self-test on this device: {got.plan.refused}")
-    return got
+    return opencl_loaded.with_layout(request.param)
 
 
 def layout_of(b: ocl.OpenCLBackend) -> str:
@@ -46,9 +40,6 @@ def layout_of(b: ocl.OpenCLBackend) -> str:
     return layout
 
 
-def assert_bits(got: np.ndarray, want: np.ndarray) -> None:
-    problem = mismatch(got, want)
-    assert problem is None, problem
 
 
 def assert_within(got: np.ndarray, bound: bounds.Bound) -> None:

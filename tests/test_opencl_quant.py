@@ -15,12 +15,14 @@ import pytest
 import reprosparse as rs
 from reprosparse import reference as ref
 from reprosparse.backends import BackendUnavailable, WeightsUnsupported
-from reprosparse.conformance.compare import mismatch
 from reprosparse.conformance.quant_cases import QUANT_KINDS, quantized
 from reprosparse.reference import bounds
 from reprosparse.reference.quant import BLOCK_BYTES, QuantizedMatrix, block, take_rows
 
 cl = pytest.importorskip("pyopencl", reason="pyopencl is not installed (pip install '.[opencl]')")
+
+import opencl_loaded  # noqa: E402
+from opencl_loaded import assert_bits  # noqa: E402
 
 from reprosparse.backends import opencl  # noqa: E402
 from reprosparse.backends.opencl import backend as ocl  # noqa: E402
@@ -31,19 +33,7 @@ QTYPES = ("q8_0", "q4_0", "q6_k")
 
 @pytest.fixture(scope="module", params=tuple(programs.LAYOUTS))
 def backend(request) -> ocl.OpenCLBackend:
-    try:
-        got = opencl.load(layout=request.param)
-    except BackendUnavailable as exc:
-        pytest.skip(f"no usable OpenCL device: {exc}")
-    assert isinstance(got, ocl.OpenCLBackend)
-    if got.plan.refused:
-        pytest.skip(f"the {request.param} layout failed its self-test on this device: {got.plan.refused}")
-    return got
-
-
-def assert_bits(got: np.ndarray, want: np.ndarray) -> None:
-    problem = mismatch(got, want)
-    assert problem is None, problem
+    return opencl_loaded.with_layout(request.param)
 
 
 def inputs(rng: np.random.Generator, n: int, d: int, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
