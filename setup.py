@@ -104,6 +104,7 @@ extension = Extension(
     "reprosparse.backends._cython_kernels",
     sources=[
         str(Path("backends") / "cython" / "_cython_kernels.pyx"), str(CSRC / "dispatch.c"), str(CSRC / "rs_runtime.c"),
+        str(CSRC / "rs_layer.c"),
     ],
     libraries=["m"],  # rs_runtime.c: rint, floor, frexp, sqrtf
     include_dirs=[np.get_include(), str(CSRC)],

@@ -13,17 +13,20 @@ primitives exactly as the spec composes them; a backend may override their
 hooks to fuse work, and the conformance suite holds it to the same bits.
 The runtime's per-token operators (rmsnorm, rope, attention, softmax, argmax,
 add) come from `RuntimeOps` (_runtime_ops.py), with optional hooks that
-default to the reference.
+default to the reference.  `decoder_layer` is one whole decoder layer; its
+optional hook `_decoder_layer` defaults to the composition of the backend's
+own hooks, and a backend overrides it to run the layer in one native call.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
 from reprosparse import _config
-from reprosparse.reference import _checks
+from reprosparse.reference import _checks, _runtime_checks
 from reprosparse.reference.ffn import ffn_rows, gated_h
 from reprosparse.reference.quant import Weights, weight_type
 from reprosparse.reference.relu import relu
@@ -150,6 +153,27 @@ class Backend(RuntimeOps):
         y = self._dense_ffn(x2, gate, up, down_t, mode, threads)
         return _checks.like_input(y, x)
 
+    def decoder_layer(
+        self, x: Any, layer: Any, k: Sequence[Any], v: Sequence[Any], seq: Any, positions: Any, *,
+        n_head: int, n_head_kv: int, eps: float, rope_base: float, threshold: float = 0.0, ffn: str = "sparse",
+        mode: str | None = None, threads: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """One ReLU-LLaMA decoder layer (spec §12, `reference.decoder_layer`): x (t, dim) float32 ->
+        (the layer's output, the FFN input h, the predicted mask or None for ffn="dense").
+
+        `layer` has a model Layer's fields (attn_norm, wq, wk, wv, wo, ffn_norm, gate, up, down_t, fc1, fc2);
+        k[s] and v[s] are sequence s's (P, n_head_kv, head_dim) caches, C-contiguous and writeable: row r's
+        rotated key and value are stored at positions[r] of sequence seq[r] before any row attends.
+        """
+        x, w, ks, vs, seq, positions, n_head, n_kv, eps32, base, thr = _runtime_checks.decoder_layer_args(
+            x, layer, list(k), list(v), seq, positions, n_head, n_head_kv, eps, rope_base, threshold, ffn)
+        self._take(**{f: w[f] for f in w if f not in _runtime_checks.LAYER_NORMS})
+        for f in _runtime_checks.LAYER_NORMS:
+            w[f] = np.ascontiguousarray(w[f])
+        mode, threads = self._resolve(mode, threads)
+        return self._decoder_layer(np.ascontiguousarray(x), w, ks, vs, seq, positions, n_head, n_kv, eps32, base, thr,
+                                   mode, threads)
+
     # ---- hooks: validated 2-D inputs in, 2-D outputs out ----------------
 
     def _matvec(self, W: Weights, x: np.ndarray, mode: str, threads: int) -> np.ndarray:
@@ -184,6 +208,28 @@ class Backend(RuntimeOps):
         self, x: np.ndarray, gate: Weights, up: Weights, down_t: Weights, mode: str, threads: int
     ) -> np.ndarray:
         return self._sparse_ffn(x, gate, up, down_t, np.ones((x.shape[0], gate.shape[0]), bool), mode, threads)
+
+    def _decoder_layer(
+        self, x: np.ndarray, w: dict[str, Any], k: list[np.ndarray], v: list[np.ndarray], seq: np.ndarray,
+        positions: np.ndarray, n_head: int, n_kv: int, eps: np.float32, base: float, thr: np.float32 | None,
+        mode: str, threads: int,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The spec's composition over this backend's hooks; thr None means a dense FFN."""
+        t, dim = x.shape
+        hd = dim // n_head
+        a = self._rmsnorm(x, w["attn_norm"], eps, mode, threads)
+        q = self._rope(self._matvec(w["wq"], a, mode, threads).reshape(t, n_head, hd), positions, base, mode, threads)
+        kr = self._rope(self._matvec(w["wk"], a, mode, threads).reshape(t, n_kv, hd), positions, base, mode, threads)
+        vn = self._matvec(w["wv"], a, mode, threads).reshape(t, n_kv, hd)
+        att = self._attention_batch(q, k, v, seq, positions, kr, vn, mode, threads)
+        r = self._add(x, self._matvec(w["wo"], att.reshape(t, dim), mode, threads), mode, threads)
+        h = self._rmsnorm(r, w["ffn_norm"], eps, mode, threads)
+        mask = None if thr is None else self._predict(r, w["fc1"], w["fc2"], thr, mode, threads)
+        if mask is None:
+            y = self._dense_ffn(h, w["gate"], w["up"], w["down_t"], mode, threads)
+        else:
+            y = self._sparse_ffn(h, w["gate"], w["up"], w["down_t"], mask, mode, threads)
+        return self._add(r, y, mode, threads), h, mask
 
     def __repr__(self) -> str:
         return f"<reprosparse backend {self.name!r}>"

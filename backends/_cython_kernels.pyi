@@ -1,5 +1,7 @@
 """Types of the compiled extension built from backends/cython (see setup.py)."""
 
+from typing import Any
+
 import numpy as np
 
 from reprosparse.reference.quant import Weights
@@ -40,3 +42,8 @@ def attention(
 def softmax(x: np.ndarray, lengths: np.ndarray, threads: int) -> np.ndarray: ...
 def argmax(x: np.ndarray, threads: int) -> np.ndarray: ...
 def add(a: np.ndarray, b: np.ndarray, threads: int) -> np.ndarray: ...
+def decoder_layer(
+    x: np.ndarray, w: dict[str, Any], k: list[np.ndarray], v: list[np.ndarray], seq: np.ndarray,
+    positions: np.ndarray, n_head: int, n_kv: int, eps: float, rope_base: float, threshold: float | None,
+    fast: bool, threads: int, isa: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]: ...

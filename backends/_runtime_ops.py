@@ -24,7 +24,7 @@ import numpy as np
 
 from reprosparse.reference import _runtime_checks
 from reprosparse.reference.argmax import argmax
-from reprosparse.reference.attention import attention
+from reprosparse.reference.attention import attention_batch
 from reprosparse.reference.rmsnorm import rmsnorm
 from reprosparse.reference.rope import rope
 from reprosparse.reference.softmax import softmax
@@ -127,16 +127,8 @@ class RuntimeOps:
         self, q: np.ndarray, k: list[np.ndarray], v: list[np.ndarray], seq: np.ndarray, positions: np.ndarray,
         new_k: np.ndarray | None, new_v: np.ndarray | None, mode: str, threads: int,
     ) -> np.ndarray:
-        if new_k is not None and new_v is not None:
-            for r in range(q.shape[0]):  # row order, as the spec'd store
-                k[seq[r]][positions[r]] = new_k[r]
-                v[seq[r]][positions[r]] = new_v[r]
-        out = np.empty_like(q)
         with _quiet():
-            for s in np.unique(seq):
-                rows = seq == s
-                out[rows] = attention(q[rows], k[s], v[s], positions[rows])
-        return out
+            return attention_batch(q, k, v, seq, positions, new_k, new_v)
 
     def _softmax(self, x: np.ndarray, lengths: np.ndarray, mode: str, threads: int) -> np.ndarray:
         with _quiet():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -145,6 +146,16 @@ class CythonBackend(Backend):
         new_k: np.ndarray | None, new_v: np.ndarray | None, mode: str, threads: int,
     ) -> np.ndarray:
         return self._k.attention(q, k, v, seq, positions, new_k, new_v, self._team(threads))
+
+    def _decoder_layer(
+        self, x: np.ndarray, w: dict[str, Any], k: list[np.ndarray], v: list[np.ndarray], seq: np.ndarray,
+        positions: np.ndarray, n_head: int, n_kv: int, eps: np.float32, base: float, thr: np.float32 | None,
+        mode: str, threads: int,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        # One native call (csrc/rs_layer.c): the same C functions as the op-by-op hooks, without Python between.
+        return self._k.decoder_layer(x, w, k, v, seq, positions, n_head, n_kv, float(eps), base,
+                                     None if thr is None else float(thr), mode == "fast", self._team(threads),
+                                     self.isa)
 
     def _softmax(self, x: np.ndarray, lengths: np.ndarray, mode: str, threads: int) -> np.ndarray:
         return self._k.softmax(x, lengths, self._team(threads))

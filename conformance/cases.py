@@ -17,7 +17,7 @@ at a time around a small default shape:
            quant_cases.py) at d = 32, 64, 4096 (Q6_K: 256, 768, 4096; its block is 256)
 
 The runtime's per-token operators have their own families (runtime_cases.py),
-listed after these.
+listed after these, and then the whole decoder layer's (layer_cases.py).
 """
 
 from __future__ import annotations
@@ -104,9 +104,9 @@ def all_cases(quick: bool = False) -> list[Case]:
                      "4096x11008-10%-q4_0": {"n": 11008, "d": 4096, "d_out": 4096, "t": 1, "density": 0.1,
                                              "dtype": "q4_0"}}
         cases += _family(op, "llama", llama, quick=False)
-    from . import runtime_cases  # imported here: it builds on this module's Case and value generator
+    from . import layer_cases, runtime_cases  # imported here: they build on this module's Case and values
 
-    cases += runtime_cases.all_cases()
+    cases += runtime_cases.all_cases() + layer_cases.all_cases()
     return [c for c in cases if c.quick or not quick]
 
 
@@ -185,10 +185,12 @@ def _mask(rng: np.random.Generator, t: int | None, n: int, density: str | float)
 
 
 def _make_inputs(op: str, p: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
-    from . import runtime_cases
+    from . import layer_cases, runtime_cases
 
     if op in runtime_cases.OPS:
         return runtime_cases.make_inputs(op, p, rng)
+    if op == layer_cases.OP:
+        return layer_cases.make_inputs(p, rng)
     n, d, t, dtype, kind = p["n"], p["d"], p["t"], p["dtype"], p["values"]
     lead = () if t is None else (t,)
     if op in ("matvec", "sparse_matvec"):

@@ -8,7 +8,9 @@ every element must lie inside the spec's error bound (reference.bounds).
 Threaded backends are also bound-checked in fast mode at every thread count of
 THREAD_SWEEP, where a lost update would show.  The runtime's per-token ops
 (runtime_cases.py) have no fast variant: in both modes they get the
-deterministic checks.  Every failing result carries a
+deterministic checks.  decoder_layer (layer_cases.py) is compared whole,
+its caches included, in deterministic mode; fast mode has no bound for a
+whole layer, so it is not checked there.  Every failing result carries a
 command that reproduces it.
 
 The numpy backend's deterministic mode runs the reference's own kernels, so
@@ -38,7 +40,7 @@ from reprosparse.backends.numpy_backend import NumpyBackend
 from reprosparse.reference import bounds
 from reprosparse.reference.relu import relu
 
-from . import runtime_cases
+from . import layer_cases, runtime_cases
 from .cases import Case
 from .compare import mismatch
 
@@ -86,7 +88,9 @@ class Expected:
     def of(cls, case: Case) -> Expected:
         inputs = case.inputs()
         if case.op in runtime_cases.OPS:
-            return cls(case, inputs, runtime_cases.expected(case.op, inputs))
+            return cls(case, inputs, runtime_cases.expected(case.op, _fresh(inputs)))
+        if case.op == layer_cases.OP:
+            return cls(case, inputs, layer_cases.expected(_fresh(inputs)))
         return cls(case, inputs, getattr(reference, case.op)(**inputs))
 
     def allowed(self, got: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -105,6 +109,8 @@ class Expected:
 
 
 IS_THE_REFERENCE = "is the reference"
+#: decoder_layer in fast mode: no bound for a whole layer; its operators' bounds are checked on their own cases
+NO_LAYER_BOUND = "no whole-layer bound"
 #: the check of a case whose weight type the backend refuses (Backend.weight_types): no result to compare
 REFUSES_WEIGHTS = "refuses the weights"
 
@@ -118,8 +124,18 @@ def is_the_reference(backend: Backend, mode: str, op: str = "") -> bool:
     return (mode == "deterministic" or op in runtime_cases.OPS) and type(backend) is NumpyBackend
 
 
+def _fresh(inputs: dict[str, Any]) -> dict[str, Any]:
+    """The inputs with copies of the KV caches an op writes: every call starts from the case's caches, so
+    a backend that attends before it stores cannot read the rows an earlier call stored."""
+    if isinstance(inputs.get("k"), list):
+        return {**inputs, "k": [a.copy() for a in inputs["k"]], "v": [a.copy() for a in inputs["v"]]}
+    return inputs
+
+
 def _call(backend: Backend, op: str, inputs: dict[str, Any], mode: str, threads: int | None = None) -> Any:
-    return getattr(backend, op)(**inputs, mode=mode, threads=threads)
+    inputs = _fresh(inputs)
+    got = getattr(backend, op)(**inputs, mode=mode, threads=threads)
+    return layer_cases.packed(got, inputs) if op == layer_cases.OP else got
 
 
 def _guard(make: Callable[[], Result], fail: Callable[[str], Result]) -> Result:
@@ -143,6 +159,9 @@ def check_case(backend: Backend, mode: str, exp: Expected) -> Iterator[Result]:
     def bitwise(check: str, compute: Callable[[], Any], want: np.ndarray) -> Result:
         return _guard(lambda: result(check, mismatch(compute(), want)), lambda why: result(check, why))
 
+    if mode == "fast" and case.op == layer_cases.OP:
+        yield Result(backend.name, mode, case, NO_LAYER_BOUND, True, independent=False)
+        return
     # The runtime ops have no fast variant (spec §12): fast mode must give their deterministic bits.
     if mode == "fast" and case.op not in runtime_cases.OPS:
         # Thread counts matter in fast mode too: a race shows up as an element outside the bound.
@@ -160,7 +179,9 @@ def check_case(backend: Backend, mode: str, exp: Expected) -> Iterator[Result]:
         for n in THREAD_SWEEP:
             yield bitwise(f"threads={n}", partial(_call, backend, case.op, inputs, mode, n), exp.reference)
     x = next((inputs[k] for k in ("x", "h", "q", "a") if k in inputs), None)
-    if x is not None and x.ndim >= 2 and x.shape[0] >= 2:
+    # A row alone is not a property of a step that stores keys: a row reads what the batch's other rows stored.
+    stores = case.op == layer_cases.OP or inputs.get("new_k") is not None
+    if x is not None and x.ndim >= 2 and x.shape[0] >= 2 and not stores:
         for ti in sorted({0, x.shape[0] // 2, x.shape[0] - 1}):
             alone = {k: (v[ti : ti + 1] if k in BATCHED else v) for k, v in inputs.items()}
             yield bitwise(f"alone[{ti}]", partial(_call, backend, case.op, alone, mode), exp.reference[ti : ti + 1])

@@ -34,20 +34,6 @@ DEFAULT: dict[str, Any] = {
 }
 
 
-def _attention_batch(q: np.ndarray, k: list[np.ndarray], v: list[np.ndarray], seq: np.ndarray,
-                     positions: np.ndarray, new_k: np.ndarray | None = None,
-                     new_v: np.ndarray | None = None) -> np.ndarray:
-    if new_k is not None and new_v is not None:
-        for r in range(q.shape[0]):  # the store comes first, in row order
-            k[seq[r]][positions[r]] = new_k[r]
-            v[seq[r]][positions[r]] = new_v[r]
-    out = np.empty_like(q)
-    for s in range(len(k)):
-        rows = seq == s
-        out[rows] = reference.attention(q[rows], k[s], v[s], positions[rows])
-    return out
-
-
 def _add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a + b
 
@@ -55,8 +41,6 @@ def _add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def expected(op: str, inputs: dict[str, Any]) -> Any:
     """The reference's output for one runtime op (special values are valid inputs, so no warnings)."""
     with np.errstate(all="ignore"):
-        if op == "attention_batch":
-            return _attention_batch(**inputs)
         if op == "add":
             return _add(**inputs)
         return getattr(reference, op)(**inputs)

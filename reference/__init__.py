@@ -5,7 +5,8 @@ mode.  `bounds` holds the fast-mode error bounds of the same spec.
 """
 
 from .argmax import argmax
-from .attention import attention
+from .attention import attention, attention_batch
+from .decoder_layer import decoder_layer
 from .exp import exp32
 from .ffn import dense_ffn, sparse_ffn
 from .matvec import matvec
@@ -26,6 +27,7 @@ OPS = ("matvec", "sparse_matvec", "sparse_axpy", "predict", "sparse_ffn", "dense
 RUNTIME_OPS = ("exp32", "sincos32", "rope", "rmsnorm", "softmax", "attention", "argmax", "sample")
 
 __all__ = [
-    "OPS", "RUNTIME_OPS", "QuantizedMatrix", "argmax", "attention", "dense_ffn", "exp32", "matvec", "predict", "relu",
+    "OPS", "RUNTIME_OPS", "QuantizedMatrix", "argmax", "attention", "attention_batch", "decoder_layer", "dense_ffn",
+    "exp32", "matvec", "predict", "relu",
     "rmsnorm", "rope", "sample", "sincos32", "softmax", "sparse_axpy", "sparse_ffn", "sparse_matvec",
 ]

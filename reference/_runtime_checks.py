@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ._bits import real_to_f32
-from ._checks import WEIGHT_DTYPES, array
+from ._checks import WEIGHT_DTYPES, array, ffn_args, predict_args, weights
 
 F32 = np.dtype(np.float32)
 
@@ -84,12 +84,17 @@ def unsigned(name: str, value: Any, bits: int) -> int:
 def rmsnorm_args(x: Any, weight: Any, eps: Any) -> tuple[np.ndarray, np.ndarray, np.float32]:
     """(x (t, d) float32, weight (d,) float32 or float16, eps rounded once to float32)."""
     x = f32_array("x", x, "(t, d)", 2)
-    w = array("weight", weight)
+    return x, norm_weight("weight", weight, x), real_to_f32(real("eps", eps))
+
+
+def norm_weight(name: str, w: Any, x: np.ndarray) -> np.ndarray:
+    """rmsnorm's (d,) float32 or float16 weight for x (t, d)."""
+    w = array(name, w)
     if w.dtype not in WEIGHT_DTYPES:
-        raise TypeError(f"weight must have dtype float32 or float16, got {w.dtype}")
+        raise TypeError(f"{name} must have dtype float32 or float16, got {w.dtype}")
     if w.shape != (x.shape[1],):
-        raise ValueError(f"weight must have shape ({x.shape[1]},) to match x {x.shape}, got {w.shape}")
-    return x, w, real_to_f32(real("eps", eps))
+        raise ValueError(f"{name} must have shape ({x.shape[1]},) to match x {x.shape}, got {w.shape}")
+    return w
 
 
 def rope_args(x: Any, positions: Any, base: Any) -> tuple[np.ndarray, np.ndarray, float]:
@@ -191,3 +196,69 @@ def add_args(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
     if b.shape != a.shape:
         raise ValueError(f"b must have the shape of a {a.shape}, got {b.shape}")
     return a, b
+
+
+#: the fields of a decoder layer's weights (reprosparse.model.weights.Layer), norms first
+LAYER_NORMS = ("attn_norm", "ffn_norm")
+LAYER_MATRICES = ("wq", "wk", "wv", "wo", "gate", "up", "down_t", "fc1", "fc2")
+FFN_KINDS = ("sparse", "dense")
+
+
+def positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    return int(value)
+
+
+def decoder_layer_args(
+    x: Any, layer: Any, k: Any, v: Any, seq: Any, positions: Any, n_head: Any, n_head_kv: Any, eps: Any,
+    rope_base: Any, threshold: Any, ffn: Any,
+) -> tuple[np.ndarray, dict[str, Any], list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray, int, int,
+           np.float32, float, np.float32 | None]:
+    """The checked arguments of decoder_layer; the layer's arrays as a dict by field name (fc1 and fc2
+    left out for a dense FFN) and the threshold None for a dense FFN."""
+    if ffn not in FFN_KINDS:
+        raise ValueError(f"ffn must be one of {FFN_KINDS}, got {ffn!r}")
+    x = f32_array("x", x, "(t, dim)", 2)
+    names = LAYER_NORMS + LAYER_MATRICES[: 7 if ffn == "dense" else 9]
+    missing = [f for f in names if not hasattr(layer, f)]
+    if missing:
+        raise TypeError(f"layer must have the fields {', '.join(names)} (a model's Layer); "
+                        f"{type(layer).__name__} lacks {', '.join(missing)}")
+    w = {f: getattr(layer, f) for f in names}
+    w["wq"] = weights("layer.wq", w["wq"])
+    t, dim = x.shape[0], w["wq"].shape[1]
+    if x.shape[1] != dim:
+        raise ValueError(f"x must have {dim} columns (layer.wq's), got shape {x.shape}")
+    n_head, n_kv = positive_int("n_head", n_head), positive_int("n_head_kv", n_head_kv)
+    if dim % n_head or (dim // n_head) % 2:
+        raise ValueError(f"n_head must split the width {dim} into heads of even width, got {n_head}")
+    if n_head % n_kv:
+        raise ValueError(f"n_head_kv must divide n_head = {n_head}, got {n_kv}")
+    hd = dim // n_head
+    for f in LAYER_NORMS:
+        w[f] = norm_weight(f"layer.{f}", w[f], x)
+    for f, rows in (("wq", dim), ("wk", n_kv * hd), ("wv", n_kv * hd), ("wo", dim)):
+        w[f] = weights(f"layer.{f}", w[f])
+        if w[f].shape != (rows, dim):
+            raise ValueError(f"layer.{f} must have shape {(rows, dim)}, got {w[f].shape}")
+    _, w["gate"], w["up"], w["down_t"] = ffn_args(x, w["gate"], w["up"], w["down_t"])
+    if w["down_t"].shape[1] != dim:
+        raise ValueError(f"layer.down_t must have {dim} columns like x, got shape {w['down_t'].shape}")
+    thr = None
+    if ffn == "sparse":
+        _, w["fc1"], w["fc2"], thr = predict_args(x, w["fc1"], w["fc2"], threshold)
+        if w["fc2"].shape[0] != w["gate"].shape[0]:
+            raise ValueError(f"layer.fc2 must have one row per FFN neuron ({w['gate'].shape[0]}), "
+                             f"got shape {w['fc2'].shape}")
+    q = np.empty((t, n_head, hd), np.float32)  # shapes only: the checks of the step's attention
+    new = np.empty((t, n_kv, hd), np.float32)
+    _, ks, vs, seq, positions, _, _ = attention_batch_args(q, k, v, seq, positions, new, new)
+    if positions.size and positions.max() >= 1 << 24:
+        raise ValueError(f"positions must lie in [0, 2**24) (rope), found {int(positions.max())}")
+    if any(a.shape[1] != n_kv for a in ks):
+        raise ValueError(f"every cache must have n_head_kv = {n_kv} heads, got {[a.shape for a in ks]}")
+    return (x, w, ks, vs, seq, positions, n_head, n_kv, real_to_f32(real("eps", eps)),
+            finite_positive("rope_base", rope_base), thr)

@@ -7,6 +7,8 @@ h // (n_head // n_kv_head).  A query row at position p sees cache rows 0..p:
   o[i] = +0.0, then o[i] = o[i] + a[j] * v[j, i] for j = 0..p ascending
 Every row is computed by this same per-row sequence of operations, so prefill,
 one token at a time and a batch of other sequences all give the same bits.
+attention_batch is the same over several sequences' caches, after storing the
+step's keys and values in them: the decoder step's form.
 """
 
 from __future__ import annotations
@@ -43,4 +45,26 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, positions: np.ndarray
             # Rows whose position is below j skip the term, rather than add 0 * v[j].
             o = np.where((j <= pos)[:, None], o + a[:, j : j + 1] * vh[j][None, :], o)
         out[:, h, :] = o
+    return out
+
+
+def attention_batch(
+    q: np.ndarray, k: list[np.ndarray], v: list[np.ndarray], seq: np.ndarray, positions: np.ndarray,
+    new_k: np.ndarray | None = None, new_v: np.ndarray | None = None,
+) -> np.ndarray:
+    """Row r is `attention` of q[r] over sequence seq[r]'s caches k[seq[r]], v[seq[r]].
+
+    With new_k and new_v, row r's key and value are first copied to cache row positions[r] of its
+    sequence, in row order (a later row wins a tie); the caches are modified in place.
+    """
+    q, k, v, seq, positions, new_k, new_v = _runtime_checks.attention_batch_args(q, k, v, seq, positions,
+                                                                                new_k, new_v)
+    if new_k is not None and new_v is not None:
+        for r in range(q.shape[0]):
+            k[seq[r]][positions[r]] = new_k[r]
+            v[seq[r]][positions[r]] = new_v[r]
+    out = np.empty_like(q)
+    for s in np.unique(seq):
+        rows = seq == s
+        out[rows] = attention(q[rows], k[s], v[s], positions[rows])
     return out

@@ -254,3 +254,17 @@ class InterleavedNibbles(NumpyBackend):
 
     def _sparse_axpy(self, W, h, rows, mode, threads):
         return super()._sparse_axpy(_interleaved_q4(W), h, rows, mode, threads)
+
+
+class StoresAfterAttending(NumpyBackend):
+    """attention_batch (and so decoder_layer) attends before storing the step's keys and values: each row
+    reads what its cache held before, not its own key."""
+
+    name = "broken-store-order"
+
+    def _attention_batch(self, q, k, v, seq, positions, new_k, new_v, mode, threads):
+        out = super()._attention_batch(q, k, v, seq, positions, None, None, mode, threads)
+        for r in range(q.shape[0] if new_k is not None else 0):
+            k[seq[r]][positions[r]] = new_k[r]
+            v[seq[r]][positions[r]] = new_v[r]
+        return out

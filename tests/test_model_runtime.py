@@ -114,9 +114,9 @@ def test_predictor_reads_the_residual_before_ffn_norm(model: Model) -> None:
     seen: list[np.ndarray] = []
 
     class Spy(NumpyBackend):
-        def predict(self, x, fc1, fc2, threshold=0.0, **kw):  # type: ignore[no-untyped-def]
+        def _predict(self, x, fc1, fc2, thr, mode, threads):  # type: ignore[no-untyped-def]
             seen.append(np.array(x))
-            return super().predict(x, fc1, fc2, threshold, **kw)
+            return super()._predict(x, fc1, fc2, thr, mode, threads)
 
     ffn_inputs: list[np.ndarray] = []
     rt = Runtime(model, Spy(), observer=lambda li, x, mask: ffn_inputs.append(np.array(x)))

@@ -30,6 +30,8 @@ def _failures(backend, mode, ops, family=None):
         (broken.RuntimeNumpyExp(), "deterministic", ("softmax", "attention", "attention_batch"), "values"),
         (broken.RuntimeNumpyExp(), "fast", ("softmax", "attention", "attention_batch"), "values"),
         (broken.RuntimeSequentialNorm(), "deterministic", ("rmsnorm",), "shapes"),
+        (broken.RuntimeSequentialNorm(), "deterministic", ("decoder_layer",), "shapes"),
+        (broken.StoresAfterAttending(), "deterministic", ("attention_batch", "decoder_layer"), None),
         (broken.InterleavedNibbles(), "deterministic",
          ("matvec", "sparse_matvec", "sparse_axpy", "predict", "sparse_ffn", "dense_ffn"), "q4_0"),
         (broken.InterleavedNibbles(), "fast",
@@ -66,6 +68,7 @@ def test_numpy_backend_passes_what_the_broken_ones_fail():
     for mode in ("deterministic", "fast"):
         assert not _failures(honest, mode, ("matvec", "sparse_matvec", "sparse_axpy", "sparse_ffn", "predict"))
         assert not _failures(honest, mode, ("softmax", "attention", "attention_batch", "rmsnorm"), "values")
+        assert not _failures(honest, mode, ("attention_batch", "decoder_layer"))
 
 
 def test_a_crashing_backend_fails_instead_of_stopping_the_suite():

@@ -5,6 +5,7 @@ from (a direct caller may skip the Backend's checks), then runs without the GIL.
 
 cimport numpy as cnp
 from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.string cimport memset
 
 import numpy as np
 
@@ -411,6 +412,28 @@ def rope(cnp.ndarray x not None, cnp.ndarray positions not None, double base, in
     return y
 
 
+cdef tuple _caches(list k, list v, int64_t n_kv, int64_t hd, bint store):
+    """The caches' data pointers and row counts, each k[s], v[s] checked (P, n_kv, hd) float32."""
+    cdef int64_t s, n_seq = len(k)
+    cdef cnp.ndarray ks, vs
+    kp = np.empty(n_seq, np.uintp)
+    vp = np.empty(n_seq, np.uintp)
+    lens = np.empty(n_seq, np.int64)
+    for s in range(n_seq):
+        ks = k[s]
+        vs = v[s]
+        _array("k", ks, np.float32, 3)
+        _array("v", vs, np.float32, 3)
+        if ks.shape[1] != n_kv or ks.shape[2] != hd or vs.shape[0] != ks.shape[0] or vs.shape[1] != n_kv or vs.shape[2] != hd:
+            raise ValueError("every k and v must be (P, n_kv_head, head_dim) with q's head_dim")
+        if store and not (ks.flags.writeable and vs.flags.writeable):
+            raise ValueError("the caches must be writeable to store new_k and new_v")
+        kp[s] = <size_t>cnp.PyArray_DATA(ks)
+        vp[s] = <size_t>cnp.PyArray_DATA(vs)
+        lens[s] = ks.shape[0]
+    return kp, vp, lens
+
+
 def attention(cnp.ndarray q not None, list k not None, list v not None, cnp.ndarray seq not None,
               cnp.ndarray positions not None, new_k, new_v, int threads):
     """q (t, n_head, hd); k[s], v[s] (P_s, n_kv, hd) caches; row r reads k[seq[r]], v[seq[r]].
@@ -418,7 +441,7 @@ def attention(cnp.ndarray q not None, list k not None, list v not None, cnp.ndar
     new_k, new_v (t, n_kv, hd) or None: stored at cache row positions[r] first (the caches are written).
     """
     cdef int rc
-    cdef int64_t s, n_seq = len(k)
+    cdef int64_t n_seq = len(k)
     cdef const float *nkp = NULL
     cdef const float *nvp = NULL
     _positive(threads)
@@ -433,25 +456,10 @@ def attention(cnp.ndarray q not None, list k not None, list v not None, cnp.ndar
     cdef int64_t n_kv = (<cnp.ndarray>k[0]).shape[1]
     if n_kv < 1 or nh % n_kv:
         raise ValueError("the caches' n_kv_head must divide n_head")
-    kp = np.empty(n_seq, np.uintp)
-    vp = np.empty(n_seq, np.uintp)
-    lens = np.empty(n_seq, np.int64)
-    cdef cnp.ndarray ks, vs
-    for s in range(n_seq):
-        ks = k[s]
-        vs = v[s]
-        _array("k", ks, np.float32, 3)
-        _array("v", vs, np.float32, 3)
-        if ks.shape[1] != n_kv or ks.shape[2] != hd or vs.shape[0] != ks.shape[0] or vs.shape[1] != n_kv or vs.shape[2] != hd:
-            raise ValueError("every k and v must be (P, n_kv_head, head_dim) with q's head_dim")
-        if new_k is not None and not (ks.flags.writeable and vs.flags.writeable):
-            raise ValueError("the caches must be writeable to store new_k and new_v")
-        kp[s] = <size_t>cnp.PyArray_DATA(ks)
-        vp[s] = <size_t>cnp.PyArray_DATA(vs)
-        lens[s] = ks.shape[0]
-    cdef cnp.ndarray nk, nv
     if (new_k is None) != (new_v is None):
         raise ValueError("give both new_k and new_v, or neither")
+    kp, vp, lens = _caches(k, v, n_kv, hd, new_k is not None)
+    cdef cnp.ndarray nk, nv
     if new_k is not None:
         nk = new_k
         nv = new_v
@@ -528,3 +536,109 @@ def add(cnp.ndarray a not None, cnp.ndarray b not None, int threads):
         rc = rs_add(ap, bp, n, yp, threads)
     _runtime_check(rc)
     return y
+
+
+# ---- one decoder layer in one call (csrc/rs_layer.c) ----
+
+cdef extern from "rs_layer.h" nogil:
+    ctypedef struct rs_matrix:
+        const void *p
+        int wtype
+        int64_t n
+        int64_t d
+
+    ctypedef struct rs_layer_args:
+        const void *attn_norm
+        const void *ffn_norm
+        int attn_norm_f16
+        int ffn_norm_f16
+        rs_matrix wq, wk, wv, wo, gate, up, down_t, fc1, fc2
+        int64_t n_head
+        int64_t n_kv
+        float eps
+        float threshold
+        double rope_base
+        int sparse
+
+    int rs_layer(int isa, const rs_layer_args *L, const float *x, int64_t t, float *const *k, float *const *v,
+                 const int64_t *cache_len, int64_t n_seq, const int64_t *seq, const int64_t *positions,
+                 float *x_out, float *h, uint8_t *mask, int fast, int threads)
+
+
+cdef rs_matrix _matrix(_Weight w, str name, int64_t n, int64_t d) except *:
+    if w.n != n or w.d != d:
+        raise ValueError(f"{name} must be ({n}, {d}), got ({w.n}, {w.d})")
+    cdef rs_matrix m
+    m.p = cnp.PyArray_DATA(w.mem)
+    m.wtype = w.wtype
+    m.n = w.n
+    m.d = w.d
+    return m
+
+
+cdef const void *_norm(str name, cnp.ndarray a, int64_t d, int *f16) except NULL:
+    if a.dtype == np.float16:
+        f16[0] = 1
+    else:
+        f16[0] = 0
+        _array(name, a, np.float32, 1)
+    if a.ndim != 1 or not a.flags.c_contiguous or a.shape[0] != d:
+        raise ValueError(f"{name} must be a C-contiguous ({d},) array")
+    return cnp.PyArray_DATA(a)
+
+
+def decoder_layer(cnp.ndarray x not None, dict w not None, list k not None, list v not None,
+                  cnp.ndarray seq not None, cnp.ndarray positions not None, int64_t n_head, int64_t n_kv,
+                  float eps, double rope_base, threshold, bint fast, int threads, str isa):
+    """One decoder layer: x (t, dim) -> (out, h, mask or None); w the layer's arrays by field name
+    (fc1 and fc2 unread when threshold is None: a dense FFN); the caches are written."""
+    cdef int code = _isa(isa), rc
+    cdef rs_layer_args L
+    memset(&L, 0, sizeof(L))
+    _positive(threads)
+    _array("x", x, np.float32, 2)
+    _array("seq", seq, np.int64, 1)
+    _array("positions", positions, np.int64, 1)
+    cdef int64_t t = x.shape[0], dim = x.shape[1], n_seq = len(k)
+    if n_head < 1 or n_kv < 1 or dim % n_head or (dim // n_head) % 2 or n_head % n_kv:
+        raise ValueError("n_head must split dim into heads of even width, and n_kv divide n_head")
+    cdef int64_t hd = dim // n_head
+    if len(v) != n_seq or n_seq < 1 or seq.shape[0] != t or positions.shape[0] != t:
+        raise ValueError("need one v per k, at least one cache, and seq and positions with one entry per row of x")
+    kp, vp, lens = _caches(k, v, n_kv, hd, True)
+    L.attn_norm = _norm("attn_norm", w["attn_norm"], dim, &L.attn_norm_f16)
+    L.ffn_norm = _norm("ffn_norm", w["ffn_norm"], dim, &L.ffn_norm_f16)
+    # the _Weight objects hold the arrays for the call
+    held = {f: _weight(f, w[f]) for f in ("wq", "wk", "wv", "wo", "gate", "up", "down_t")}
+    L.wq = _matrix(held["wq"], "wq", dim, dim)
+    L.wk = _matrix(held["wk"], "wk", n_kv * hd, dim)
+    L.wv = _matrix(held["wv"], "wv", n_kv * hd, dim)
+    L.wo = _matrix(held["wo"], "wo", dim, dim)
+    cdef int64_t n_ff = (<_Weight>held["gate"]).n
+    L.gate = _matrix(held["gate"], "gate", n_ff, dim)
+    L.up = _matrix(held["up"], "up", n_ff, dim)
+    L.down_t = _matrix(held["down_t"], "down_t", n_ff, dim)
+    L.sparse = threshold is not None
+    if L.sparse:
+        held["fc1"] = _weight("fc1", w["fc1"])
+        held["fc2"] = _weight("fc2", w["fc2"])
+        L.fc1 = _matrix(held["fc1"], "fc1", (<_Weight>held["fc1"]).n, dim)
+        L.fc2 = _matrix(held["fc2"], "fc2", n_ff, (<_Weight>held["fc1"]).n)
+        L.threshold = threshold
+    L.n_head, L.n_kv, L.eps, L.rope_base = n_head, n_kv, eps, rope_base
+    out = np.empty((t, dim), np.float32)
+    h = np.empty((t, dim), np.float32)
+    mask = np.empty((t, n_ff), np.bool_) if L.sparse else None
+    cdef uint8_t *mp = <uint8_t *>cnp.PyArray_DATA(<cnp.ndarray>mask) if L.sparse else NULL
+    cdef const float *xp = <const float *>cnp.PyArray_DATA(x)
+    cdef float *const *kpp = <float *const *>cnp.PyArray_DATA(kp)
+    cdef float *const *vpp = <float *const *>cnp.PyArray_DATA(vp)
+    cdef const int64_t *lp = <const int64_t *>cnp.PyArray_DATA(lens)
+    cdef const int64_t *sp = <const int64_t *>cnp.PyArray_DATA(seq)
+    cdef const int64_t *pp = <const int64_t *>cnp.PyArray_DATA(positions)
+    cdef float *op = <float *>cnp.PyArray_DATA(out)
+    cdef float *hp = <float *>cnp.PyArray_DATA(h)
+    with nogil:
+        rc = rs_layer(code, &L, xp, t, kpp, vpp, lp, n_seq, sp, pp, op, hp, mp, fast, threads)
+    _runtime_check(rc)
+    return out, h, mask

@@ -1,19 +1,20 @@
 """The ReLU-LLaMA decoder: every operator on the chosen backend.
 
-Per step and layer: rmsnorm -> Q/K/V `matvec` -> rope -> attention over the
-sequences' KV caches -> O `matvec` -> residual r -> `predict` mask on r (the
-pre-norm residual, PowerInfer's `ffn_inp`) -> rmsnorm -> `sparse_ffn` (or
-`dense_ffn`) -> residual; then the final rmsnorm and the LM head `matvec`
-for each sequence's last token.  All of them, the per-token operators of
-docs/spec.md §12 included, are backend operations in the chosen mode and
-thread count; a backend that does not implement the per-token ones natively
-runs the reference's (backends/_runtime_ops.py).
+Per step, one backend `decoder_layer` call per layer (docs/spec.md §12):
+rmsnorm -> Q/K/V `matvec` -> rope -> attention over the sequences' KV caches
+-> O `matvec` -> residual r -> `predict` mask on r (the pre-norm residual,
+PowerInfer's `ffn_inp`) -> rmsnorm -> `sparse_ffn` (or `dense_ffn`) ->
+residual; then the final rmsnorm and the LM head `matvec` for each
+sequence's last token.  All of them are backend operations in the chosen
+mode and thread count.  The cython backend runs a layer in one native call;
+a backend without its own `_decoder_layer` composes its op hooks, and one
+without native per-token ops runs the reference's (backends/_runtime_ops.py).
 
 A step stacks the new tokens of every sequence into one activation matrix,
 so the backend sees a real batch; every operator is per row in
 deterministic mode, so each token's result is independent of the batch.
-One `attention_batch` call per layer covers every sequence and head and
-stores the step's keys and values first: the kernels write and read each
+The layer's attention covers every sequence and head and stores the step's
+keys and values first: the kernels write and read each
 sequence's cache, a C-contiguous (capacity, n_head_kv, head_dim) float32
 array per layer, where it lies.
 """
@@ -28,10 +29,11 @@ from typing import Any
 import numpy as np
 
 from reprosparse.backends import Backend
+from reprosparse.reference import _runtime_checks
 
 from .weights import Model
 
-FFN_KINDS = ("sparse", "dense")
+FFN_KINDS = _runtime_checks.FFN_KINDS
 #: observer(layer index, FFN input rows, predicted mask or None for a dense FFN)
 Observer = Callable[[int, np.ndarray, np.ndarray | None], None]
 
@@ -104,30 +106,12 @@ class Runtime:
 
         began = time.perf_counter()
         x = self.model.token_embd[ids].astype(np.float32)  # float16 converts exactly
-        t = x.shape[0]
         for li, layer in enumerate(self.model.layers):
-            h = be.rmsnorm(x, layer.attn_norm, hp.eps, **run)
-            q = be.matvec(layer.wq, h, **run).reshape(t, hp.n_head, hp.head_dim)
-            k = be.matvec(layer.wk, h, **run).reshape(t, hp.n_head_kv, hp.head_dim)
-            v = be.matvec(layer.wv, h, **run).reshape(t, hp.n_head_kv, hp.head_dim)
-            q = be.rope(q, positions, hp.rope_base, **run)
-            k = be.rope(k, positions, hp.rope_base, **run)
-            # Stores this step's keys and values at their positions, then attends; rows past a sequence's
-            # end are never read (row r attends to cache rows 0..positions[r]).
-            att = be.attention_batch(q, cache_k[li], cache_v[li], seq, positions, k, v, **run)
-            x = be.add(x, be.matvec(layer.wo, att.reshape(t, hp.dim), **run), **run)
-            h = be.rmsnorm(x, layer.ffn_norm, hp.eps, **run)
-            if self.ffn == "sparse":
-                # PowerInfer feeds its predictors the residual before ffn_norm, and real predictors were
-                # trained on that input, so the mask comes from x, not from the FFN's input h.
-                mask = be.predict(x, layer.fc1, layer.fc2, hp.sparse_threshold, **run)
-                y = be.sparse_ffn(h, layer.gate, layer.up, layer.down_t, mask, **run)
-            else:
-                mask = None
-                y = be.dense_ffn(h, layer.gate, layer.up, layer.down_t, **run)
+            x, h, mask = be.decoder_layer(
+                x, layer, cache_k[li], cache_v[li], seq, positions, n_head=hp.n_head, n_head_kv=hp.n_head_kv,
+                eps=hp.eps, rope_base=hp.rope_base, threshold=hp.sparse_threshold, ffn=self.ffn, **run)
             if self.observer is not None:
                 self.observer(li, h, mask)
-            x = be.add(x, y, **run)
         for cache, n in zip(caches, counts, strict=True):
             cache.length += n
         mid = time.perf_counter()

@@ -15,7 +15,7 @@
 
 #include <stdint.h>
 
-enum { RS_EPOS = -4 };
+enum { RS_EPOS = -5 }; /* after rs_kernels.h's codes: a layer call can return either kind */
 
 float rs_exp32(float x);
 void rs_sincos32(float a, float *sin_out, float *cos_out);
