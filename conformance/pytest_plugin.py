@@ -24,7 +24,7 @@ import pytest
 from reprosparse import _platform, _registry
 
 from .cases import Case, all_cases, find
-from .runner import REFUSES_WEIGHTS, Expected, check_case
+from .runner import REFUSES_WEIGHTS, Expected, check_case, checked_in
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -84,6 +84,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             # A backend asked for by name must run; one merely installed-but-unavailable is skipped.
             skip = status is not None and not status.available and not config.getoption("--reprosparse-backend")
             marks = [pytest.mark.skip(reason=f"backend {name} unavailable: {status.reason}")] if skip and status else []
-            for m in modes:
+            for m in (m for m in modes if checked_in(case.op, m)):
                 params.append(pytest.param(Target(name, m, case), id=f"{name}-{m}-{case.id}", marks=marks))
     metafunc.parametrize("conformance_target", params)
