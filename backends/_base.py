@@ -166,7 +166,7 @@ class Backend(RuntimeOps):
         rotated key and value are stored at positions[r] of sequence seq[r] before any row attends.
         """
         x, w, ks, vs, seq, positions, n_head, n_kv, eps32, base, thr = _runtime_checks.decoder_layer_args(
-            x, layer, list(k), list(v), seq, positions, n_head, n_head_kv, eps, rope_base, threshold, ffn)
+            x, layer, k, v, seq, positions, n_head, n_head_kv, eps, rope_base, threshold, ffn)
         self._take(**{f: w[f] for f in w if f not in _runtime_checks.LAYER_NORMS})
         for f in _runtime_checks.LAYER_NORMS:
             w[f] = np.ascontiguousarray(w[f])

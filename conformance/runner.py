@@ -10,8 +10,8 @@ THREAD_SWEEP, where a lost update would show.  The runtime's per-token ops
 (runtime_cases.py) have no fast variant: in both modes they get the
 deterministic checks.  decoder_layer (layer_cases.py) is compared whole,
 its caches included, in deterministic mode; fast mode has no bound for a
-whole layer, so its cases give no result there (not a pass).  Every failing result carries a
-command that reproduces it.
+whole layer, so its cases give no result there (not a pass).  Every failing
+result carries a command that reproduces it.
 
 The numpy backend's deterministic mode runs the reference's own kernels, so
 comparing it with the reference (or with itself again) proves nothing: that

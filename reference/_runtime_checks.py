@@ -173,11 +173,16 @@ def attention_batch_args(
         for name, a in (("new_k", new_k), ("new_v", new_v)):
             if a.shape != shape:
                 raise ValueError(f"{name} must have shape {shape}, one row per row of q, got {a.shape}")
-        for name, caches in (("k", ks), ("v", vs)):
-            for s, a in enumerate(caches):
-                if not (a.flags.c_contiguous and a.flags.writeable):
-                    raise ValueError(f"{name}[{s}] must be C-contiguous and writeable to store new_k and new_v")
+        writeable_caches(ks, vs)
     return q, ks, vs, seq, positions, new_k, new_v
+
+
+def writeable_caches(ks: list[np.ndarray], vs: list[np.ndarray]) -> None:
+    """Caches a step's keys and values can be stored in where they lie (a copy would take the stores)."""
+    for name, caches in (("k", ks), ("v", vs)):
+        for s, a in enumerate(caches):
+            if not (a.flags.c_contiguous and a.flags.writeable):
+                raise ValueError(f"{name}[{s}] must be C-contiguous and writeable to store new_k and new_v")
 
 
 def softmax_args(x: Any, lengths: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -198,9 +203,11 @@ def add_args(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-#: the fields of a decoder layer's weights (reprosparse.model.weights.Layer), norms first
+#: the fields of a decoder layer's weights (reprosparse.model.weights.Layer): its norm vectors and its weight
+#: matrices, the predictor's (read by a sparse FFN only) last
 LAYER_NORMS = ("attn_norm", "ffn_norm")
-LAYER_MATRICES = ("wq", "wk", "wv", "wo", "gate", "up", "down_t", "fc1", "fc2")
+PREDICTOR = ("fc1", "fc2")
+LAYER_MATRICES = ("wq", "wk", "wv", "wo", "gate", "up", "down_t", *PREDICTOR)
 FFN_KINDS = ("sparse", "dense")
 
 
@@ -222,7 +229,7 @@ def decoder_layer_args(
     if ffn not in FFN_KINDS:
         raise ValueError(f"ffn must be one of {FFN_KINDS}, got {ffn!r}")
     x = f32_array("x", x, "(t, dim)", 2)
-    names = LAYER_NORMS + LAYER_MATRICES[: 7 if ffn == "dense" else 9]
+    names = LAYER_NORMS + (LAYER_MATRICES if ffn == "sparse" else LAYER_MATRICES[: -len(PREDICTOR)])
     missing = [f for f in names if not hasattr(layer, f)]
     if missing:
         raise TypeError(f"layer must have the fields {', '.join(names)} (a model's Layer); "
@@ -254,11 +261,11 @@ def decoder_layer_args(
             raise ValueError(f"layer.fc2 must have one row per FFN neuron ({w['gate'].shape[0]}), "
                              f"got shape {w['fc2'].shape}")
     q = np.empty((t, n_head, hd), np.float32)  # shapes only: the checks of the step's attention
-    new = np.empty((t, n_kv, hd), np.float32)
-    _, ks, vs, seq, positions, _, _ = attention_batch_args(q, k, v, seq, positions, new, new)
+    _, ks, vs, seq, positions, _, _ = attention_batch_args(q, k, v, seq, positions)
+    if ks[0].shape[1] != n_kv:  # attention_batch_args made every cache's n_head_kv the same
+        raise ValueError(f"the caches must have n_head_kv = {n_kv} heads, got k[0] of shape {ks[0].shape}")
+    writeable_caches(ks, vs)
     if positions.size and positions.max() >= 1 << 24:
         raise ValueError(f"positions must lie in [0, 2**24) (rope), found {int(positions.max())}")
-    if any(a.shape[1] != n_kv for a in ks):
-        raise ValueError(f"every cache must have n_head_kv = {n_kv} heads, got {[a.shape for a in ks]}")
     return (x, w, ks, vs, seq, positions, n_head, n_kv, real_to_f32(real("eps", eps)),
             finite_positive("rope_base", rope_base), thr)

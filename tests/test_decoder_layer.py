@@ -3,7 +3,7 @@
 The conformance suite (conformance/layer_cases.py) holds every backend to the
 reference's bits on its small layers.  Here: layers of make_model's models
 (float16, float32 and Q4_0 weights, calibrated sparsity), a step mixing a
-prefill with decode rows, every thread count; the cython backend's one native
+prefill with decode rows, every ISA this CPU runs and 1-3 threads; the cython backend's one native
 call against the same backend's op-by-op composition in fast mode too; the
 runtime's tokens either way; and the checks that keep bad input away from
 native code.
@@ -72,7 +72,8 @@ def _assert_same(got, want):
 
 
 @pytest.mark.parametrize("ffn", ["sparse", "dense"])
-def test_native_layer_gives_the_references_bits(model, ffn):
+@pytest.mark.parametrize("isa", kernels.SUPPORTED)
+def test_native_layer_gives_the_references_bits(model, ffn, isa):
     x, k, v, seq, positions = _step(model)
     with np.errstate(all="ignore"):
         out, h, mask = reference.decoder_layer(x, model.layers[0], k, v, seq, positions, **_kwargs(model, ffn))
@@ -80,7 +81,7 @@ def test_native_layer_gives_the_references_bits(model, ffn):
     if mask is not None:
         assert 0 < mask.sum() < mask.size  # a real sparse step, neither empty nor dense
     for threads in (1, 2, 3):
-        _assert_same(_run(CythonBackend(), model, ffn, mode="deterministic", threads=threads), want)
+        _assert_same(_run(CythonBackend(isa), model, ffn, mode="deterministic", threads=threads), want)
 
 
 @pytest.mark.parametrize("ffn", ["sparse", "dense"])
@@ -130,6 +131,8 @@ def test_bad_arguments_are_named(backend, small):
     _bad(backend, small, ValueError, "positions must lie inside", positions=np.array([0, 1, 2, 3, 4, 7, 12]))
     _bad(backend, small, ValueError, "writeable", caches=lambda cs: [np.lib.stride_tricks.as_strided(c, writeable=False)
                                                                     for c in cs])
+    _bad(backend, small, ValueError, "n_head_kv = 2 heads", caches=lambda cs: [np.zeros((12, 4, 16), np.float32)
+                                                                               for _ in cs])
     _bad(backend, small, ValueError, "ffn must be one of", ffn="half")
     _bad(backend, small, ValueError, "n_head_kv must divide", n_head_kv=3)
     _bad(backend, small, TypeError, "n_head must be an integer", n_head=4.0)
@@ -145,6 +148,10 @@ def test_the_kernel_rechecks_shapes_on_a_direct_call(small):
         with pytest.raises(ValueError, match=field):
             kernels.decoder_layer(x, w | {field: np.ascontiguousarray(bad)}, k, v, seq, positions, hp.n_head,
                                   hp.n_head_kv, hp.eps, hp.rope_base, 0.0, False, 2, CythonBackend().isa)
+    wide = [np.zeros((12, 4, 16), np.float32) for _ in k]
+    with pytest.raises(ValueError, match="n_kv = 2 heads"):
+        kernels.decoder_layer(x, w, wide, wide, seq, positions, hp.n_head, hp.n_head_kv, hp.eps, hp.rope_base, 0.0,
+                              False, 2, CythonBackend().isa)
     with pytest.raises(ValueError, match="out of range"):
         kernels.decoder_layer(x, w, k, v, seq, positions + 5, hp.n_head, hp.n_head_kv, hp.eps, hp.rope_base, 0.0,
                               False, 2, CythonBackend().isa)

@@ -412,10 +412,30 @@ def rope(cnp.ndarray x not None, cnp.ndarray positions not None, double base, in
     return y
 
 
-cdef tuple _caches(list k, list v, int64_t n_kv, int64_t hd, bint store):
-    """The caches' data pointers and row counts, each k[s], v[s] checked (P, n_kv, hd) float32."""
+cdef class _StepRows:
+    """A step's rows as rs_attention and rs_layer take them: row r of sequence seq[r] at positions[r], and
+    each sequence's caches as pointer arrays and row counts.  Holds the arrays the pointers point into."""
+    cdef object arrays
+    cdef float *const *k
+    cdef float *const *v
+    cdef const int64_t *lengths
+    cdef const int64_t *seq
+    cdef const int64_t *positions
+    cdef int64_t n_seq, n_kv
+
+
+cdef _StepRows _step_rows(list k, list v, cnp.ndarray seq, cnp.ndarray positions, int64_t t, int64_t hd,
+                          bint store):
+    """Every k[s], v[s] checked (P, n_kv, hd) float32 (n_kv k[0]'s), writeable when the step stores."""
+    cdef _StepRows rows = _StepRows()
     cdef int64_t s, n_seq = len(k)
     cdef cnp.ndarray ks, vs
+    _array("seq", seq, np.int64, 1)
+    _array("positions", positions, np.int64, 1)
+    if len(v) != n_seq or n_seq < 1 or seq.shape[0] != t or positions.shape[0] != t:
+        raise ValueError("need one v per k, at least one cache, and seq and positions with one entry per row")
+    _array("k", k[0], np.float32, 3)
+    cdef int64_t n_kv = (<cnp.ndarray>k[0]).shape[1]
     kp = np.empty(n_seq, np.uintp)
     vp = np.empty(n_seq, np.uintp)
     lens = np.empty(n_seq, np.int64)
@@ -431,7 +451,14 @@ cdef tuple _caches(list k, list v, int64_t n_kv, int64_t hd, bint store):
         kp[s] = <size_t>cnp.PyArray_DATA(ks)
         vp[s] = <size_t>cnp.PyArray_DATA(vs)
         lens[s] = ks.shape[0]
-    return kp, vp, lens
+    rows.arrays = (kp, vp, lens, seq, positions)
+    rows.k = <float *const *>cnp.PyArray_DATA(kp)
+    rows.v = <float *const *>cnp.PyArray_DATA(vp)
+    rows.lengths = <const int64_t *>cnp.PyArray_DATA(lens)
+    rows.seq = <const int64_t *>cnp.PyArray_DATA(seq)
+    rows.positions = <const int64_t *>cnp.PyArray_DATA(positions)
+    rows.n_seq, rows.n_kv = n_seq, n_kv
+    return rows
 
 
 def attention(cnp.ndarray q not None, list k not None, list v not None, cnp.ndarray seq not None,
@@ -441,24 +468,17 @@ def attention(cnp.ndarray q not None, list k not None, list v not None, cnp.ndar
     new_k, new_v (t, n_kv, hd) or None: stored at cache row positions[r] first (the caches are written).
     """
     cdef int rc
-    cdef int64_t n_seq = len(k)
     cdef const float *nkp = NULL
     cdef const float *nvp = NULL
     _positive(threads)
     _array("q", q, np.float32, 3)
-    _array("seq", seq, np.int64, 1)
-    _array("positions", positions, np.int64, 1)
     cdef int64_t t = q.shape[0], nh = q.shape[1], hd = q.shape[2]
-    if len(v) != n_seq or seq.shape[0] != t or positions.shape[0] != t:
-        raise ValueError("need one v per k, and seq and positions with one entry per row of q")
-    if n_seq < 1:
-        raise ValueError("need at least one cache")
-    cdef int64_t n_kv = (<cnp.ndarray>k[0]).shape[1]
-    if n_kv < 1 or nh % n_kv:
-        raise ValueError("the caches' n_kv_head must divide n_head")
     if (new_k is None) != (new_v is None):
         raise ValueError("give both new_k and new_v, or neither")
-    kp, vp, lens = _caches(k, v, n_kv, hd, new_k is not None)
+    cdef _StepRows rows = _step_rows(k, v, seq, positions, t, hd, new_k is not None)
+    cdef int64_t n_kv = rows.n_kv
+    if n_kv < 1 or nh % n_kv:
+        raise ValueError("the caches' n_kv_head must divide n_head")
     cdef cnp.ndarray nk, nv
     if new_k is not None:
         nk = new_k
@@ -471,14 +491,10 @@ def attention(cnp.ndarray q not None, list k not None, list v not None, cnp.ndar
         nvp = <const float *>cnp.PyArray_DATA(nv)
     out = np.empty_like(q)
     cdef const float *qp = <const float *>cnp.PyArray_DATA(q)
-    cdef float *const *kpp = <float *const *>cnp.PyArray_DATA(kp)
-    cdef float *const *vpp = <float *const *>cnp.PyArray_DATA(vp)
-    cdef const int64_t *lp = <const int64_t *>cnp.PyArray_DATA(lens)
-    cdef const int64_t *sp = <const int64_t *>cnp.PyArray_DATA(seq)
-    cdef const int64_t *pp = <const int64_t *>cnp.PyArray_DATA(positions)
     cdef float *op = <float *>cnp.PyArray_DATA(out)
     with nogil:
-        rc = rs_attention(qp, t, nh, hd, kpp, vpp, lp, n_seq, n_kv, sp, pp, nkp, nvp, op, threads)
+        rc = rs_attention(qp, t, nh, hd, rows.k, rows.v, rows.lengths, rows.n_seq, n_kv, rows.seq, rows.positions,
+                          nkp, nvp, op, threads)
     _runtime_check(rc)
     return out
 
@@ -597,15 +613,13 @@ def decoder_layer(cnp.ndarray x not None, dict w not None, list k not None, list
     memset(&L, 0, sizeof(L))
     _positive(threads)
     _array("x", x, np.float32, 2)
-    _array("seq", seq, np.int64, 1)
-    _array("positions", positions, np.int64, 1)
-    cdef int64_t t = x.shape[0], dim = x.shape[1], n_seq = len(k)
+    cdef int64_t t = x.shape[0], dim = x.shape[1]
     if n_head < 1 or n_kv < 1 or dim % n_head or (dim // n_head) % 2 or n_head % n_kv:
         raise ValueError("n_head must split dim into heads of even width, and n_kv divide n_head")
     cdef int64_t hd = dim // n_head
-    if len(v) != n_seq or n_seq < 1 or seq.shape[0] != t or positions.shape[0] != t:
-        raise ValueError("need one v per k, at least one cache, and seq and positions with one entry per row of x")
-    kp, vp, lens = _caches(k, v, n_kv, hd, True)
+    cdef _StepRows rows = _step_rows(k, v, seq, positions, t, hd, True)
+    if rows.n_kv != n_kv:
+        raise ValueError(f"the caches must have n_kv = {n_kv} heads, got {rows.n_kv}")
     L.attn_norm = _norm("attn_norm", w["attn_norm"], dim, &L.attn_norm_f16)
     L.ffn_norm = _norm("ffn_norm", w["ffn_norm"], dim, &L.ffn_norm_f16)
     # the _Weight objects hold the arrays for the call
@@ -631,14 +645,10 @@ def decoder_layer(cnp.ndarray x not None, dict w not None, list k not None, list
     mask = np.empty((t, n_ff), np.bool_) if L.sparse else None
     cdef uint8_t *mp = <uint8_t *>cnp.PyArray_DATA(<cnp.ndarray>mask) if L.sparse else NULL
     cdef const float *xp = <const float *>cnp.PyArray_DATA(x)
-    cdef float *const *kpp = <float *const *>cnp.PyArray_DATA(kp)
-    cdef float *const *vpp = <float *const *>cnp.PyArray_DATA(vp)
-    cdef const int64_t *lp = <const int64_t *>cnp.PyArray_DATA(lens)
-    cdef const int64_t *sp = <const int64_t *>cnp.PyArray_DATA(seq)
-    cdef const int64_t *pp = <const int64_t *>cnp.PyArray_DATA(positions)
     cdef float *op = <float *>cnp.PyArray_DATA(out)
     cdef float *hp = <float *>cnp.PyArray_DATA(h)
     with nogil:
-        rc = rs_layer(code, &L, xp, t, kpp, vpp, lp, n_seq, sp, pp, op, hp, mp, fast, threads)
+        rc = rs_layer(code, &L, xp, t, rows.k, rows.v, rows.lengths, rows.n_seq, rows.seq, rows.positions, op, hp,
+                      mp, fast, threads)
     _runtime_check(rc)
     return out, h, mask

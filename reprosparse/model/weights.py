@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..reference._runtime_checks import LAYER_MATRICES
 from ..reference.quant import Weights
 from .vocabulary import Vocabulary
 
@@ -68,7 +69,7 @@ class Hyper:
 
 
 #: the Layer fields that are weight matrices (the backend operators' W); the others are norm vectors
-MATRICES = ("wq", "wk", "wv", "wo", "gate", "up", "down_t", "fc1", "fc2")
+MATRICES = LAYER_MATRICES
 
 
 @dataclass(frozen=True)
