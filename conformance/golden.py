@@ -10,8 +10,18 @@ token) as little-endian int64, and a pair of outputs (sincos32) as the first
 followed by the second.  A quantized weight matrix (spec §13) is stored as
 its raw GGML block bytes in base64 with its `qtype` ("q8_0", "q4_0" or "q6_k") and
 its `shape` [n, d].  Non-array inputs (rope's base, rmsnorm's eps, sample's
-temperature, seed and position) are plain JSON numbers; a seed can need 128
-bits and a position 64, so read them as arbitrary-precision integers.
+temperature, seed and position, decoder_layer's n_head, n_head_kv, eps,
+rope_base and threshold) are plain JSON numbers; a seed can need 128 bits and
+a position 64, so read them as arbitrary-precision integers.  The KV caches
+`k` and `v` (attention_batch, decoder_layer) are JSON lists of arrays, one
+per sequence, and decoder_layer's `layer` is a JSON object of its named
+weights (attn_norm, wq, wk, wv, wo, ffn_norm, gate, up, down_t, and for a
+sparse FFN fc1 and fc2), each an array or a quantized matrix; `ffn` is a JSON
+string.  These two ops store the step's keys and values in the caches, so
+their hashed output is what they return followed by the caches after the
+call: attention_batch's output, decoder_layer's out, h and (unless the FFN is
+dense) the mask as one byte per element, then k[0], k[1], ..., then v[0],
+v[1], ...; every run starts from the caches as the file stores them.
 
 Regenerate (only when the spec changes):  python -m reprosparse.conformance.golden
 """
@@ -24,6 +34,7 @@ import json
 import sys
 from collections.abc import Callable
 from importlib import resources
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -31,6 +42,7 @@ import numpy as np
 from reprosparse.reference.quant import QuantizedMatrix
 
 from .cases import Case
+from .quant_cases import quantized
 
 FILE = "golden.json"
 CANONICAL_NAN = np.uint32(0x7FC00000)
@@ -169,6 +181,82 @@ def _edge_runtime_inputs(rng: np.random.Generator) -> list[tuple[str, str, dict[
     return out
 
 
+def _cache_op_inputs(rng: np.random.Generator) -> list[tuple[str, str, dict[str, Any]]]:
+    """(name, op, inputs) of the ops that store a step's keys and values in KV caches (spec §12).
+
+    Their own generator keeps every vector above as it was.  A step mixes a prefill of one sequence
+    (its earlier cache rows already filled) with decode rows of others, rows interleaved.
+    """
+    f32 = np.float32
+    out: list[tuple[str, str, dict[str, Any]]] = []
+
+    def caches(lengths: list[int], n_kv: int, hd: int) -> list[np.ndarray]:
+        return [rng.standard_normal((n, n_kv, hd)).astype(f32) for n in lengths]
+
+    # attention_batch, 4 query heads: sequence 0's prefill at 2..4 between decode rows of sequences 1 and
+    # 2 (the latter its first token); rows after a sequence's last position hold NaN, which no row may read
+    seq, positions = np.array([1, 0, 0, 0, 2]), np.array([5, 2, 3, 4, 0])
+    k, v = caches([7, 8, 3], 2, 8), caches([7, 8, 3], 2, 8)
+    for s, last in enumerate([4, 5, 0]):
+        k[s][last + 1:] = v[s][last + 1:] = np.nan
+    out.append(("gqa-prefill-decode", "attention_batch",
+                {"q": rng.standard_normal((5, 4, 8)).astype(f32), "k": k, "v": v, "seq": seq, "positions": positions,
+                 "new_k": rng.standard_normal((5, 2, 8)).astype(f32),
+                 "new_v": rng.standard_normal((5, 2, 8)).astype(f32)}))
+    # one KV head, an odd head width, and rows 0 and 2 storing to position 3 of sequence 1: the later row
+    # wins, and both read its key and value
+    out.append(("mqa-tie", "attention_batch",
+                {"q": rng.standard_normal((4, 4, 5)).astype(f32), "k": caches([4, 6], 1, 5),
+                 "v": caches([4, 6], 1, 5), "seq": np.array([1, 0, 1, 1]), "positions": np.array([3, 1, 3, 2]),
+                 "new_k": rng.standard_normal((4, 1, 5)).astype(f32),
+                 "new_v": rng.standard_normal((4, 1, 5)).astype(f32)}))
+    out.append(("attend-only", "attention_batch",  # no new_k, new_v: the caches are read, not written
+                {"q": rng.standard_normal((3, 4, 8)).astype(f32), "k": caches([5, 3], 2, 8), "v": caches([5, 3], 2, 8),
+                 "seq": np.array([0, 1, 1]), "positions": np.array([4, 0, 2])}))
+    # decoder_layer: 4 heads over 2 KV heads of width 8; sequence 0's prompt at 1..3 and decode rows of
+    # sequences 1 and 2
+    for name, dtype, ffn in [("sparse-float32", "float32", "sparse"), ("sparse-float16", "float16", "sparse"),
+                             ("dense", "float32", "dense"), ("sparse-q4_0", "q4_0", "sparse")]:
+        out.append((name, "decoder_layer",
+                    {"x": rng.standard_normal((5, 32)).astype(f32), "layer": _small_layer(rng, dtype, ffn),
+                     "k": caches([5, 8, 5], 2, 8), "v": caches([5, 8, 5], 2, 8), "seq": np.array([0, 1, 0, 0, 2]),
+                     "positions": np.array([1, 6, 2, 3, 4]), "n_head": 4, "n_head_kv": 2, "eps": 1e-5,
+                     "rope_base": 10000.0, "ffn": ffn, **({"threshold": 0.0} if ffn == "sparse" else {})}))
+    return out
+
+
+def _small_layer(rng: np.random.Generator, dtype: str, ffn: str) -> SimpleNamespace:
+    """A model Layer's fields for dim 32, 2 KV heads of width 8, 40 FFN neurons and a predictor of rank
+    32 (a Q4_0 block); a dense FFN's layer has no predictor, which it never reads."""
+    dim, kv, n_ff, rank = 32, 16, 40, 32
+
+    def w(rows: int, cols: int) -> np.ndarray | QuantizedMatrix:  # activations stay O(1) through the layer
+        if dtype == "q4_0":
+            return quantized(rng, (rows, cols), "normal", dtype)
+        return (rng.standard_normal((rows, cols)) / np.sqrt(cols)).astype(dtype)
+
+    def norm() -> np.ndarray:  # norm weights are float32 or float16, never quantized
+        return (1 + 0.1 * rng.standard_normal(dim)).astype(np.float32 if dtype == "q4_0" else dtype)
+
+    return SimpleNamespace(
+        attn_norm=norm(), wq=w(dim, dim), wk=w(kv, dim), wv=w(kv, dim), wo=w(dim, dim), ffn_norm=norm(),
+        gate=w(n_ff, dim), up=w(n_ff, dim), down_t=w(n_ff, dim),
+        **({"fc1": w(rank, dim), "fc2": w(n_ff, rank)} if ffn == "sparse" else {}))
+
+
+#: the ops that store into their caches `k` and `v`: the caches after the call are part of the output
+CACHE_OPS = ("attention_batch", "decoder_layer")
+
+
+def hashed(op: str, out: Any, inputs: dict[str, Any]) -> Any:
+    """What golden.json hashes of one run of `op` whose result is `out`: for an op of CACHE_OPS, what it
+    returned (decoder_layer's None mask left out) and then inputs' caches, k before v; else `out`."""
+    if op not in CACHE_OPS:
+        return out
+    returned = out if isinstance(out, tuple) else (out,)
+    return (*(a for a in returned if a is not None), *inputs["k"], *inputs["v"])
+
+
 def digest(out: np.ndarray | tuple[np.ndarray, ...] | int) -> str:
     """SHA-256 of an output as golden.json defines it (canonical NaN, little-endian, C order)."""
     if isinstance(out, tuple):
@@ -187,6 +275,10 @@ def _raw(out: np.ndarray) -> bytes:
 
 
 def _encode(value: Any) -> Any:
+    if isinstance(value, list):  # KV caches, one array per sequence
+        return [_encode(v) for v in value]
+    if isinstance(value, SimpleNamespace):  # a decoder layer's named weights
+        return {name: _encode(v) for name, v in vars(value).items()}
     if isinstance(value, QuantizedMatrix):
         return {"qtype": value.type, "shape": list(value.shape),
                 "base64": base64.b64encode(value.data.tobytes()).decode()}
@@ -198,6 +290,8 @@ def _encode(value: Any) -> Any:
 
 
 def _decode(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
     if isinstance(value, dict) and "qtype" in value:
         raw = np.frombuffer(base64.b64decode(value["base64"]), np.uint8).copy()
         return QuantizedMatrix(raw, tuple(value["shape"]), value["qtype"])
@@ -205,11 +299,13 @@ def _decode(value: Any) -> Any:
         dtype = np.dtype(value["dtype"]).newbyteorder("<")
         raw = np.frombuffer(base64.b64decode(value["base64"]), dtype=dtype)
         return raw.astype(dtype.newbyteorder("="), copy=True).reshape(value["shape"])
+    if isinstance(value, dict):  # a layer, whose weights decoder_layer reads as attributes
+        return SimpleNamespace(**{name: _decode(v) for name, v in value.items()})
     return value
 
 
 def load() -> list[dict[str, Any]]:
-    """The committed golden vectors, with inputs decoded to numpy arrays."""
+    """The committed golden vectors, with inputs decoded to numpy arrays (new ones at every call)."""
     text = resources.files(__package__).joinpath(FILE).read_text()
     entries = json.loads(text)["cases"]
     for e in entries:
@@ -220,10 +316,12 @@ def load() -> list[dict[str, Any]]:
 def check(run_op: Callable[[str, dict[str, Any]], Any], ops: tuple[str, ...] = ()) -> list[str]:
     """Ids of the golden cases (of `ops`, default all) whose output digest differs.
 
-    run_op(op, inputs) computes one output.
+    run_op(op, inputs) computes one output; an op of CACHE_OPS stores into inputs' caches as it would
+    into the caller's.  Each call decodes the file afresh, so no call sees another's stores.
     """
     chosen = [e for e in load() if not ops or e["op"] in ops]
-    return [e["id"] for e in chosen if digest(run_op(e["op"], e["inputs"])) != e["sha256"]]
+    return [e["id"] for e in chosen
+            if digest(hashed(e["op"], run_op(e["op"], e["inputs"]), e["inputs"])) != e["sha256"]]
 
 
 def write(path: str) -> None:
@@ -234,12 +332,14 @@ def write(path: str) -> None:
     named += [(f"{op}/golden/runtime", op, inputs) for op, inputs in _runtime_inputs(rng).items()]
     named += [(f"{op}/golden/{name}", op, inputs)
               for name, op, inputs in _edge_runtime_inputs(np.random.default_rng(20261128))]
+    named += [(f"{op}/golden/{name}", op, inputs)
+              for name, op, inputs in _cache_op_inputs(np.random.default_rng(20261129))]
     entries = []
     for case_id, op, inputs in named:
+        encoded = {k: _encode(v) for k, v in inputs.items()}  # before the op stores into the caches
         with np.errstate(all="ignore"):  # special values are the point of several vectors
             out = getattr(reference, op)(**inputs)
-        entries.append({"id": case_id, "op": op, "inputs": {k: _encode(v) for k, v in inputs.items()},
-                        "sha256": digest(out)})
+        entries.append({"id": case_id, "op": op, "inputs": encoded, "sha256": digest(hashed(op, out, inputs))})
     doc = {"format": __doc__.split("\n\n")[1].replace("\n", " "), "cases": entries}
     with open(path, "w") as f:
         json.dump(doc, f, indent=1)

@@ -23,7 +23,8 @@ from .trig import sincos32
 
 #: the operators every backend implements
 OPS = ("matvec", "sparse_matvec", "sparse_axpy", "predict", "sparse_ffn", "dense_ffn")
-#: the runtime's per-token operators (spec §12), computed on the host
+#: the runtime's per-token operators (spec §12); attention_batch and decoder_layer, which store into
+#: KV caches, are compositions of these and of OPS
 RUNTIME_OPS = ("exp32", "sincos32", "rope", "rmsnorm", "softmax", "attention", "argmax", "sample")
 
 __all__ = [

@@ -24,24 +24,68 @@ def test_golden_file_matches_the_scalar_spec():
     assert golden.check(lambda op, inputs: getattr(spec_scalar, op)(**inputs), reference.OPS) == []
 
 
+#: the runtime ops with golden vectors: the per-token ops and the two that store into KV caches
+GOLDEN_RUNTIME_OPS = (*reference.RUNTIME_OPS, *golden.CACHE_OPS)
+
+
+def _rows(fn, x, *rest):
+    return np.array([fn(list(r), *rest) for r in x], np.float32)
+
+
+def _scalar_rope(x, positions, base):
+    return np.array([[spec_scalar_runtime.rope_row(list(x[t, h]), int(positions[t]), base, ln64)
+                      for h in range(x.shape[1])] for t in range(x.shape[0])], np.float32)
+
+
+def _scalar_attention_batch(q, k, v, seq, positions, new_k=None, new_v=None):
+    """Spec §12's attention_batch: every row's key and value stored in row order, then attention_row."""
+    if new_k is not None:
+        for r in range(q.shape[0]):
+            k[seq[r]][positions[r]] = new_k[r]
+            v[seq[r]][positions[r]] = new_v[r]
+    group = q.shape[1] // k[0].shape[1]
+
+    def row(r, h):
+        s, p, g = seq[r], positions[r], h // group
+        return spec_scalar_runtime.attention_row(list(q[r, h]), [list(k[s][j, g]) for j in range(p + 1)],
+                                                 [list(v[s][j, g]) for j in range(p + 1)])
+
+    return np.array([[row(r, h) for h in range(q.shape[1])] for r in range(q.shape[0])], np.float32)
+
+
+def _scalar_decoder_layer(x, layer, k, v, seq, positions, n_head, n_head_kv, eps, rope_base, threshold=0.0,
+                          ffn="sparse"):
+    """Spec §12's decoder_layer written out with the scalar pieces of both transcriptions."""
+    S, t, hd = spec_scalar, x.shape[0], x.shape[1] // n_head
+    a = _rows(spec_scalar_runtime.rmsnorm_row, x, list(layer.attn_norm), eps)
+    q = _scalar_rope(S.matvec(layer.wq, a).reshape(t, n_head, hd), positions, rope_base)
+    kr = _scalar_rope(S.matvec(layer.wk, a).reshape(t, n_head_kv, hd), positions, rope_base)
+    vn = S.matvec(layer.wv, a).reshape(t, n_head_kv, hd)
+    att = _scalar_attention_batch(q, k, v, seq, positions, kr, vn)
+    r = x + S.matvec(layer.wo, att.reshape(t, -1))  # one float32 addition per element
+    h = _rows(spec_scalar_runtime.rmsnorm_row, r, list(layer.ffn_norm), eps)
+    if ffn == "dense":
+        return r + S.dense_ffn(h, layer.gate, layer.up, layer.down_t), h, None
+    mask = S.predict(r, layer.fc1, layer.fc2, threshold)  # the residual r, not h
+    return r + S.sparse_ffn(h, layer.gate, layer.up, layer.down_t, mask), h, mask
+
+
 def _scalar_runtime(op, a):
     """The runtime ops of spec §12 through their scalar transcription, row by row."""
     S, f32 = spec_scalar_runtime, np.float32
-
-    def rows(fn, x, *rest):
-        return np.array([fn(list(r), *rest) for r in x], f32)
-
+    if op == "attention_batch":
+        return _scalar_attention_batch(**a)
+    if op == "decoder_layer":
+        return _scalar_decoder_layer(**a)
     if op == "exp32":
         return np.array([S.exp32(v) for v in a["x"]], f32)
     if op == "sincos32":
         pairs = [S.sincos32(v) for v in a["angle"]]
         return np.array([p[0] for p in pairs], f32), np.array([p[1] for p in pairs], f32)
     if op == "rope":
-        x = a["x"]
-        return np.array([[S.rope_row(list(x[t, h]), int(a["positions"][t]), a["base"], ln64)
-                          for h in range(x.shape[1])] for t in range(x.shape[0])], f32)
+        return _scalar_rope(a["x"], a["positions"], a["base"])
     if op == "rmsnorm":
-        return rows(S.rmsnorm_row, a["x"], list(a["weight"]), a["eps"])
+        return _rows(S.rmsnorm_row, a["x"], list(a["weight"]), a["eps"])
     if op == "softmax":
         n = a["x"].shape[1]
         lens = a.get("lengths", [n] * a["x"].shape[0])
@@ -52,22 +96,20 @@ def _scalar_runtime(op, a):
         return S.sample_row(list(a["logits"]), a["temperature"], a["seed"], a["position"])
     if op == "argmax":
         return np.array([S.argmax_row(list(r)) for r in a["x"]])
-    q, k, v, pos = a["q"], a["k"], a["v"], a["positions"]
-    group = q.shape[1] // k.shape[1]
-    return np.array([[S.attention_row(list(q[t, h]), [list(k[j, h // group]) for j in range(pos[t] + 1)],
-                                      [list(v[j, h // group]) for j in range(pos[t] + 1)])
-                      for h in range(q.shape[1])] for t in range(q.shape[0])], f32)
+    # attention: one sequence's caches
+    return _scalar_attention_batch(a["q"], [a["k"]], [a["v"]], np.zeros(len(a["positions"]), int), a["positions"])
 
 
 def test_golden_runtime_ops_match_the_scalar_spec():
     with np.errstate(all="ignore"):
-        assert golden.check(_scalar_runtime, reference.RUNTIME_OPS) == []
+        assert golden.check(_scalar_runtime, GOLDEN_RUNTIME_OPS) == []
 
 
 def test_every_runtime_op_has_golden_vectors():
     ops = [e["op"] for e in golden.load()]
-    assert {op: ops.count(op) for op in reference.RUNTIME_OPS if ops.count(op) < 1} == {}
+    assert {op: ops.count(op) for op in GOLDEN_RUNTIME_OPS if ops.count(op) < 1} == {}
     assert ops.count("sample") >= 8 and ops.count("rope") >= 5
+    assert ops.count("attention_batch") >= 3 and ops.count("decoder_layer") >= 4
 
 
 def test_golden_sample_vectors_reach_every_branch_of_the_rule():
@@ -109,18 +151,18 @@ def test_backends_reproduce_the_golden_vectors(name):
 
 
 #: The runtime ops with golden vectors that are also Backend operations (exp32, sincos32 and sample are not).
-BACKEND_RUNTIME_OPS = ("rope", "rmsnorm", "softmax", "argmax", "attention")
+BACKEND_RUNTIME_OPS = ("rope", "rmsnorm", "softmax", "argmax", "attention", *golden.CACHE_OPS)
 
 
+@pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("name", [n for n, s in rs.available_backends().items() if s.available and n != "numpy"])
-def test_backends_reproduce_the_runtime_golden_vectors(name):
+def test_backends_reproduce_the_runtime_golden_vectors(name, threads):
+    """Each golden.check decodes the file anew: every run stores into caches of its own."""
     backend = rs.get_backend(name)
-    entries = [e for e in golden.load() if e["op"] in BACKEND_RUNTIME_OPS]
-    assert {e["op"] for e in entries} == set(BACKEND_RUNTIME_OPS)
+    assert {e["op"] for e in golden.load() if e["op"] in BACKEND_RUNTIME_OPS} == set(BACKEND_RUNTIME_OPS)
     with np.errstate(all="ignore"):  # the reference's fallback, where a backend has one, sees NaN and Inf
-        wrong = [e["id"] for e in entries
-                 if golden.digest(getattr(backend, e["op"])(**e["inputs"], mode="deterministic")) != e["sha256"]]
-    assert wrong == []
+        assert golden.check(lambda op, inputs: getattr(backend, op)(**inputs, mode="deterministic", threads=threads),
+                            BACKEND_RUNTIME_OPS) == []
 
 
 def test_digest_ignores_nan_payload_but_not_zero_sign():
@@ -146,3 +188,17 @@ def test_golden_check_fails_on_a_wrong_answer():
         return out
 
     assert len(golden.check(off_by_one_ulp, reference.OPS)) == len(golden.CASES)
+
+
+def test_golden_check_catches_a_wrong_cache():
+    """The caches after the call are hashed: one wrong bit in a stored row fails, and it reaches no later check."""
+    def one_wrong_store(op, inputs):
+        out = getattr(reference, op)(**inputs)
+        row = inputs["k"][inputs["seq"][-1]][inputs["positions"][-1]]  # where the last row's key is stored
+        row[0, 0] = np.nextafter(row[0, 0], np.float32(np.inf))
+        return out
+
+    with np.errstate(all="ignore"):
+        ids = [e["id"] for e in golden.load() if e["op"] in golden.CACHE_OPS]
+        assert golden.check(one_wrong_store, golden.CACHE_OPS) == ids
+        assert golden.check(lambda op, inputs: getattr(reference, op)(**inputs), golden.CACHE_OPS) == []
