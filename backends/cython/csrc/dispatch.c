@@ -116,31 +116,48 @@ static void run_pieces(int64_t np, int threads, rs_piece_fn piece, const void *w
     for (int64_t c = 0; c < np; c++) piece(work, c);
 }
 
-/* Dot products of rows [c * RS_ROW_PIECE, ...) for each job; piece c belongs to job c / per_job. */
+/* Dot products of up to RS_DOT_JOBS jobs in one parallel loop: one thread start and one tail for all
+ * of them (gate and up; a layer's Q, K and V, 1-2% faster cold than three calls in a C driver).
+ * Piece c covers rows [(c - first[j]) * RS_ROW_PIECE, ...) of job j, first[j] <= c < first[j + 1]. */
 typedef struct {
     const rs_isa_table *K;
-    const rs_dot_args *jobs[2];
-    int64_t nrows, per_job;
+    const rs_dot_args *jobs[RS_DOT_JOBS];
+    int64_t nrows[RS_DOT_JOBS], first[RS_DOT_JOBS + 1];
 } rs_dot_work;
 
 static void dot_piece(const void *work, int64_t c) {
     const rs_dot_work *W = work;
-    const int64_t p = c % W->per_job, end = (p + 1) * RS_ROW_PIECE;
-    W->K->dot_rows(W->jobs[c / W->per_job], p * RS_ROW_PIECE, end < W->nrows ? end : W->nrows);
+    int j = 0;
+    while (c >= W->first[j + 1]) j++;
+    const int64_t p = c - W->first[j], end = (p + 1) * RS_ROW_PIECE;
+    W->K->dot_rows(W->jobs[j], p * RS_ROW_PIECE, end < W->nrows[j] ? end : W->nrows[j]);
 }
 
-static void dot_parallel(const rs_isa_table *K, const rs_dot_args *A, int64_t nrows, int threads) {
-    if (nrows == 0 || A->t == 0) return;
-    const rs_dot_work work = {K, {A, A}, nrows, pieces(nrows, RS_ROW_PIECE)};
-    run_pieces(work.per_job, threads, dot_piece, &work);
+static void dot_parallel(const rs_isa_table *K, const rs_dot_args *const *jobs, const int64_t *nrows, int njobs,
+                         int threads) {
+    rs_dot_work work = {K, {NULL}, {0}, {0}};
+    for (int j = 0; j < njobs; j++) {
+        work.jobs[j] = jobs[j];
+        work.nrows[j] = jobs[j]->t ? nrows[j] : 0;
+        work.first[j + 1] = work.first[j] + pieces(work.nrows[j], RS_ROW_PIECE);
+    }
+    if (work.first[njobs] > 0) run_pieces(work.first[njobs], threads, dot_piece, &work);
 }
 
 int rs_dot(int isa, const rs_dot_args *A, int64_t nrows, int64_t n, int threads) {
+    const int64_t ns[1] = {n};
+    return rs_dot_jobs(isa, &A, &nrows, ns, 1, threads);
+}
+
+int rs_dot_jobs(int isa, const rs_dot_args *const *jobs, const int64_t *nrows, const int64_t *n, int njobs,
+                int threads) {
     const rs_isa_table *K = usable(isa);
     if (!K) return RS_EISA;
-    if (!wtype_ok(A->wtype, A->d)) return RS_EWTYPE;
-    if (A->rows && !rows_ok(A->rows, nrows, n)) return RS_EROWS;
-    dot_parallel(K, A, nrows, threads);
+    for (int j = 0; j < njobs; j++) {
+        if (!wtype_ok(jobs[j]->wtype, jobs[j]->d)) return RS_EWTYPE;
+        if (jobs[j]->rows && !rows_ok(jobs[j]->rows, nrows[j], n[j])) return RS_EROWS;
+    }
+    dot_parallel(K, jobs, nrows, njobs, threads);
     return RS_OK;
 }
 
@@ -235,8 +252,9 @@ int rs_ffn(int isa, const float *x, int64_t t, int64_t d, int64_t n, int64_t d_o
     const rs_dot_args U = {up, up_wtype, d, rows, x, t, u, nrows, fast};
     if (nrows > 0) {
         /* gate and up in one parallel loop: the pieces of gate, then those of up */
-        const rs_dot_work work = {K, {&G, &U}, nrows, pieces(nrows, RS_ROW_PIECE)};
-        run_pieces(2 * work.per_job, threads, dot_piece, &work);
+        const rs_dot_args *const gu_jobs[2] = {&G, &U};
+        const int64_t gu_rows[2] = {nrows, nrows};
+        dot_parallel(K, gu_jobs, gu_rows, 2, threads);
     }
     /* h = relu(g) * u, +0.0 where the token's own mask is False; written over g */
     for (int64_t ti = 0; ti < t; ti++)
@@ -260,11 +278,11 @@ int rs_predict(int isa, const float *x, int64_t t, int64_t d, int64_t r, int64_t
     float *hz = malloc((size_t)(t * r + t * n) * sizeof *hz);
     if (!hz) return RS_ENOMEM;
     float *hidden = hz, *z = hz + t * r;
-    const rs_dot_args F1 = {fc1, fc1_wtype, d, NULL, x, t, hidden, r, fast};
-    dot_parallel(K, &F1, r, threads);
+    const rs_dot_args F1 = {fc1, fc1_wtype, d, NULL, x, t, hidden, r, fast}, *const f1 = &F1;
+    dot_parallel(K, &f1, &r, 1, threads);
     for (int64_t k = 0; k < t * r; k++) hidden[k] = relu(hidden[k]);
-    const rs_dot_args F2 = {fc2, fc2_wtype, r, NULL, hidden, t, z, n, fast};
-    dot_parallel(K, &F2, n, threads);
+    const rs_dot_args F2 = {fc2, fc2_wtype, r, NULL, hidden, t, z, n, fast}, *const f2 = &F2;
+    dot_parallel(K, &f2, &n, 1, threads);
     for (int64_t k = 0; k < t * n; k++) mask[k] = z[k] >= thr || z[k] != z[k];
     free(hz);
     return RS_OK;

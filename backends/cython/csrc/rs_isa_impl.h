@@ -160,6 +160,14 @@ RS_INLINE float v_fold(v16 a) {
 #define RS_ROWS_1 RS_ROWS /* AVX2 already uses 8 of 16 ymm registers for 4 rows */
 #endif
 #define RS_MAX_ROWS (RS_ROWS_1 > RS_ROWS ? RS_ROWS_1 : RS_ROWS)
+#if defined(RS_V16_AVX512)
+/* sparse_axpy adds up to 8 rows of a block per pass over a tile: twice the row slices in flight of 4.
+ * float16 at 10% active, cold, Zen 4: 3-6% faster at 2 threads, 10-12% at 1 (docs/performance.md);
+ * 16 rows gained nothing more. */
+#define RS_AXPY_ROWS 8
+#else
+#define RS_AXPY_ROWS 4 /* 8 rows' weights would not fit AVX2's 16 ymm registers beside the partial */
+#endif
 
 #include "rs_quant_impl.h"
 
@@ -311,7 +319,7 @@ static void dot_rows(const rs_dot_args *A, int64_t a0, int64_t a1) { RS_BY_WTYPE
 
 /* ---- sparse_axpy over a range of columns ------------------------------- */
 
-/* Adds G rows (G = 1 or 4, ascending, one block) to the partials p[u] of the
+/* Adds G rows (G = 1, 4 or RS_AXPY_ROWS, ascending, one block) to the partials p[u] of the
  * U tokens of a group, reading each weight slice once for all of them.  Token
  * u takes row g only if bit g of live[u] is set (its h is non-zero): the spec
  * skips the others, and a skipped 0*Inf must not turn into NaN.
@@ -320,7 +328,7 @@ static void dot_rows(const rs_dot_args *A, int64_t a0, int64_t a1) { RS_BY_WTYPE
  * being stored; for a token without live rows in the block that adds +0.0,
  * which changes no bit of a y that can never be -0.0. */
 /* Columns j .. j+15 of axpy_group, with the G rows' weights there already in wv. */
-RS_INLINE void axpy_slice(float *const *p, float *const *y, int U, const v16 *wv, const float (*h)[4],
+RS_INLINE void axpy_slice(float *const *p, float *const *y, int U, const v16 *wv, const float (*h)[RS_AXPY_ROWS],
                           const unsigned *live, int64_t j, const int G, const int FIRST, const int LAST,
                           const int FAST) {
     const unsigned all = (1u << G) - 1;
@@ -338,14 +346,14 @@ RS_INLINE void axpy_slice(float *const *p, float *const *y, int U, const v16 *wv
 }
 
 RS_INLINE void axpy_group(float *const *p, float *const *y, int U, const char *const *w,
-                          const char *const *pf, const float (*h)[4], const unsigned *live, int64_t ncol,
+                          const char *const *pf, const float (*h)[RS_AXPY_ROWS], const unsigned *live, int64_t ncol,
                           const int G, const int FIRST, const int LAST, const int WT, const int FAST) {
     const int64_t full = ncol - ncol % 16;
     if (RS_IS_QUANT(WT)) { /* pairs of 16 columns (ncol % 32 == 0), each decoded once */
         for (int64_t j = 0; j < ncol; j += 32) {
-            for (int g = 0; g < 4; g++)
+            for (int g = 0; g < RS_AXPY_ROWS; g++)
                 if (pf[g]) RS_PREFETCH(pf[g] + w_prefetch_offset(j, WT));
-            v16 lo[4], hi[4];
+            v16 lo[RS_AXPY_ROWS], hi[RS_AXPY_ROWS];
             for (int g = 0; g < G; g++) ld_q_block(w[g], j, WT, &lo[g], &hi[g]);
             axpy_slice(p, y, U, lo, h, live, j, G, FIRST, LAST, FAST);
             axpy_slice(p, y, U, hi, h, live, j + 16, G, FIRST, LAST, FAST);
@@ -354,9 +362,9 @@ RS_INLINE void axpy_group(float *const *p, float *const *y, int U, const char *c
     }
     for (int64_t j = 0; j < full; j += 16) {
         /* the next group's slices, at the same columns: more misses in flight */
-        for (int g = 0; g < 4; g++)
+        for (int g = 0; g < RS_AXPY_ROWS; g++)
             if (pf[g]) RS_PREFETCH(pf[g] + w_offset(j, WT));
-        v16 wv[4];
+        v16 wv[RS_AXPY_ROWS];
         for (int g = 0; g < G; g++) wv[g] = ld_w(w[g], j, WT);
         axpy_slice(p, y, U, wv, h, live, j, G, FIRST, LAST, FAST);
     }
@@ -380,7 +388,7 @@ RS_INLINE void axpy_group(float *const *p, float *const *y, int U, const char *c
     }
 
 /* One token group, one block: the rows live for any of its tokens, ascending,
- * in groups of 4; then y[u] += p[u]. */
+ * in groups of RS_AXPY_ROWS, then 4, then 1; then y[u] += p[u]. */
 RS_INLINE void axpy_block(const rs_axpy_args *A, int64_t u0, int U, int64_t s, int64_t e, int64_t list_end,
                           int64_t c0, int64_t ncol, float *const *p, const int WT, const int FAST) {
     /* c0: a tile start, a multiple of RS_TILE_COLS, so a whole block of every type (rs_kernels.h) */
@@ -388,9 +396,9 @@ RS_INLINE void axpy_block(const rs_axpy_args *A, int64_t u0, int U, int64_t s, i
     float *y[RS_AXPY_TOKENS];
     for (int u = 0; u < U; u++) y[u] = A->y + (u0 + u) * A->d + c0;
     for (int64_t i = s; i < e;) {
-        const int G = e - i >= 4 ? 4 : 1;
-        const char *w[4];
-        float hg[RS_AXPY_TOKENS][4];
+        const int G = e - i >= RS_AXPY_ROWS ? RS_AXPY_ROWS : e - i >= 4 ? 4 : 1;
+        const char *w[RS_AXPY_ROWS];
+        float hg[RS_AXPY_TOKENS][RS_AXPY_ROWS];
         unsigned live[RS_AXPY_TOKENS] = {0};
         for (int g = 0; g < G; g++) {
             const int32_t a = A->live[i + g];
@@ -400,10 +408,15 @@ RS_INLINE void axpy_block(const rs_axpy_args *A, int64_t u0, int U, int64_t s, i
                 live[u] |= (unsigned)(hg[u][g] != 0.0f) << g; /* NaN != 0: NaN terms stay */
             }
         }
-        const char *pf[4] = {NULL, NULL, NULL, NULL};
-        for (int g = 0; g < 4 && i + G + g < list_end; g++)
+        const char *pf[RS_AXPY_ROWS] = {NULL};
+        for (int g = 0; g < RS_AXPY_ROWS && i + G + g < list_end; g++)
             pf[g] = (const char *)A->W + (size_t)A->rows[A->live[i + G + g]] * row_bytes + col;
         const int first = i == s, last = i + G == e;
+#if RS_AXPY_ROWS > 4
+        if (G == RS_AXPY_ROWS) {
+            RS_GROUP_CASES(RS_AXPY_ROWS)
+        } else
+#endif
         if (G == 4) {
             RS_GROUP_CASES(4)
         } else {

@@ -91,6 +91,10 @@ int rs_max_threads(void);
 int rs_team_size(int threads);   /* threads a parallel region really got */
 
 int rs_dot(int isa, const rs_dot_args *A, int64_t nrows, int64_t n, int threads);
+/* rs_dot of 1 to RS_DOT_JOBS jobs (job j: nrows[j] rows of a matrix of n[j]) in one parallel loop */
+#define RS_DOT_JOBS 3
+int rs_dot_jobs(int isa, const rs_dot_args *const *jobs, const int64_t *nrows, const int64_t *n, int njobs,
+                int threads);
 int rs_axpy(int isa, const void *W, int wtype, int64_t n, int64_t d, const int32_t *rows, int64_t nrows,
             const float *h, int64_t t, float *y, int fast, int threads);
 /* x (t, d), gate and up (n, d), down_t (n, d_out), mask (t, n) -> y (t, d_out) */

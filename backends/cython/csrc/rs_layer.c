@@ -12,6 +12,22 @@ static int project(int isa, const rs_matrix *M, const float *x, int64_t t, float
     return rs_dot(isa, &A, M->n, M->n, threads);
 }
 
+/* project() of Q, K and V, which share their input, in one parallel loop */
+static int project_qkv(int isa, const rs_layer_args *L, const float *x, int64_t t, float *q, float *k, float *v,
+                       int fast, int threads) {
+    const rs_matrix *M[3] = {&L->wq, &L->wk, &L->wv};
+    float *out[3] = {q, k, v};
+    rs_dot_args A[3];
+    const rs_dot_args *jobs[3];
+    int64_t n[3];
+    for (int j = 0; j < 3; j++) {
+        A[j] = (rs_dot_args){M[j]->p, M[j]->wtype, M[j]->d, NULL, x, t, out[j], M[j]->n, fast};
+        jobs[j] = &A[j];
+        n[j] = M[j]->n;
+    }
+    return rs_dot_jobs(isa, jobs, n, n, 3, threads);
+}
+
 int rs_layer(int isa, const rs_layer_args *L, const float *x, int64_t t, float *const *k, float *const *v,
              const int64_t *cache_len, int64_t n_seq, const int64_t *seq, const int64_t *positions,
              float *x_out, float *h, uint8_t *mask, int fast, int threads) {
@@ -28,9 +44,7 @@ int rs_layer(int isa, const rs_layer_args *L, const float *x, int64_t t, float *
     float *a = buf, *q = a + t * dim, *qr = q + t * dim, *kn = qr + t * dim, *kr = kn + t * kv, *vn = kr + t * kv,
           *o = vn + t * kv, *r = x_out; /* the residual lives in x_out until the FFN's sum replaces it */
     int rc = rs_rmsnorm(x, t, dim, L->attn_norm, L->attn_norm_f16, L->eps, a, threads);
-    if (!rc) rc = project(isa, &L->wq, a, t, q, fast, threads);
-    if (!rc) rc = project(isa, &L->wk, a, t, kn, fast, threads);
-    if (!rc) rc = project(isa, &L->wv, a, t, vn, fast, threads);
+    if (!rc) rc = project_qkv(isa, L, a, t, q, kn, vn, fast, threads);
     if (!rc) rc = rs_rope(q, t, L->n_head, hd, positions, L->rope_base, qr, threads);
     if (!rc) rc = rs_rope(kn, t, L->n_kv, hd, positions, L->rope_base, kr, threads);
     if (!rc)
