@@ -30,6 +30,10 @@ FRACTIONS = (0.05, 0.10, 0.20, 0.50, 1.00)
 BATCHES = (1, 16)
 DTYPES = ("float32", "float16")  # timed by default; any of reference.quant.WEIGHT_TYPES may be asked for
 POWERINFER_MS = (1.9, 2.4)  # 4096x11008 F16 FFN, 1,100 active neurons, 2 threads, cold cache
+# Issue 11's goals (they tightened the earlier 1.10 and 70%): deterministic within 5% of fast for
+# every op, and the share of a streaming read each sparse kernel reaches at 10% active.
+DET_OVER_FAST = 1.05
+OF_STREAM = {"sparse_matvec": 0.70, "sparse_axpy": 0.80}
 BLAS = "openblas"  # not a backend: the dense FFN as plain numpy matmuls, for reference
 
 
@@ -426,14 +430,14 @@ def targets(report: Report, backend: str = "cython") -> list[Target]:
             f = _find(report, op=op, **{**det, "mode": "fast"})
             out.append(Target(
                 f"{dtype} {op}: det time / fast time", f"{d.median_s / f.median_s:.2f}" if d and f else "-",
-                "<= 1.10", d.median_s / f.median_s <= 1.10 if d and f else None,
+                f"<= {DET_OVER_FAST:.2f}", d.median_s / f.median_s <= DET_OVER_FAST if d and f else None,
             ))
-        for op in ("sparse_matvec", "sparse_axpy"):
+        for op, share in OF_STREAM.items():
             d = _find(report, op=op, **det)
             out.append(Target(
                 f"{dtype} {op} det: fraction of streaming read",
                 f"{d.of_stream:.0%} ({d.gbps:.1f} GB/s)" if d else "-",
-                ">= 70%", d.of_stream >= 0.70 if d else None,
+                f">= {share:.0%}", d.of_stream >= share if d else None,
             ))
         for op in OPS:
             d = _find(report, op=op, **det)
