@@ -41,8 +41,8 @@ import numpy as np
 
 from reprosparse.reference.quant import QuantizedMatrix
 
+from . import layer_cases
 from .cases import Case
-from .quant_cases import quantized
 
 FILE = "golden.json"
 CANONICAL_NAN = np.uint32(0x7FC00000)
@@ -213,35 +213,17 @@ def _cache_op_inputs(rng: np.random.Generator) -> list[tuple[str, str, dict[str,
     out.append(("attend-only", "attention_batch",  # no new_k, new_v: the caches are read, not written
                 {"q": rng.standard_normal((3, 4, 8)).astype(f32), "k": caches([5, 3], 2, 8), "v": caches([5, 3], 2, 8),
                  "seq": np.array([0, 1, 1]), "positions": np.array([4, 0, 2])}))
-    # decoder_layer: 4 heads over 2 KV heads of width 8; sequence 0's prompt at 1..3 and decode rows of
-    # sequences 1 and 2
+    # decoder_layer: dim 32, 4 heads over 2 KV heads of width 8, 40 FFN neurons, a predictor of rank 32 (one
+    # Q4_0 block); sequence 0's prompt at 1..3 and decode rows of sequences 1 and 2
     for name, dtype, ffn in [("sparse-float32", "float32", "sparse"), ("sparse-float16", "float16", "sparse"),
                              ("dense", "float32", "dense"), ("sparse-q4_0", "q4_0", "sparse")]:
         out.append((name, "decoder_layer",
-                    {"x": rng.standard_normal((5, 32)).astype(f32), "layer": _small_layer(rng, dtype, ffn),
+                    {"x": rng.standard_normal((5, 32)).astype(f32),
+                     "layer": layer_cases.small_layer(rng, 32, 16, 40, 32, dtype, predictor=ffn == "sparse"),
                      "k": caches([5, 8, 5], 2, 8), "v": caches([5, 8, 5], 2, 8), "seq": np.array([0, 1, 0, 0, 2]),
                      "positions": np.array([1, 6, 2, 3, 4]), "n_head": 4, "n_head_kv": 2, "eps": 1e-5,
                      "rope_base": 10000.0, "ffn": ffn, **({"threshold": 0.0} if ffn == "sparse" else {})}))
     return out
-
-
-def _small_layer(rng: np.random.Generator, dtype: str, ffn: str) -> SimpleNamespace:
-    """A model Layer's fields for dim 32, 2 KV heads of width 8, 40 FFN neurons and a predictor of rank
-    32 (a Q4_0 block); a dense FFN's layer has no predictor, which it never reads."""
-    dim, kv, n_ff, rank = 32, 16, 40, 32
-
-    def w(rows: int, cols: int) -> np.ndarray | QuantizedMatrix:  # activations stay O(1) through the layer
-        if dtype == "q4_0":
-            return quantized(rng, (rows, cols), "normal", dtype)
-        return (rng.standard_normal((rows, cols)) / np.sqrt(cols)).astype(dtype)
-
-    def norm() -> np.ndarray:  # norm weights are float32 or float16, never quantized
-        return (1 + 0.1 * rng.standard_normal(dim)).astype(np.float32 if dtype == "q4_0" else dtype)
-
-    return SimpleNamespace(
-        attn_norm=norm(), wq=w(dim, dim), wk=w(kv, dim), wv=w(kv, dim), wo=w(dim, dim), ffn_norm=norm(),
-        gate=w(n_ff, dim), up=w(n_ff, dim), down_t=w(n_ff, dim),
-        **({"fc1": w(rank, dim), "fc2": w(n_ff, rank)} if ffn == "sparse" else {}))
 
 
 #: the ops that store into their caches `k` and `v`: the caches after the call are part of the output

@@ -25,7 +25,9 @@ from typing import Any
 import numpy as np
 
 from reprosparse import reference
+from reprosparse.reference.quant import QuantizedMatrix
 
+from . import quant_cases
 from .cases import Case, _values
 
 OP = "decoder_layer"
@@ -46,18 +48,32 @@ def all_cases() -> list[Case]:
     return [Case(OP, fam, name, {**DEFAULT, **p}) for fam, vs in variants.items() for name, p in vs.items()]
 
 
+def small_layer(rng: np.random.Generator, dim: int, kv_rows: int, n_ff: int, rank: int, dtype: str,
+                predictor: bool = True) -> SimpleNamespace:
+    """The fields of a model's Layer: matrices of float32, float16 or a quantized type (norm vectors then
+    float32), scaled so activations stay O(1) through the layer; without fc1 and fc2 if not `predictor`
+    (a dense FFN never reads them)."""
+    quant = dtype in quant_cases.TYPES
+
+    def w(rows: int, cols: int) -> np.ndarray | QuantizedMatrix:
+        if quant:
+            return quant_cases.quantized(rng, (rows, cols), "normal", dtype)
+        return (rng.standard_normal((rows, cols)) / np.sqrt(cols)).astype(dtype)
+
+    def norm() -> np.ndarray:
+        return (1 + 0.1 * rng.standard_normal(dim)).astype(np.float32 if quant else dtype)
+
+    return SimpleNamespace(
+        attn_norm=norm(), wq=w(dim, dim), wk=w(kv_rows, dim), wv=w(kv_rows, dim), wo=w(dim, dim), ffn_norm=norm(),
+        gate=w(n_ff, dim), up=w(n_ff, dim), down_t=w(n_ff, dim),
+        **({"fc1": w(rank, dim), "fc2": w(n_ff, rank)} if predictor else {}))
+
+
 def make_inputs(p: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
     t, dim, n_kv, n_ff, rank, dtype = p["t"], p["dim"], p["n_kv"], p["n_ff"], p["rank"], p["dtype"]
     hd = dim // p["n_head"]
 
-    def w(rows: int, cols: int) -> np.ndarray:  # scaled so activations stay O(1) through the layer
-        return (rng.standard_normal((rows, cols)) / np.sqrt(cols)).astype(dtype)
-
-    layer = SimpleNamespace(  # the fields of a model's Layer
-        attn_norm=(1 + 0.1 * rng.standard_normal(dim)).astype(dtype), wq=w(dim, dim), wk=w(n_kv * hd, dim),
-        wv=w(n_kv * hd, dim), wo=w(dim, dim), ffn_norm=(1 + 0.1 * rng.standard_normal(dim)).astype(dtype),
-        gate=w(n_ff, dim), up=w(n_ff, dim), down_t=w(n_ff, dim), fc1=w(rank, dim), fc2=w(n_ff, rank),
-    )
+    layer = small_layer(rng, dim, n_kv * hd, n_ff, rank, dtype)
     lengths = [t + 4, max(1, t), t + 9]
     k = [_values(rng, (n, n_kv, hd), "normal") for n in lengths]
     v = [_values(rng, (n, n_kv, hd), "normal") for n in lengths]

@@ -20,6 +20,7 @@ from reprosparse import get_backend, reference
 from reprosparse.backends._base import Backend
 from reprosparse.conformance.compare import mismatch
 from reprosparse.model import Runtime, generate, make_model
+from reprosparse.reference._runtime_checks import LAYER_MATRICES, LAYER_NORMS
 
 kernels = pytest.importorskip("reprosparse.backends._cython_kernels")
 from reprosparse.backends.cython_backend import CythonBackend  # noqa: E402
@@ -141,8 +142,7 @@ def test_bad_arguments_are_named(backend, small):
 def test_the_kernel_rechecks_shapes_on_a_direct_call(small):
     """A caller that skips Backend's checks gets a ValueError, not an out-of-bounds read."""
     x, k, v, seq, positions = _step(small)
-    w = {f: getattr(small.layers[0], f) for f in ("attn_norm", "ffn_norm", "wq", "wk", "wv", "wo", "gate", "up",
-                                                   "down_t", "fc1", "fc2")}
+    w = {f: getattr(small.layers[0], f) for f in LAYER_NORMS + LAYER_MATRICES}
     hp = small.hyper
     for field, bad in (("wo", w["wo"][:32]), ("fc2", w["fc2"][:100]), ("attn_norm", w["attn_norm"][:3])):
         with pytest.raises(ValueError, match=field):

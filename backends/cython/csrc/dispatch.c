@@ -250,12 +250,10 @@ int rs_ffn(int isa, const float *x, int64_t t, int64_t d, int64_t n, int64_t d_o
     float *g = gu, *u = gu + t * nrows;
     const rs_dot_args G = {gate, gate_wtype, d, rows, x, t, g, nrows, fast};
     const rs_dot_args U = {up, up_wtype, d, rows, x, t, u, nrows, fast};
-    if (nrows > 0) {
-        /* gate and up in one parallel loop: the pieces of gate, then those of up */
-        const rs_dot_args *const gu_jobs[2] = {&G, &U};
-        const int64_t gu_rows[2] = {nrows, nrows};
-        dot_parallel(K, gu_jobs, gu_rows, 2, threads);
-    }
+    /* gate and up in one parallel loop: the pieces of gate, then those of up */
+    const rs_dot_args *const gu_jobs[2] = {&G, &U};
+    const int64_t gu_rows[2] = {nrows, nrows};
+    dot_parallel(K, gu_jobs, gu_rows, 2, threads);
     /* h = relu(g) * u, +0.0 where the token's own mask is False; written over g */
     for (int64_t ti = 0; ti < t; ti++)
         for (int64_t a = 0; a < nrows; a++) {

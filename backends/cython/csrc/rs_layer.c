@@ -6,25 +6,24 @@
 #include "rs_layer.h"
 #include "rs_runtime.h"
 
+/* M's rows against every row of x (t, M.n), into out */
+static rs_dot_args dot_args(const rs_matrix *M, const float *x, int64_t t, float *out, int fast) {
+    return (rs_dot_args){M->p, M->wtype, M->d, NULL, x, t, out, M->n, fast};
+}
+
 /* out (t, M.n) = lane_dot of every row of M with every row of x */
 static int project(int isa, const rs_matrix *M, const float *x, int64_t t, float *out, int fast, int threads) {
-    const rs_dot_args A = {M->p, M->wtype, M->d, NULL, x, t, out, M->n, fast};
+    const rs_dot_args A = dot_args(M, x, t, out, fast);
     return rs_dot(isa, &A, M->n, M->n, threads);
 }
 
 /* project() of Q, K and V, which share their input, in one parallel loop */
 static int project_qkv(int isa, const rs_layer_args *L, const float *x, int64_t t, float *q, float *k, float *v,
                        int fast, int threads) {
-    const rs_matrix *M[3] = {&L->wq, &L->wk, &L->wv};
-    float *out[3] = {q, k, v};
-    rs_dot_args A[3];
-    const rs_dot_args *jobs[3];
-    int64_t n[3];
-    for (int j = 0; j < 3; j++) {
-        A[j] = (rs_dot_args){M[j]->p, M[j]->wtype, M[j]->d, NULL, x, t, out[j], M[j]->n, fast};
-        jobs[j] = &A[j];
-        n[j] = M[j]->n;
-    }
+    const rs_dot_args A[3] = {dot_args(&L->wq, x, t, q, fast), dot_args(&L->wk, x, t, k, fast),
+                              dot_args(&L->wv, x, t, v, fast)};
+    const rs_dot_args *const jobs[3] = {&A[0], &A[1], &A[2]};
+    const int64_t n[3] = {L->wq.n, L->wk.n, L->wv.n};
     return rs_dot_jobs(isa, jobs, n, n, 3, threads);
 }
 
