@@ -4,18 +4,26 @@ Every case times one public call (argument checks included) on weights that
 were evicted from all cache levels just before (clflush of exactly the rows
 the call reads; see `Evictor`), so the numbers are what a model that does not
 fit in cache sees.  Bandwidth is reported as weight bytes actually read per
-second and as a fraction of a streaming read measured in the same run.
+second and as a fraction of a streaming read.
+
+A shared host's memory bandwidth moves by the minute (here 31 and 50 GB/s a
+minute apart), far more than the differences the targets judge.  So the
+cases that differ only in mode, and a streaming read, are timed side by side:
+each round calls every one of them once, in an order that rotates.  The
+deterministic/fast ratios and each case's share of the stream then compare
+calls made within milliseconds of one another (`time_side_by_side`).
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -67,7 +75,8 @@ class Result(Case):
     min_s: float
     weight_bytes: int
     gbps: float
-    of_stream: float
+    stream_gbps: float  # the streaming read on all cores, timed side by side with this case
+    of_stream: float  # gbps / stream_gbps
 
 
 @dataclass
@@ -127,28 +136,35 @@ def _kernels() -> Any:
 
 
 class Evictor:
-    """Drops weight rows from every cache level before a timed call.
+    """Makes a timed call's weights as cold as a decode step leaves them.
 
-    With the cython extension: clflush of the rows the call will read.  A
-    streaming read of a big buffer is not enough on CPUs whose L3 does not
-    take streamed lines (measured here: "cold" reads then ran from L3).
-    Without the extension, falls back to reading a buffer of 3x the L3 size.
+    First clflush of exactly the rows the call will read (with the cython
+    extension; a streaming read alone is not enough on CPUs whose L3 does not
+    take streamed lines: "cold" reads then ran from L3).  Then a sweep over 3x
+    the L3 on every core, as the rest of a decode step would be: it leaves the
+    TLBs and the cached page-table entries of those rows cold too.  Without it
+    a call found the translations of rows the call before it had read warm:
+    in side-by-side rounds deterministic mode, always the call after the
+    streaming read, ran 13-26% slower than fast mode right after it (float16,
+    10% active, 2 threads); with the sweep the two modes are 0-8% apart.
+
+    The sweep evicts the caller's own state as well (the interpreter, the
+    argument checks' code and data): that cost a 10% float16 sparse_matvec
+    0.12 ms on top of its 0.45 ms.  `run` therefore makes one untimed call of
+    the same op with no active neuron (`idle_inputs`) after the sweep, which
+    reads no weight row: the timed call finds the caller warm, its weights cold.
     """
 
     def __init__(self) -> None:
         self._k = _kernels()
-        self._buffer: np.ndarray | None = None
-        if self._k is None:
-            self._buffer = np.ones(3 * _l3_bytes() // 4, np.float32)
-        self.method = "clflush of the rows read" if self._k is not None else "streaming read of 3x L3"
+        self._sweep = StreamRead(_platform.cpu_count(), max(3 * _l3_bytes(), 64 << 20))
+        self.method = f"{'clflush of the rows read, then ' if self._k else ''}a read of 3x L3 on every core"
 
     def __call__(self, arrays: list[tuple[Weights, np.ndarray | None]]) -> None:
         if self._k is not None:
             for W, rows in arrays:
                 self._k.evict(W, rows)
-        else:
-            assert self._buffer is not None
-            float(self._buffer.sum())
+        self._sweep()  # after the clflush, which loads the rows' translations
 
 
 def _l3_bytes() -> int:
@@ -160,21 +176,34 @@ def _l3_bytes() -> int:
         return 64 << 20
 
 
-def stream_read_gbps(threads: int, repeats: int, size_bytes: int = 512 << 20) -> float:
-    """Median GB/s of one pass over an evicted buffer with `threads` threads."""
-    k = _kernels()
-    buf = np.ones(size_bytes // 4, np.float32)
-    times = []
-    for _ in range(repeats):
-        if k is not None:
-            k.evict(buf)
-            t0 = time.perf_counter()
-            k.read_sum(buf, threads, k.BEST)
+class StreamRead:
+    """The bandwidth reference: one pass of a float32 sum over a buffer well beyond the caches,
+    evicted before each pass (`cold`); numpy's sum, uncached by size alone, without the extension."""
+
+    def __init__(self, threads: int, size_bytes: int = 256 << 20) -> None:
+        self._k = _kernels()
+        self.threads = threads
+        self.buffer = np.ones(size_bytes // 4, np.float32)
+
+    def cold(self) -> None:
+        if self._k is not None:
+            self._k.evict(self.buffer)
+
+    def __call__(self) -> None:
+        if self._k is not None:
+            self._k.read_sum(self.buffer, self.threads, self._k.BEST)
         else:
-            t0 = time.perf_counter()
-            float(buf.sum())
-        times.append(time.perf_counter() - t0)
-    return buf.nbytes / statistics.median(times) / 1e9
+            float(self.buffer.sum())
+
+    def gbps(self, seconds: float) -> float:
+        return self.buffer.nbytes / seconds / 1e9
+
+
+def stream_read_gbps(threads: int, repeats: int) -> float:
+    """Median GB/s of `repeats` passes of the streaming read with `threads` threads."""
+    read = StreamRead(threads)
+    (times,) = time_side_by_side([(read, read.cold)], repeats)
+    return read.gbps(statistics.median(times))
 
 
 # ---- the workload ---------------------------------------------------------------
@@ -272,6 +301,14 @@ def make_inputs(layer: Layer, batch: int, fraction: float, seed: int = 1) -> Inp
     return Inputs(x, rows, mask, h, rows[live])
 
 
+def idle_inputs(batch: int) -> Inputs:
+    """Inputs with no active neuron: a call with them runs an op's Python and native entry and
+    reads no weight row (see Evictor)."""
+    rows = np.empty(0, np.int32)
+    return Inputs(np.zeros((batch, D), np.float32), rows, np.zeros((batch, N), bool), np.zeros((batch, 0), np.float32),
+                  rows)
+
+
 def weight_bytes(op: str, layer: Layer, inp: Inputs, backend: str) -> int:
     wt = weight_type(layer.gate)
     row = D * 4 if backend == BLAS else row_bytes(wt, D) if wt in BLOCK_BYTES else D * np.dtype(wt).itemsize
@@ -309,15 +346,22 @@ def _touched(op: str, layer: Layer, inp: Inputs, backend: str) -> list[tuple[Wei
     return [(layer.gate, None), (layer.up, None), (layer.down_t, None)]
 
 
-def time_call(fn: Callable[[], Any], cold: Callable[[], None], repeats: int) -> tuple[float, float]:
-    fn()  # warm-up: thread pool start, allocations
-    times = []
-    for _ in range(repeats):
-        cold()
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), min(times)
+def time_side_by_side(calls: Sequence[tuple[Callable[[], Any], Callable[[], None]]], repeats: int) -> list[list[float]]:
+    """Seconds of each (call, make it cold) pair in `repeats` rounds; a round times every call once,
+    starting one further along each time, so the host's drift and any after-effect of one call
+    on the next fall on all of them alike."""
+    for fn, _ in calls:
+        fn()  # warm-up: thread pool start, allocations
+    times: list[list[float]] = [[] for _ in calls]
+    for r in range(repeats):
+        for i in range(len(calls)):
+            j = (r + i) % len(calls)
+            fn, cold = calls[j]
+            cold()
+            t0 = time.perf_counter()
+            fn()
+            times[j].append(time.perf_counter() - t0)
+    return times
 
 
 # ---- the plan -------------------------------------------------------------------
@@ -334,6 +378,12 @@ def cases(plan: Plan) -> Iterator[Case]:
     yield from (c for c in planned if c.backend in _BLAS_USERS)
 
 
+def groups(plan: Plan) -> Iterator[list[Case]]:
+    """cases(plan) in runs that differ only in mode: each run is timed side by side."""
+    for _, run_ in itertools.groupby(cases(plan), key=lambda c: replace(c, mode="")):
+        yield list(run_)
+
+
 _BLAS_USERS = ("numpy", BLAS)
 
 
@@ -348,13 +398,9 @@ def _planned(plan: Plan) -> Iterator[Case]:
                 for op in OPS:
                     for name in plan.backends:
                         b = _registry.get_backend(name)
-                        for mode in plan.modes:
-                            if (name, mode) in plan.skip:
-                                continue
-                            if not b.has_threads:
-                                yield Case(op, dtype, batch, fraction, name, mode, None)
-                                continue
-                            for threads in plan.threads:
+                        modes = [m for m in plan.modes if (name, m) not in plan.skip]
+                        for threads in plan.threads if b.has_threads else (None,):
+                            for mode in modes:  # adjacent: groups() times them side by side
                                 yield Case(op, dtype, batch, fraction, name, mode, threads)
 
 
@@ -363,34 +409,52 @@ def run(plan: Plan, progress: Callable[[Case], None] | None = None) -> Report:
     cores = _platform.cpu_count()
     for threads in sorted({1, cores}):
         report.stream_gbps[f"{threads} thread{'s' * (threads > 1)}"] = stream_read_gbps(threads, plan.repeats)
-    stream_all = report.stream_gbps[f"{cores} thread{'s' * (cores > 1)}"]
+    stream = StreamRead(cores)
     evict = Evictor()
     report.machine["cold cache"] = evict.method
     layers: dict[str, Layer] = {}
     inputs: dict[tuple[str, int, float], Inputs] = {}
-    for case in cases(plan):
+    for group in groups(plan):
         if progress:
-            progress(case)
-        if case.dtype not in layers:
+            for case in group:
+                progress(case)
+        first = group[0]
+        if first.dtype not in layers:
             layers.clear()  # one dtype's weights in memory at a time
             inputs.clear()
-            layers[case.dtype] = Layer.make(case.dtype)
-        layer = layers[case.dtype]
-        key = (case.dtype, case.batch, case.fraction)
+            layers[first.dtype] = Layer.make(first.dtype)
+        layer = layers[first.dtype]
+        key = (first.dtype, first.batch, first.fraction)
         if key not in inputs:
-            inputs[key] = make_inputs(layer, case.batch, case.fraction)
+            inputs[key] = make_inputs(layer, first.batch, first.fraction)
         inp = inputs[key]
-        b = None if case.backend == BLAS else _registry.get_backend(case.backend)
-        fn = _call(case.op, b, layer, inp, case.mode, case.threads)
-        touched = _touched(case.op, layer, inp, case.backend)
-        med, best = time_call(fn, functools.partial(evict, touched), plan.repeats)
-        nbytes = weight_bytes(case.op, layer, inp, case.backend)
-        gbps = nbytes / med / 1e9
-        report.results.append(Result(
-            **asdict(case), median_s=med, min_s=best, weight_bytes=nbytes, gbps=gbps, of_stream=gbps / stream_all,
-        ))
+        b = None if first.backend == BLAS else _registry.get_backend(first.backend)
+        evict_rows = functools.partial(evict, _touched(first.op, layer, inp, first.backend))
+        calls = [(_call(c.op, b, layer, inp, c.mode, c.threads), _cold(evict_rows, c, b, layer)) for c in group]
+        *times, stream_times = time_side_by_side([*calls, (stream, stream.cold)], plan.repeats)
+        stream_gbps = stream.gbps(statistics.median(stream_times))
+        nbytes = weight_bytes(first.op, layer, inp, first.backend)
+        for case, t in zip(group, times, strict=True):
+            gbps = nbytes / statistics.median(t) / 1e9
+            report.results.append(Result(
+                **asdict(case), median_s=statistics.median(t), min_s=min(t), weight_bytes=nbytes, gbps=gbps,
+                stream_gbps=stream_gbps, of_stream=gbps / stream_gbps,
+            ))
     report.machine["load average at end"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
     return report
+
+
+def _cold(evict_rows: Callable[[], None], case: Case, b: Backend | None, layer: Layer) -> Callable[[], None]:
+    """Weights cold, the caller warm (see Evictor); a dense FFN reads every row, so its caller is
+    warmed by the call itself."""
+    if case.op not in OPS:
+        return evict_rows
+    idle = _call(case.op, b, layer, idle_inputs(case.batch), case.mode, case.threads)
+
+    def cold() -> None:
+        evict_rows()
+        idle()
+    return cold
 
 
 # ---- the issue's targets ----------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from reprosparse import bench
 
 
@@ -22,7 +24,8 @@ def test_targets_judge_against_issue_11s_goals():
     cores = bench._platform.cpu_count()
 
     def result(op, mode, median_s, of_stream):
-        return bench.Result(op, "float16", 1, 0.10, "cython", mode, cores, median_s, median_s, 1, 1.0, of_stream)
+        return bench.Result(op, "float16", 1, 0.10, "cython", mode, cores, median_s=median_s, min_s=median_s,
+                            weight_bytes=1, gbps=of_stream, stream_gbps=1.0, of_stream=of_stream)
 
     def verdicts(ratio, share):
         report = bench.Report({}, {}, [result("sparse_axpy", "deterministic", ratio, share),
@@ -33,3 +36,43 @@ def test_targets_judge_against_issue_11s_goals():
 
     assert verdicts(1.049, 0.801) == (True, True)
     assert verdicts(1.051, 0.799) == (False, False)
+
+
+def test_cases_that_differ_only_in_mode_are_timed_together():
+    plan = bench.Plan(backends=("numpy", "cython"), modes=("deterministic", "fast"), threads=(1, 2),
+                      fractions=(0.1,), batches=(1,), dtypes=("float16",), skip=(("numpy", "deterministic"),))
+    groups = list(bench.groups(plan))
+    assert [c for g in groups for c in g] == list(bench.cases(plan))
+    for g in groups:
+        assert len({dataclasses.replace(c, mode="") for c in g}) == 1
+    cython = [g for g in groups if g[0].backend == "cython"]
+    assert len(cython) == len(bench.OPS) * 2  # per op and thread count: both modes in one group
+    assert all(sorted(c.mode for c in g) == ["deterministic", "fast"] for g in cython)
+
+
+def test_side_by_side_rounds_rotate_and_evict_before_each_call():
+    log: list[str] = []
+    calls = [(lambda n=n: log.append(n), lambda n=n: log.append("cold " + n)) for n in "abc"]
+    times = bench.time_side_by_side(calls, repeats=3)
+    assert [len(t) for t in times] == [3, 3, 3]
+    warm, timed = log[:3], log[3:]
+    assert warm == ["a", "b", "c"]
+    pairs = [(timed[i], timed[i + 1]) for i in range(0, len(timed), 2)]
+    assert all(cold == "cold " + call for cold, call in pairs)
+    assert [call for _, call in pairs] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+
+
+def test_the_warming_call_reads_no_weight_row():
+    """Evictor leaves the caller cold; run() warms it with the same op on idle_inputs, which must
+    select nothing, or the timed call would find some of its rows cached."""
+    import numpy as np
+
+    from reprosparse import get_backend
+
+    zeros = np.zeros((bench.N, bench.D), np.float16)  # untouched pages: no memory used
+    layer = bench.Layer("float16", zeros, zeros, zeros)
+    idle = bench.idle_inputs(2)
+    assert idle.rows.size == 0 and not idle.mask.any() and idle.h.shape == (2, 0)
+    for op in bench.OPS:
+        out = bench._call(op, get_backend("numpy"), layer, idle, "fast", None)()
+        assert out.shape[0] == 2 and not np.any(out), op

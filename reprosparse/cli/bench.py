@@ -188,12 +188,13 @@ def _decode(
         threads = args.threads if args.threads and backend.has_threads else (None,)
         for n_threads in threads:
             with console.status(f"decoding with {name}"):
-                # the host's streaming read right before each configuration, at its thread count
+                # one streaming read per round of steps, at the configurations' thread count
                 rows += decode_speed(model, name, modes, ("dense", "sparse"), n_threads, tokens, depths=[depth],
-                                     prefill=prefill, stream=lambda n: stream_read_gbps(n, repeats=5))
+                                     prefill=prefill, stream=lambda n: stream_read_gbps(n, repeats=1))
     table = Table(title=f"decode: dim {hp.dim}, ff {hp.n_ff}, {hp.n_layer} layers, vocab {hp.vocab}, "
                         f"{weight_type(model.layers[0].gate)}; median of {tokens} tokens after a {len(PROMPT)}-token "
-                        f"prompt; prefill of {prefill} tokens; streaming read measured before each row")
+                        f"prompt, modes and FFN kinds side by side; prefill of {prefill} tokens; stream: median "
+                        "of one read per round")
     for col in ("backend", "mode", "ffn", "threads", "tokens/s", "mean tokens/s", "MB/token", "GB/s", "stream GB/s",
                 "of stream", "s/layer", "s head", f"tokens/s @{depth} layers", "prefill tokens/s"):
         table.add_column(col)
