@@ -171,9 +171,13 @@ Weights = np.ndarray | QuantizedMatrix
 WEIGHT_TYPES = ("float32", "float16", *TYPES)
 
 
+# dtype.name runs Python code in numpy; a decode step asks once per weight matrix and layer
+_FLOAT_NAMES = {np.dtype(np.float32): "float32", np.dtype(np.float16): "float16"}
+
+
 def weight_type(w: Weights) -> str:
     """"float32", "float16", "q8_0", "q4_0" or "q6_k" of a checked weight matrix."""
-    return w.type if isinstance(w, QuantizedMatrix) else w.dtype.name
+    return w.type if isinstance(w, QuantizedMatrix) else _FLOAT_NAMES.get(w.dtype) or w.dtype.name
 
 
 def take_rows(w: Weights, rows: Any) -> Weights:
