@@ -116,6 +116,7 @@ BAD = [
     (["bench", "--backend", "nope"], 2, unknown("--backend", "nope")),
     (["bench", "--json", "{nodir}"], 2, "--json"),
     (["bench", "--tokens", "3"], 2, "--tokens applies only with --decode"),
+    (["bench", "--no-mmap"], 2, "--no-mmap applies only with --decode"),
     (["bench", "--decode", "{m}", "--tokens", "0"], 2, "--tokens: must be >= 1"),
     (["bench", "--decode", "{m}", "--depth", "0"], 2, "--depth"),
     (["bench", "--decode", "{m}", "--quick"], 2, "--quick"),
@@ -306,6 +307,29 @@ def test_generate_options_override_the_environment(files, capsys, monkeypatch, r
     argv = ["generate", files["m"], "-n", "2", "--backend", "numpy", "--mode", "deterministic", "--threads", "2"]
     assert main(argv) == 0
     assert runtime_spy == {"backend": "numpy", "mode": "deterministic", "threads": 2, "ffn": "sparse"}
+
+
+NO_MMAP_RUNS = [
+    ["generate", "-n", "2"],
+    ["audit", "-n", "2", "--repeats", "1", "--backends", "numpy", "--threads", "1"],
+    ["bench", "--tokens", "1", "--prefill", "2", "--backend", "numpy", "--decode"],
+]
+
+
+@pytest.mark.parametrize("command", NO_MMAP_RUNS)
+def test_no_mmap_runs_the_same_model_read_into_memory(files, capsys, monkeypatch, command):
+    import reprosparse.model
+
+    loads: list[bool] = []
+    real = reprosparse.model.load_model
+
+    def spy(path, mmap=True):
+        loads.append(mmap)
+        return real(path, mmap=mmap)
+
+    monkeypatch.setattr(reprosparse.model, "load_model", spy)
+    assert main([*command, files["m"], "--no-mmap"]) == 0
+    assert loads == [False]
 
 
 def test_bench_decode_honours_threads(files, capsys, monkeypatch):

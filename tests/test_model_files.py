@@ -43,6 +43,23 @@ def test_round_trip_both_magics(model: Model, tmp_path: Path, magic: str) -> Non
     assert path.read_bytes()[:4] == magic.encode()  # reading patches the magic in memory only
 
 
+@pytest.mark.parametrize("magic", ["PWRI", "GGUF"])
+def test_no_mmap_reads_the_same_weights_into_read_only_memory_numpy_owns(
+    model: Model, tmp_path: Path, magic: str
+) -> None:
+    path = tmp_path / "m.gguf"
+    save_model(model, path, magic)
+    loaded = load_model(path, mmap=False)
+    _same(model, loaded)
+    layer = loaded.layers[0]
+    for w in (loaded.token_embd, loaded.output, layer.attn_norm, layer.gate, layer.fc2):
+        owner = w
+        while isinstance(owner.base, np.ndarray):
+            owner = owner.base
+        assert not isinstance(owner, np.memmap) and owner.base is None  # no file mapping underneath
+        assert not w.flags.writeable and not owner.flags.writeable  # read-only, as the mapped file is
+
+
 def test_float32_model(tmp_path: Path) -> None:
     m = make_model(**SHAPE, seed=2, dtype="f32")
     save_model(m, tmp_path / "f32.gguf")
@@ -171,16 +188,17 @@ def test_unsupported_type(model: Model, tmp_path: Path, tensor: str, kind: str, 
         load_model(tmp_path / "m.gguf")
 
 
-def test_truncated_file(model: Model, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mmap", [True, False])
+def test_truncated_file(model: Model, tmp_path: Path, mmap: bool) -> None:
     path = tmp_path / "m.gguf"
     save_model(model, path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) - 1000])
     with pytest.raises(ModelFormatError, match=r"output\.weight.*truncated"):
-        load_model(path)
+        load_model(path, mmap=mmap)
     path.write_bytes(data[:100])  # inside the metadata
     with pytest.raises(ModelFormatError, match="truncated or corrupt"):
-        load_model(path)
+        load_model(path, mmap=mmap)
 
 
 def test_not_a_model(tmp_path: Path) -> None:

@@ -22,6 +22,13 @@ def add_model(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", type=model_file, help="model file (GGUF or PowerInfer PWRI)")
 
 
+def add_no_mmap(p: argparse.ArgumentParser, what: str = "") -> None:
+    p.add_argument("--no-mmap", action="store_true",
+                   help=f"{what}read the model file into memory instead of mapping it: numpy's large arrays get "
+                        "transparent huge pages where Linux allows, which made decode a few percent faster "
+                        "(docs/performance.md); the load reads the whole file first")
+
+
 def add_prompt(p: argparse.ArgumentParser, n_default: int, n_help: str = "tokens to generate") -> None:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--tokens", type=token_ids, help="prompt as comma-separated token ids, e.g. 1,2,3")

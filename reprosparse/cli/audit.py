@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from . import CommandFailed, UsageError
 from ._model_args import (
     add_model,
+    add_no_mmap,
     add_prompt,
     check_room,
     named_backends,
@@ -31,6 +32,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
              "fail if deterministic mode ever differs",
     )
     add_model(p)
+    add_no_mmap(p)
     add_prompt(p, n_default=16)
     p.add_argument("--backends", type=names,
                    help="comma-separated (default: every available backend that gives every mode)")
@@ -76,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UsageError(f"--ranks: {exc}") from None
     partitions = [partition(spec, args.modes, "--partitions") for spec in args.partitions]
-    model = load_model(args.model)  # a ModelFormatError names the file and the key
+    model = load_model(args.model, mmap=not args.no_mmap)  # a ModelFormatError names the file and the key
     for split in partitions:
         if (why := weights_refusal(split, model)) is not None:
             raise CommandFailed(f"--partitions {split.spec!r}: {why}")

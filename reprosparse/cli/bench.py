@@ -9,7 +9,7 @@ from typing import Any
 
 from ..reference.quant import WEIGHT_TYPES, weight_type
 from . import UsageError
-from ._model_args import check_room, named_backends, refused_pairs
+from ._model_args import add_no_mmap, check_room, named_backends, refused_pairs
 from ._types import model_file, modes, names, output_file, png_file, positive_int, thread_counts
 
 
@@ -67,6 +67,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help=f"with --decode: timed decode steps per configuration (default {DEFAULT_TOKENS})")
     p.add_argument("--depth", type=positive_int,
                    help=f"with --decode: layer count to extrapolate to (default {DEFAULT_DEPTH})")
+    add_no_mmap(p, "with --decode: ")
     p.add_argument("--prefill", type=positive_int,
                    help=f"with --decode: prompt tokens of the timed prefill step (default {DEFAULT_PREFILL})")
     p.set_defaults(func=run)
@@ -80,8 +81,8 @@ def _check_combination(args: argparse.Namespace) -> None:
         if given:
             raise UsageError(f"{given[0]} times the operator cases, not --decode (use --tokens)")
     else:
-        given = [o for o, v in (("--tokens", args.tokens), ("--depth", args.depth), ("--prefill", args.prefill))
-                 if v is not None]
+        given = [o for o, v in (("--tokens", args.tokens), ("--depth", args.depth), ("--prefill", args.prefill),
+                                ("--no-mmap", args.no_mmap or None)) if v is not None]
         if given:
             raise UsageError(f"{given[0]} applies only with --decode MODEL")
 
@@ -173,7 +174,7 @@ def _decode(
     tokens = args.tokens or DEFAULT_TOKENS
     depth = args.depth or DEFAULT_DEPTH
     prefill = args.prefill or DEFAULT_PREFILL
-    model = load_model(args.decode)  # a ModelFormatError names the file and the key
+    model = load_model(args.decode, mmap=not args.no_mmap)  # a ModelFormatError names the file and the key
     hp = model.hyper
     if max(PROMPT) >= hp.vocab:
         raise UsageError(f"--decode: the timing prompt {PROMPT} needs a vocabulary of {max(PROMPT) + 1} or more; "

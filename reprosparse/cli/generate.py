@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from ._model_args import add_model, add_prompt, backend, partition, prompt_ids
+from ._model_args import add_model, add_no_mmap, add_prompt, backend, partition, prompt_ids
 from ._types import output_file, partition_spec, seed, temperature, thread_count
 
 if TYPE_CHECKING:
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("generate", help="generate tokens from a GGUF/PWRI model; with --prompt, text until EOS")
     add_model(p)
+    add_no_mmap(p)
     add_prompt(p, n_default=16, n_help="tokens to generate: at most, with --prompt (it stops after EOS); "
                "exactly, with --tokens")
     # Omitted, these come from REPROSPARSE_BACKEND / _MODE / _THREADS, like every reprosparse op.
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             if not primary:
                 sys.stdout = open(os.devnull, "w")  # for the life of the process
     err = Console(stderr=True)
-    model = load_model(args.model)  # a ModelFormatError names the file and the key
+    model = load_model(args.model, mmap=not args.no_mmap)  # a ModelFormatError names the file and the key
     prompt = prompt_ids(args, model, default=[1])
     # Text in, text out, as PowerInfer's main: stop at EOS.  Ids in (--tokens): exactly -n ids, for comparisons.
     eos = model.vocabulary.eos if args.prompt is not None and model.vocabulary is not None else None
