@@ -6,8 +6,8 @@ the call reads; see `Evictor`), so the numbers are what a model that does not
 fit in cache sees.  Bandwidth is reported as weight bytes actually read per
 second and as a fraction of a streaming read.
 
-A shared host's memory bandwidth moves by the minute (here 31 and 50 GB/s a
-minute apart), far more than the differences the targets judge.  So the
+A shared host's memory bandwidth moves from one second to the next (here
+between about 30 and 50 GB/s), far more than the differences the targets judge.  So the
 cases that differ only in mode, and a streaming read, are timed side by side:
 each round calls every one of them once, in an order that rotates.  The
 deterministic/fast ratios and each case's share of the stream then compare
@@ -158,7 +158,8 @@ class Evictor:
     def __init__(self) -> None:
         self._k = _kernels()
         self._sweep = StreamRead(_platform.cpu_count(), max(3 * _l3_bytes(), 64 << 20))
-        self.method = f"{'clflush of the rows read, then ' if self._k else ''}a read of 3x L3 on every core"
+        self.method = ("clflush of the rows read, then a read of 3x L3 on every core" if self._k
+                       else "a read of 3x L3 (numpy, one thread)")
 
     def __call__(self, arrays: list[tuple[Weights, np.ndarray | None]]) -> None:
         if self._k is not None:
@@ -445,8 +446,8 @@ def run(plan: Plan, progress: Callable[[Case], None] | None = None) -> Report:
 
 
 def _cold(evict_rows: Callable[[], None], case: Case, b: Backend | None, layer: Layer) -> Callable[[], None]:
-    """Weights cold, the caller warm (see Evictor); a dense FFN reads every row, so its caller is
-    warmed by the call itself."""
+    """Weights cold, the caller warm (see Evictor).  A dense FFN has no call that reads no row, and
+    its 10 ms and more dwarf a cold caller's 0.1 ms: its caller stays cold."""
     if case.op not in OPS:
         return evict_rows
     idle = _call(case.op, b, layer, idle_inputs(case.batch), case.mode, case.threads)

@@ -167,7 +167,7 @@ def _decode(
     from rich.table import Table
 
     from .. import _registry
-    from ..bench import stream_read_gbps
+    from ..bench import StreamRead, time_side_by_side
     from ..model import load_model
     from ..model.bench import PROMPT, decode_speed
 
@@ -181,6 +181,14 @@ def _decode(
                          f"{args.decode} has {hp.vocab}")
     check_room(model, len(PROMPT) + tokens, f"--tokens {tokens} (after the {len(PROMPT)}-token prompt)")
     check_room(model, prefill, f"--prefill {prefill}")
+    reads: dict[int, StreamRead] = {}
+
+    def stream_once(threads: int) -> float:
+        """One streaming read at this thread count (its buffer made once)."""
+        read = reads.setdefault(threads, StreamRead(threads))
+        (seconds,) = time_side_by_side([(read, read.cold)], 1)
+        return read.gbps(seconds[0])
+
     rows = []
     for name in backends:
         modes = [m for m in args.mode if (name, m) not in skip]
@@ -191,7 +199,7 @@ def _decode(
             with console.status(f"decoding with {name}"):
                 # one streaming read per round of steps, at the configurations' thread count
                 rows += decode_speed(model, name, modes, ("dense", "sparse"), n_threads, tokens, depths=[depth],
-                                     prefill=prefill, stream=lambda n: stream_read_gbps(n, repeats=1))
+                                     prefill=prefill, stream=stream_once)
     table = Table(title=f"decode: dim {hp.dim}, ff {hp.n_ff}, {hp.n_layer} layers, vocab {hp.vocab}, "
                         f"{weight_type(model.layers[0].gate)}; median of {tokens} tokens after a {len(PROMPT)}-token "
                         f"prompt, modes and FFN kinds side by side; prefill of {prefill} tokens; stream: median "
