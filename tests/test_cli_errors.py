@@ -332,6 +332,18 @@ def test_no_mmap_runs_the_same_model_read_into_memory(files, capsys, monkeypatch
     assert loads == [False]
 
 
+def test_no_mmap_without_the_memory_says_how_to_map_instead(files, capsys, monkeypatch):
+    import reprosparse.model
+
+    def no_room(path, mmap=True):
+        raise MemoryError("Unable to allocate 13.5 GiB")
+
+    monkeypatch.setattr(reprosparse.model, "load_model", no_room)
+    assert main(["generate", files["m"], "-n", "2", "--no-mmap"]) == 1
+    err = capsys.readouterr().err
+    assert "--no-mmap" in err and "without --no-mmap the file is mapped" in err and "Traceback" not in err
+
+
 def test_bench_decode_honours_threads(files, capsys, monkeypatch):
     threaded = [s.name for s in available_backends().values() if s.available and not s.refused]
     threaded = [n for n in threaded if __import__("reprosparse").get_backend(n).has_threads]

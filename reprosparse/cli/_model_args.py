@@ -29,6 +29,20 @@ def add_no_mmap(p: argparse.ArgumentParser, what: str = "") -> None:
                         "(docs/performance.md); the load reads the whole file first")
 
 
+def load(path: str, no_mmap: bool) -> Model:
+    """The model file, mapped or (--no-mmap) read into memory; a ModelFormatError names the file and
+    the key, and a read-in model that does not fit says how to map it instead."""
+    from ..model import load_model
+
+    try:
+        return load_model(path, mmap=not no_mmap)
+    except MemoryError as exc:
+        if not no_mmap:
+            raise
+        raise CommandFailed(f"--no-mmap: no memory to read {path} into ({_first_line(exc)}); "
+                            "without --no-mmap the file is mapped instead") from None
+
+
 def add_prompt(p: argparse.ArgumentParser, n_default: int, n_help: str = "tokens to generate") -> None:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--tokens", type=token_ids, help="prompt as comma-separated token ids, e.g. 1,2,3")

@@ -12,6 +12,7 @@ from ._model_args import (
     add_no_mmap,
     add_prompt,
     check_room,
+    load,
     named_backends,
     partition,
     prompt_ids,
@@ -59,7 +60,6 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from .. import available_backends, mpi
-    from ..model import load_model
     from ..model.audit import COMPOSITIONS, others_for, rank_runs, report_json, run_audit, summarize
     from . import cli_console
 
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UsageError(f"--ranks: {exc}") from None
     partitions = [partition(spec, args.modes, "--partitions") for spec in args.partitions]
-    model = load_model(args.model, mmap=not args.no_mmap)  # a ModelFormatError names the file and the key
+    model = load(args.model, args.no_mmap)
     for split in partitions:
         if (why := weights_refusal(split, model)) is not None:
             raise CommandFailed(f"--partitions {split.spec!r}: {why}")

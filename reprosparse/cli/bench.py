@@ -9,7 +9,7 @@ from typing import Any
 
 from ..reference.quant import WEIGHT_TYPES, weight_type
 from . import UsageError
-from ._model_args import add_no_mmap, check_room, named_backends, refused_pairs
+from ._model_args import add_no_mmap, check_room, load, named_backends, refused_pairs
 from ._types import model_file, modes, names, output_file, png_file, positive_int, thread_counts
 
 
@@ -168,13 +168,12 @@ def _decode(
 
     from .. import _registry
     from ..bench import StreamRead, time_side_by_side
-    from ..model import load_model
     from ..model.bench import PROMPT, decode_speed
 
     tokens = args.tokens or DEFAULT_TOKENS
     depth = args.depth or DEFAULT_DEPTH
     prefill = args.prefill or DEFAULT_PREFILL
-    model = load_model(args.decode, mmap=not args.no_mmap)  # a ModelFormatError names the file and the key
+    model = load(args.decode, args.no_mmap)
     hp = model.hyper
     if max(PROMPT) >= hp.vocab:
         raise UsageError(f"--decode: the timing prompt {PROMPT} needs a vocabulary of {max(PROMPT) + 1} or more; "

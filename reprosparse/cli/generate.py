@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from ._model_args import add_model, add_no_mmap, add_prompt, backend, partition, prompt_ids
+from ._model_args import add_model, add_no_mmap, add_prompt, backend, load, partition, prompt_ids
 from ._types import output_file, partition_spec, seed, temperature, thread_count
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
     from .. import _config, mpi
-    from ..model import ContextLengthError, Runtime, generate, load_model
+    from ..model import ContextLengthError, Runtime, generate
     from . import CommandFailed, UsageError
 
     settings = _config.current()
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             if not primary:
                 sys.stdout = open(os.devnull, "w")  # for the life of the process
     err = Console(stderr=True)
-    model = load_model(args.model, mmap=not args.no_mmap)  # a ModelFormatError names the file and the key
+    model = load(args.model, args.no_mmap)
     prompt = prompt_ids(args, model, default=[1])
     # Text in, text out, as PowerInfer's main: stop at EOS.  Ids in (--tokens): exactly -n ids, for comparisons.
     eos = model.vocabulary.eos if args.prompt is not None and model.vocabulary is not None else None
