@@ -75,8 +75,9 @@ class Result(Case):
     min_s: float
     weight_bytes: int
     gbps: float
-    stream_gbps: float  # the streaming read on all cores, timed side by side with this case
-    of_stream: float  # gbps / stream_gbps
+    stream_gbps: float  # the streaming read on all cores, timed side by side with this case (median)
+    of_stream: float  # median over the rounds of this case's GB/s over the read's GB/s in the same round
+    round_s: tuple[float, ...] = ()  # seconds of each round, in round order (paired with the group's)
 
 
 @dataclass
@@ -433,13 +434,13 @@ def run(plan: Plan, progress: Callable[[Case], None] | None = None) -> Report:
         evict_rows = functools.partial(evict, _touched(first.op, layer, inp, first.backend))
         calls = [(_call(c.op, b, layer, inp, c.mode, c.threads), _cold(evict_rows, c, b, layer)) for c in group]
         *times, stream_times = time_side_by_side([*calls, (stream, stream.cold)], plan.repeats)
-        stream_gbps = stream.gbps(statistics.median(stream_times))
         nbytes = weight_bytes(first.op, layer, inp, first.backend)
         for case, t in zip(group, times, strict=True):
-            gbps = nbytes / statistics.median(t) / 1e9
+            share = statistics.median(nbytes / a / stream.gbps(s) / 1e9 for a, s in zip(t, stream_times, strict=True))
             report.results.append(Result(
-                **asdict(case), median_s=statistics.median(t), min_s=min(t), weight_bytes=nbytes, gbps=gbps,
-                stream_gbps=stream_gbps, of_stream=gbps / stream_gbps,
+                **asdict(case), median_s=statistics.median(t), min_s=min(t), weight_bytes=nbytes,
+                gbps=nbytes / statistics.median(t) / 1e9, stream_gbps=stream.gbps(statistics.median(stream_times)),
+                of_stream=share, round_s=tuple(t),
             ))
     report.machine["load average at end"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
     return report
@@ -468,6 +469,14 @@ class Target:
     met: bool | None  # None: not measured in this run
 
 
+def paired_ratio(a: Result, b: Result) -> float:
+    """a's time over b's, the median over the rounds they shared: a round's two calls ran
+    milliseconds apart, so the host's phase cancels out (the ratio of medians, if not side by side)."""
+    if len(a.round_s) == len(b.round_s) > 0:
+        return statistics.median(x / y for x, y in zip(a.round_s, b.round_s, strict=True))
+    return a.median_s / b.median_s
+
+
 def _find(report: Report, **want: Any) -> Result | None:
     for r in report.results:
         if all(getattr(r, k) == v for k, v in want.items()):
@@ -494,8 +503,8 @@ def targets(report: Report, backend: str = "cython") -> list[Target]:
             d = _find(report, op=op, **det)
             f = _find(report, op=op, **{**det, "mode": "fast"})
             out.append(Target(
-                f"{dtype} {op}: det time / fast time", f"{d.median_s / f.median_s:.2f}" if d and f else "-",
-                f"<= {DET_OVER_FAST:.2f}", d.median_s / f.median_s <= DET_OVER_FAST if d and f else None,
+                f"{dtype} {op}: det time / fast time", f"{paired_ratio(d, f):.2f}" if d and f else "-",
+                f"<= {DET_OVER_FAST:.2f}", paired_ratio(d, f) <= DET_OVER_FAST if d and f else None,
             ))
         for op, share in OF_STREAM.items():
             d = _find(report, op=op, **det)

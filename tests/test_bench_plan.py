@@ -38,6 +38,21 @@ def test_targets_judge_against_issue_11s_goals():
     assert verdicts(1.051, 0.799) == (False, False)
 
 
+def test_det_over_fast_pairs_the_rounds():
+    """A slow host phase in round 2 slows both modes; paired per round it cancels, as medians do not."""
+    cores = bench._platform.cpu_count()
+
+    def result(mode, rounds):
+        return bench.Result("sparse_matvec", "float16", 1, 0.10, "cython", mode, cores, median_s=sorted(rounds)[1],
+                            min_s=min(rounds), weight_bytes=1, gbps=1.0, stream_gbps=1.0, of_stream=1.0,
+                            round_s=rounds)
+
+    det, fast = result("deterministic", (1.0, 2.0, 2.2)), result("fast", (1.0, 2.0, 1.0))
+    assert det.median_s / fast.median_s == 2.0 and bench.paired_ratio(det, fast) == 1.0
+    found = {t.what: t for t in bench.targets(bench.Report({}, {}, [det, fast]))}
+    assert found["float16 sparse_matvec: det time / fast time"].met is True
+
+
 def test_cases_that_differ_only_in_mode_are_timed_together():
     plan = bench.Plan(backends=("numpy", "cython"), modes=("deterministic", "fast"), threads=(1, 2),
                       fractions=(0.1,), batches=(1,), dtypes=("float16",), skip=(("numpy", "deterministic"),))
