@@ -200,6 +200,13 @@ class StreamRead:
     def gbps(self, seconds: float) -> float:
         return self.buffer.nbytes / seconds / 1e9
 
+    def once(self) -> float:
+        """GB/s of one cold pass (no warm-up: for a caller whose threads are already running)."""
+        self.cold()
+        t0 = time.perf_counter()
+        self()
+        return self.gbps(time.perf_counter() - t0)
+
 
 def stream_read_gbps(threads: int, repeats: int) -> float:
     """Median GB/s of `repeats` passes of the streaming read with `threads` threads."""
@@ -437,16 +444,18 @@ def run(plan: Plan, progress: Callable[[Case], None] | None = None) -> Report:
         if first.backend in _BLAS_USERS:  # OpenBLAS's threads spin after a call: a read right after it would
             # lose a core, so these baselines are set against the run's opening read, which no BLAS call preceded
             times = time_side_by_side(calls, plan.repeats)
-            stream_times = [stream.buffer.nbytes / (stream_all * 1e9)] * plan.repeats
+            read_gbps = [stream_all] * plan.repeats
         else:
-            *times, stream_times = time_side_by_side([*calls, (stream, stream.cold)], plan.repeats)
+            *times, read_s = time_side_by_side([*calls, (stream, stream.cold)], plan.repeats)
+            read_gbps = [stream.gbps(s) for s in read_s]
         nbytes = weight_bytes(first.op, layer, inp, first.backend)
         for case, t in zip(group, times, strict=True):
-            share = statistics.median(nbytes / a / stream.gbps(s) / 1e9 for a, s in zip(t, stream_times, strict=True))
+            median_s = statistics.median(t)
             report.results.append(Result(
-                **asdict(case), median_s=statistics.median(t), min_s=min(t), weight_bytes=nbytes,
-                gbps=nbytes / statistics.median(t) / 1e9, stream_gbps=stream.gbps(statistics.median(stream_times)),
-                of_stream=share, round_s=tuple(t),
+                **asdict(case), median_s=median_s, min_s=min(t), weight_bytes=nbytes, gbps=nbytes / median_s / 1e9,
+                stream_gbps=statistics.median(read_gbps),
+                of_stream=statistics.median(nbytes / s / 1e9 / g for s, g in zip(t, read_gbps, strict=True)),
+                round_s=tuple(t),
             ))
     report.machine["load average at end"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
     return report

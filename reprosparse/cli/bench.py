@@ -167,7 +167,7 @@ def _decode(
     from rich.table import Table
 
     from .. import _registry
-    from ..bench import StreamRead, time_side_by_side
+    from ..bench import StreamRead
     from ..model.bench import PROMPT, decode_speed
 
     tokens = args.tokens or DEFAULT_TOKENS
@@ -184,9 +184,9 @@ def _decode(
 
     def stream_once(threads: int) -> float:
         """One streaming read at this thread count (its buffer made once)."""
-        read = reads.setdefault(threads, StreamRead(threads))
-        (seconds,) = time_side_by_side([(read, read.cold)], 1)
-        return read.gbps(seconds[0])
+        if threads not in reads:
+            reads[threads] = StreamRead(threads)
+        return reads[threads].once()
 
     rows = []
     for name in backends:

@@ -12,7 +12,7 @@ gate, up and down_t that the predicted mask selected (all of them when
 dense).  bytes / median step is the weight bandwidth the decode reached; the
 CLI sets it against a streaming read at the same thread count.
 
-A shared host's bandwidth moves by the minute, so the configurations (modes x
+A shared host's bandwidth moves from one second to the next, so the configurations (modes x
 FFN kinds) are timed side by side: each round makes one decode step of every
 configuration, in an order that rotates, and one streaming read; a row's
 stream figure is the median of those reads.
