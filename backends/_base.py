@@ -28,6 +28,7 @@ import numpy as np
 from reprosparse import _config
 from reprosparse.reference import _checks, _runtime_checks
 from reprosparse.reference.ffn import ffn_rows, gated_h
+from reprosparse.reference.predict import predicted
 from reprosparse.reference.quant import Weights, weight_type
 from reprosparse.reference.relu import relu
 
@@ -192,8 +193,7 @@ class Backend(RuntimeOps):
     def _predict(
         self, x: np.ndarray, fc1: Weights, fc2: Weights, thr: np.float32, mode: str, threads: int
     ) -> np.ndarray:
-        z = self._matvec(fc2, relu(self._matvec(fc1, x, mode, threads)), mode, threads)
-        return (z >= thr) | np.isnan(z)
+        return predicted(self._matvec(fc2, relu(self._matvec(fc1, x, mode, threads)), mode, threads), thr)
 
     def _sparse_ffn(
         self, x: np.ndarray, gate: Weights, up: Weights, down_t: Weights,

@@ -3,12 +3,15 @@
 The conformance suite (test_conformance.py) checks the bits of every runtime
 case on every backend; these tests make sure that on opencl those bits come
 from the kernels, not from the inherited reference, and that a device whose
-kernels fail their self-test runs the reference instead and says so.
-Skipped when pyopencl or a device is missing.
+kernels fail their self-test runs the reference instead and says so.  Then
+decoder_layer (layer.py): the same kernels chained on the device, waiting
+only where the spec needs the host, with the reference's bits on make_model's
+layers.  Skipped when pyopencl or a device is missing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import numpy as np
@@ -16,15 +19,18 @@ import pytest
 
 from reprosparse import reference as ref
 from reprosparse.backends import _runtime_ops
+from reprosparse.backends._base import Backend
 from reprosparse.conformance import runtime_cases
 from reprosparse.conformance.compare import mismatch
+from reprosparse.model import make_model
+from reprosparse.reference.quant import QuantizedMatrix
 
 cl = pytest.importorskip("pyopencl", reason="pyopencl is not installed (pip install '.[opencl]')")
 
 import opencl_loaded  # noqa: E402
 
 from reprosparse.backends.opencl import backend as ocl  # noqa: E402
-from reprosparse.backends.opencl import runtime, runtime_selftest, verify  # noqa: E402
+from reprosparse.backends.opencl import layer, runtime, runtime_selftest, verify  # noqa: E402
 
 LAYOUT = "vector4"  # the runtime program does not depend on the layout; one keeps the self-test short
 
@@ -164,6 +170,8 @@ def test_failed_runtime_selftest_falls_back_to_the_reference(own_cache, monkeypa
     with np.errstate(all="ignore"):
         assert mismatch(b.attention_batch(**case.inputs()), runtime_cases.expected("attention_batch",
                                                                                     case.inputs())) is None
+    m = make_model(layers=1, dim=32, ff=40, vocab=260, heads=4, kv_heads=2, seed=1)
+    assert_layer(run_layer(b, m, "sparse", "deterministic"), run_layer(ref, m, "sparse"))  # composed, on the host
     files = len(list(own_cache.glob("*.json")))
     again = load()
     assert again.plan.runtime == why and len(list(own_cache.glob("*.json"))) == files
@@ -175,3 +183,84 @@ def test_layout_faults_leave_the_runtime_kernels_alone(own_cache, monkeypatch):
     if b.plan.runtime is not None and "binary64" in b.plan.runtime:
         pytest.skip(b.plan.runtime)
     assert b.plan.runtime is None and b.refuses("deterministic")
+
+
+# ---- decoder_layer: the kernels chained on the device (layer.py) ----
+
+
+@pytest.fixture(scope="module", params=["f16", "f32", "q4_0"])
+def model(request):
+    return make_model(layers=1, dim=64, ff=200, vocab=300, heads=4, kv_heads=2, seed=7, dtype=request.param)
+
+
+def run_layer(backend, model, ffn, mode=None, layer=None, threshold=None):
+    """A step of sequence 0's 5-token prompt and one decode row each for sequences 1 and 2 through
+    `backend` (a Backend, or the reference module); (out, h, mask, k caches, v caches)."""
+    hp = model.hyper
+    rng = np.random.default_rng(3)
+    k, v = ([rng.standard_normal((12, hp.n_head_kv, hp.head_dim)).astype(np.float32) for _ in range(3)]
+            for _ in range(2))
+    seq, positions = np.array([0] * 5 + [1, 2]), np.array([*range(5), 7, 11])
+    x = model.token_embd[rng.integers(0, hp.vocab, seq.size)].astype(np.float32)
+    kw = {"n_head": hp.n_head, "n_head_kv": hp.n_head_kv, "eps": hp.eps, "rope_base": hp.rope_base, "ffn": ffn,
+          "threshold": hp.sparse_threshold if threshold is None else threshold, **({"mode": mode} if mode else {})}
+    with np.errstate(all="ignore"):
+        out, h, mask = backend.decoder_layer(x, model.layers[0] if layer is None else layer, k, v, seq, positions,
+                                             **kw)
+    return out, h, mask, k, v
+
+
+def assert_layer(got, want):
+    for name, g, w in zip(("out", "h"), got, want, strict=False):
+        assert mismatch(g, w) is None, f"{name}: {mismatch(g, w)}"
+    assert (got[2] is None) == (want[2] is None) and (want[2] is None or np.array_equal(got[2], want[2]))
+    for g, w in zip(got[3] + got[4], want[3] + want[4], strict=True):  # the caches, stored rows included
+        assert mismatch(g, w) is None
+
+
+@pytest.fixture
+def waits(monkeypatch):
+    """The blocking flags of the layer's reads; a hook's own round trip (OpenCLBackend._read) fails."""
+    flags: list[bool] = []
+    read = layer._read
+
+    def counted(be, host, buffer, blocking=True):
+        flags.append(blocking)
+        return read(be, host, buffer, blocking)
+
+    monkeypatch.setattr(layer, "_read", counted)
+    monkeypatch.setattr(ocl.OpenCLBackend, "_read", lambda *a: pytest.fail("a hook's round trip"))
+    return flags
+
+
+@pytest.mark.parametrize("ffn", ["sparse", "dense"])
+def test_layer_runs_on_the_device_and_waits_where_the_spec_needs_the_host(native, no_reference, waits, model, ffn):
+    """The reference's bits (output, h, mask, the stored caches) with every runtime op on its kernel, and
+    the host waiting 4 times (the new keys and values, the predictor's two products, the results), or
+    2 with a dense FFN: not once per operator."""
+    want = run_layer(ref, model, ffn)
+    if want[2] is not None:
+        assert 0 < want[2].sum() < want[2].size  # a real sparse step, neither empty nor dense
+    assert_layer(run_layer(native, model, ffn, "deterministic"), want)
+    assert sum(waits) == (4 if ffn == "sparse" else 2)
+
+
+@pytest.mark.parametrize("ffn", ["sparse", "dense"])
+def test_layer_on_the_device_is_its_own_composition_in_fast_mode(native, model, ffn, monkeypatch):
+    """The same kernels on the same inputs: the chained layer gives the op-by-op composition's bits."""
+    got = run_layer(native, model, ffn, "fast")
+    monkeypatch.setattr(ocl.OpenCLBackend, "_decoder_layer", Backend._decoder_layer)
+    assert_layer(got, run_layer(native, model, ffn, "fast"))
+
+
+def test_layer_with_mixed_weight_types_and_with_no_active_neuron(native, no_reference, model):
+    """An FFN whose matrices differ in type runs the fused kernels' composition on h read back; a step
+    whose predictor selects no neuron adds +0.0 (out = r + 0, which turns -0.0 into +0.0)."""
+    up = model.layers[0].up
+    mixed = dataclasses.replace(model.layers[0], up=up.dequantize() if isinstance(up, QuantizedMatrix)
+                                else up.astype(np.float32 if up.dtype == np.float16 else np.float16))
+    assert_layer(run_layer(native, model, "sparse", "deterministic", layer=mixed),
+                 run_layer(ref, model, "sparse", layer=mixed))
+    none = run_layer(native, model, "sparse", "deterministic", threshold=1e30)
+    assert not none[2].any()
+    assert_layer(none, run_layer(ref, model, "sparse", threshold=1e30))

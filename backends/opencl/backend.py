@@ -25,13 +25,15 @@ transfer costs far more than the kernels.
 
 The runtime's per-token ops (rmsnorm, rope, attention, softmax, argmax, add)
 are kernels/runtime.cl, run by runtime.py when they passed their own
-self-test, else the reference on the host.
+self-test, else the reference on the host.  With them, decoder_layer chains
+every kernel of a layer on device buffers (layer.py).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pyopencl as cl
@@ -41,8 +43,8 @@ from reprosparse.reference.quant import QuantizedMatrix, Weights, weight_type
 from reprosparse.reference.sparse_axpy import BLOCK
 
 from .._base import Backend
-from . import devices
-from .programs import LAYOUTS, ROWS, WEIGHT_TYPES, OpenCLError, ProgramCache, Variant, check_size
+from . import devices, layer
+from .programs import LAYOUTS, ROWS, WEIGHT_TYPES, OpenCLError, ProgramCache, Variant, check_size, one_type
 from .runtime import RuntimeKernels
 from .verify import Plan
 
@@ -272,6 +274,18 @@ class OpenCLBackend(RuntimeKernels, Backend):  # RuntimeKernels: the runtime ops
     def _matvec(self, W: Weights, x: np.ndarray, mode: str, threads: int) -> np.ndarray:
         return self._sparse_matvec(W, x, np.arange(W.shape[0], dtype=np.int32), mode, threads)
 
+    def _dot_on_device(self, variant: Variant, W: Weights, x: cl.Buffer, t: int, rows: np.ndarray) -> cl.Buffer:
+        """Enqueues the (t, m) products of W's rows `rows` (m >= 1) with x (t, d), t, d >= 1."""
+        m = rows.shape[0]
+        check_size("the output", t * m)
+        (w_buf,), r_buf = self._rows_on_device([_bytes(W)], rows)
+        out = self._scratch("the output", t * m * _F32.itemsize)
+        self._launch(
+            variant, "lane_dot", *self._dot_sizes(variant.layout, m, t, variant.tokens),
+            w_buf, np.int32(W.shape[1]), r_buf, np.int32(m), x, np.int32(t), out,
+        )
+        return out
+
     def _sparse_matvec(
         self, W: Weights, x: np.ndarray, rows: np.ndarray, mode: str, threads: int
     ) -> np.ndarray:
@@ -281,15 +295,8 @@ class OpenCLBackend(RuntimeKernels, Backend):  # RuntimeKernels: the runtime ops
         if t == 0 or m == 0 or d == 0:  # nothing to launch; an empty dot product is +0.0
             return np.zeros((t, m), np.float32)
         check_size("x", x.size)
-        check_size("the output", t * m)
-        (w_buf,), r_buf = self._rows_on_device([_bytes(W)], rows)
-        out = np.empty((t, m), np.float32)
-        o_buf = self._scratch("the output", out.nbytes)
-        self._launch(
-            variant, "lane_dot", *self._dot_sizes(variant.layout, m, t, variant.tokens),
-            w_buf, np.int32(d), r_buf, np.int32(m), self._upload(x), np.int32(t), o_buf,
-        )
-        return self._read(out, o_buf, "sparse_matvec")
+        out = self._dot_on_device(variant, W, self._upload(x), t, rows)
+        return self._read(np.empty((t, m), np.float32), out, "sparse_matvec")
 
     def _sparse_axpy(
         self, W: Weights, h: np.ndarray, rows: np.ndarray, mode: str, threads: int
@@ -300,13 +307,14 @@ class OpenCLBackend(RuntimeKernels, Backend):  # RuntimeKernels: the runtime ops
         if t == 0 or d == 0 or m == 0:  # no terms: y stays +0.0
             return np.zeros((t, d), np.float32)
         (w_buf,), r_buf = self._rows_on_device([_bytes(W)], rows)
-        return self._axpy(variant, w_buf, r_buf, rows, self._upload(h), t, m, d)
+        y = self._axpy_on_device(variant, w_buf, r_buf, rows, self._upload(h), t, m, d)
+        return self._read(np.empty((t, d), np.float32), y, "sparse_axpy")
 
-    def _axpy(
+    def _axpy_on_device(
         self, variant: Variant, w_buf: cl.Buffer, r_buf: cl.Buffer,
         rows: np.ndarray, h_buf: cl.Buffer, t: int, m: int, d: int,
-    ) -> np.ndarray:
-        """y (t, d) from weights and h already on the device; rows are the spec's indices.
+    ) -> cl.Buffer:
+        """Enqueues y (t, d) from weights and h already on the device; rows are the spec's indices.
 
         The partials of a tile of tokens are made and folded before the next tile's: each
         token's bits are its own, so tiling changes nothing but the scratch size."""
@@ -321,8 +329,7 @@ class OpenCLBackend(RuntimeKernels, Backend):  # RuntimeKernels: the runtime ops
         per_token = groups * d * _F32.itemsize
         tile = max(1, min(t, min(self.scratch_bytes, self._max_alloc) // per_token))
         partial = self._scratch("sparse_axpy's partials", tile * per_token)
-        y = np.empty((t, d), np.float32)
-        y_buf = self._scratch("the output", y.nbytes)
+        y = self._scratch("the output", t * d * _F32.itemsize)
         s_buf = self._upload(starts)
         if LAYOUTS[variant.layout] == 0:
             columns, local = _round_up(d, COLUMNS), (COLUMNS, 1, 1)
@@ -336,35 +343,51 @@ class OpenCLBackend(RuntimeKernels, Backend):  # RuntimeKernels: the runtime ops
             )
             self._launch(
                 variant, "axpy_fold", (_round_up(count * d, COLUMNS),), (COLUMNS,),
-                partial, np.int32(groups), np.int32(count * d), y_buf, np.int32(first * d),
+                partial, np.int32(groups), np.int32(count * d), y, np.int32(first * d),
             )
-        return self._read(y, y_buf, "sparse_axpy")
+        return y
 
-    def _sparse_ffn(
-        self, x: np.ndarray, gate: Weights, up: Weights, down_t: Weights,
-        mask: np.ndarray, mode: str, threads: int,
-    ) -> np.ndarray:
-        """g, u and h stay on the device: one kernel for relu(g) * u, then the two axpy kernels."""
-        t, d = x.shape
-        if not weight_type(gate) == weight_type(up) == weight_type(down_t):  # kernels take one weight type
-            return super()._sparse_ffn(x, gate, up, down_t, mask, mode, threads)
-        variant = self._variant(mode, gate, t)
-        rows = ffn_rows(mask)
+    def _ffn_on_device(
+        self, variant: Variant, x: cl.Buffer, t: int, d: int, gate: Weights, up: Weights, down_t: Weights,
+        mask: np.ndarray, rows: np.ndarray,
+    ) -> cl.Buffer:
+        """Enqueues the FFN of x (t, d) with weights of one type and at least one term (rows: ffn_rows(mask));
+        g, u and h stay on the device: one kernel for relu(g) * u, then the two axpy kernels."""
         m = rows.shape[0]
-        out_d = down_t.shape[1]
-        if t == 0 or m == 0 or out_d == 0 or d == 0:  # d == 0: every h is +0.0, every term skipped
-            return np.zeros((t, out_d), np.float32)
-        check_size("x", x.size)
         check_size("h", t * m)
         (g_buf, u_buf, d_buf), r_buf = self._rows_on_device([_bytes(gate), _bytes(up), _bytes(down_t)], rows)
         own = np.ascontiguousarray(mask[:, rows]).view(np.uint8)
         h_buf = self._scratch("h", t * m * _F32.itemsize)
         self._launch(
             variant, "gated_lane_dot", *self._dot_sizes(variant.layout, m, t, variant.tokens),
-            g_buf, u_buf, np.int32(d), r_buf, np.int32(m), self._upload(x), np.int32(t),
-            self._upload(own), h_buf,
+            g_buf, u_buf, np.int32(d), r_buf, np.int32(m), x, np.int32(t), self._upload(own), h_buf,
         )
-        return self._axpy(variant, d_buf, r_buf, rows, h_buf, t, m, out_d)
+        return self._axpy_on_device(variant, d_buf, r_buf, rows, h_buf, t, m, down_t.shape[1])
+
+    def _sparse_ffn(
+        self, x: np.ndarray, gate: Weights, up: Weights, down_t: Weights,
+        mask: np.ndarray, mode: str, threads: int,
+    ) -> np.ndarray:
+        if not one_type(gate, up, down_t):  # the fused kernels take one weight type
+            return super()._sparse_ffn(x, gate, up, down_t, mask, mode, threads)
+        t, d = x.shape
+        y = np.zeros((t, down_t.shape[1]), np.float32)
+        variant = self._variant(mode, gate, t)
+        rows = ffn_rows(mask)
+        if t == 0 or rows.size == 0 or y.size == 0 or d == 0:  # d == 0: every h is +0.0, every term skipped
+            return y
+        check_size("x", x.size)
+        out = self._ffn_on_device(variant, self._upload(x), t, d, gate, up, down_t, mask, rows)
+        return self._read(y, out, "sparse_ffn")
+
+    def _decoder_layer(
+        self, x: np.ndarray, w: dict[str, Any], k: list[np.ndarray], v: list[np.ndarray], seq: np.ndarray,
+        positions: np.ndarray, n_head: int, n_kv: int, eps: np.float32, base: float, thr: np.float32 | None,
+        mode: str, threads: int,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        if not self._runtime_native() or x.shape[0] == 0:  # the runtime ops run on the host: compose
+            return super()._decoder_layer(x, w, k, v, seq, positions, n_head, n_kv, eps, base, thr, mode, threads)
+        return layer.decoder_layer(self, x, w, k, v, seq, positions, n_head, n_kv, eps, base, thr, mode)
 
 
 class OpenCLGpuBackend(OpenCLBackend):

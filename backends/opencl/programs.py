@@ -15,6 +15,8 @@ from importlib import resources
 
 import pyopencl as cl
 
+from reprosparse.reference.quant import Weights, weight_type
+
 #: The layouts of kernels/ops.cl, by the width of their vectors (0: none).
 LAYOUTS = {"grouped": 0, "vector8": 8, "vector4": 4}
 #: Tokens per work-item the host may ask for (backend.tokens_per_item).
@@ -71,6 +73,11 @@ def check_size(what: str, n: int) -> None:
     """ValueError if `what`'s n elements are more than the kernels' int indexes reach."""
     if n > INT_MAX:
         raise ValueError(f"the opencl backend indexes with 32-bit ints; {what} has {n} elements")
+
+
+def one_type(*ws: Weights) -> bool:
+    """Whether the matrices share a weight type: the fused FFN kernels take one."""
+    return len({weight_type(w) for w in ws}) == 1
 
 
 def compile_program(context: cl.Context, device: cl.Device, name: str, options: Sequence[str],

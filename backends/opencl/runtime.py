@@ -57,6 +57,14 @@ def _theta(head_dim: int, base: float) -> np.ndarray:
     return theta
 
 
+def store(k: list[np.ndarray], v: list[np.ndarray], seq: np.ndarray, positions: np.ndarray, new_k: np.ndarray,
+          new_v: np.ndarray) -> None:
+    """The spec's store of a step's keys and values in the host caches: row order, later rows win a tie."""
+    for r in range(seq.shape[0]):
+        k[seq[r]][positions[r]] = new_k[r]
+        v[seq[r]][positions[r]] = new_v[r]
+
+
 class RuntimeKernels:
     """The runtime hooks, on the device when its self-test passed, else the reference's."""
 
@@ -117,6 +125,15 @@ class RuntimeKernels:
             return self._buffer("the KV caches' rows", a.nbytes, cl.mem_flags.READ_ONLY | cl.mem_flags.USE_HOST_PTR, a)
         return self._upload(a)
 
+    # Each op in two parts: `_<op>_on_device` enqueues its kernel on device buffers and returns the
+    # output's buffer (the device layer, layer.py, chains them); the hook uploads, enqueues and reads.
+
+    def _rmsnorm_on_device(self, x: cl.Buffer, t: int, d: int, weight: np.ndarray, eps: np.float32) -> cl.Buffer:
+        y = self._scratch("the output", t * d * 4)
+        kernel = "rmsnorm_f16" if weight.dtype == np.float16 else "rmsnorm_f32"
+        self._runtime_run(kernel, (t,), x, np.int32(d), self._upload(weight), np.float32(eps), y)
+        return y
+
     def _rmsnorm(self, x: np.ndarray, weight: np.ndarray, eps: np.float32, mode: str, threads: int) -> np.ndarray:
         if not self._runtime_native():
             return super()._rmsnorm(x, weight, eps, mode, threads)  # type: ignore[misc]
@@ -124,11 +141,16 @@ class RuntimeKernels:
         if x.size == 0:
             return np.empty((t, d), np.float32)
         check_size("x", x.size)
-        y = np.empty((t, d), np.float32)
-        y_buf = self._scratch("the output", y.nbytes)
-        kernel = "rmsnorm_f16" if weight.dtype == np.float16 else "rmsnorm_f32"
-        self._runtime_run(kernel, (t,), self._upload(x), np.int32(d), self._upload(weight), np.float32(eps), y_buf)
-        return self._read(y, y_buf, "rmsnorm")
+        y = self._rmsnorm_on_device(self._upload(x), t, d, weight, eps)
+        return self._read(np.empty((t, d), np.float32), y, "rmsnorm")
+
+    def _rope_on_device(self, x: cl.Buffer, t: int, n_head: int, head_dim: int, positions: cl.Buffer,
+                        base: float) -> cl.Buffer:
+        """positions: the rows' positions as int32."""
+        y = self._scratch("the output", t * n_head * head_dim * 4)
+        self._runtime_run("rope", (t, head_dim // 2), x, np.int32(n_head), np.int32(head_dim), positions,
+                          self._upload(_theta(head_dim, base)), y)
+        return y
 
     def _rope(self, x: np.ndarray, positions: np.ndarray, base: float, mode: str, threads: int) -> np.ndarray:
         if not self._runtime_native():
@@ -137,28 +159,16 @@ class RuntimeKernels:
         if x.size == 0:
             return np.empty_like(x)
         check_size("x", x.size)
-        y = np.empty_like(x)
-        y_buf = self._scratch("the output", y.nbytes)
-        self._runtime_run(
-            "rope", (t, head_dim // 2), self._upload(x), np.int32(n_head), np.int32(head_dim),
-            self._upload(positions.astype(np.int32)), self._upload(_theta(head_dim, base)), y_buf,
-        )
-        return self._read(y, y_buf, "rope")
+        y = self._rope_on_device(self._upload(x), t, n_head, head_dim, self._upload(positions.astype(np.int32)),
+                                 base)
+        return self._read(np.empty_like(x), y, "rope")
 
-    def _attention_batch(
-        self, q: np.ndarray, k: list[np.ndarray], v: list[np.ndarray], seq: np.ndarray, positions: np.ndarray,
-        new_k: np.ndarray | None, new_v: np.ndarray | None, mode: str, threads: int,
-    ) -> np.ndarray:
-        if not self._runtime_native():
-            return super()._attention_batch(  # type: ignore[misc]
-                q, k, v, seq, positions, new_k, new_v, mode, threads)
-        if new_k is not None and new_v is not None:
-            for r in range(q.shape[0]):  # row order, as the spec'd store: later rows win a tie
-                k[seq[r]][positions[r]] = new_k[r]
-                v[seq[r]][positions[r]] = new_v[r]
-        t, n_head, head_dim = q.shape
-        if q.size == 0:
-            return np.empty_like(q)
+    def _attention_on_device(
+        self, q: cl.Buffer, t: int, n_head: int, head_dim: int, k: list[np.ndarray], v: list[np.ndarray],
+        seq: np.ndarray, positions: np.ndarray, positions32: cl.Buffer,
+    ) -> tuple[cl.Buffer, tuple[cl.Buffer, ...]]:
+        """Attention of t >= 1 rows over the caches as they are now; (its output, and the buffers that
+        may read host memory in place: the caller keeps them until the queue is done with them)."""
         n_kv = k[0].shape[1]
         # Each sequence's rows 0 .. its last position, one sequence after another: all any row reads.
         used = np.unique(seq)
@@ -172,21 +182,36 @@ class RuntimeKernels:
         )
         start = np.array([offset[s] for s in seq.tolist()], np.int64)
         longest = max(rows)
-        check_size("q", q.size)
         check_size("the caches' rows", int(sizes.sum()))
-        out = np.empty_like(q)
-        o_buf = self._scratch("the output", out.nbytes)
+        out = self._scratch("the output", t * n_head * head_dim * 4)
         # The scores of a tile of rows at a time, within the backend's scratch budget (a long prompt's
         # prefill would otherwise need t * n_head * t floats); each row's bits are its own.
         per_row = n_head * longest * 4
         tile = max(1, min(t, min(self.scratch_bytes, self._max_alloc) // per_row))
         scores = self._scratch("attention's scores", tile * per_row)
-        args = (self._upload(q), np.int32(n_head), np.int32(head_dim), np.int32(n_kv), self._host_input(packed_k),
-                self._host_input(packed_v), self._upload(start), self._upload(positions.astype(np.int32)),
+        caches = (self._host_input(packed_k), self._host_input(packed_v))
+        args = (q, np.int32(n_head), np.int32(head_dim), np.int32(n_kv), *caches, self._upload(start), positions32,
                 attention_scale(head_dim), scores, np.int32(longest))
         for first_row in range(0, t, tile):
-            self._runtime_run("attention", (min(tile, t - first_row), n_head), *args, np.int32(first_row), o_buf)
-        return self._read(out, o_buf, "attention")
+            self._runtime_run("attention", (min(tile, t - first_row), n_head), *args, np.int32(first_row), out)
+        return out, caches
+
+    def _attention_batch(
+        self, q: np.ndarray, k: list[np.ndarray], v: list[np.ndarray], seq: np.ndarray, positions: np.ndarray,
+        new_k: np.ndarray | None, new_v: np.ndarray | None, mode: str, threads: int,
+    ) -> np.ndarray:
+        if not self._runtime_native():
+            return super()._attention_batch(  # type: ignore[misc]
+                q, k, v, seq, positions, new_k, new_v, mode, threads)
+        if new_k is not None and new_v is not None:
+            store(k, v, seq, positions, new_k, new_v)
+        t, n_head, head_dim = q.shape
+        if q.size == 0:
+            return np.empty_like(q)
+        check_size("q", q.size)
+        out, _in_place = self._attention_on_device(self._upload(q), t, n_head, head_dim, k, v, seq, positions,
+                                                   self._upload(positions.astype(np.int32)))
+        return self._read(np.empty_like(q), out, "attention")  # blocks: the caches' buffers may go after it
 
     def _softmax(self, x: np.ndarray, lengths: np.ndarray, mode: str, threads: int) -> np.ndarray:
         if not self._runtime_native():
@@ -213,13 +238,15 @@ class RuntimeKernels:
         self._runtime_run("argmax", (t,), self._upload(x), np.int32(n), o_buf)
         return self._read(out, o_buf, "argmax")
 
+    def _add_on_device(self, a: cl.Buffer, b: cl.Buffer, n: int) -> cl.Buffer:
+        y = self._scratch("the output", n * 4)
+        self._runtime_run("add", (n,), a, b, y)
+        return y
+
     def _add(self, a: np.ndarray, b: np.ndarray, mode: str, threads: int) -> np.ndarray:
         if not self._runtime_native():
             return super()._add(a, b, mode, threads)  # type: ignore[misc]
         if a.size == 0:
             return np.empty_like(a)
         check_size("a", a.size)
-        y = np.empty_like(a)
-        y_buf = self._scratch("the output", y.nbytes)
-        self._runtime_run("add", (a.size,), self._upload(a), self._upload(b), y_buf)
-        return self._read(y, y_buf, "add")
+        return self._read(np.empty_like(a), self._add_on_device(self._upload(a), self._upload(b), a.size), "add")
