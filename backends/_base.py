@@ -16,6 +16,8 @@ add) come from `RuntimeOps` (_runtime_ops.py), with optional hooks that
 default to the reference.  `decoder_layer` is one whole decoder layer; its
 optional hook `_decoder_layer` defaults to the composition of the backend's
 own hooks, and a backend overrides it to run the layer in one native call.
+`decoder_layers` runs a stack of them through the same hook, its arguments
+checked once.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 
 from reprosparse import _config
 from reprosparse.reference import _checks, _runtime_checks
+from reprosparse.reference.decoder_layer import Observer
 from reprosparse.reference.ffn import ffn_rows, gated_h
 from reprosparse.reference.predict import predicted
 from reprosparse.reference.quant import Weights, weight_type
@@ -168,12 +171,39 @@ class Backend(RuntimeOps):
         """
         x, w, ks, vs, seq, positions, n_head, n_kv, eps32, base, thr = _runtime_checks.decoder_layer_args(
             x, layer, k, v, seq, positions, n_head, n_head_kv, eps, rope_base, threshold, ffn)
-        self._take(**{f: w[f] for f in w if f not in _runtime_checks.LAYER_NORMS})
-        for f in _runtime_checks.LAYER_NORMS:
-            w[f] = np.ascontiguousarray(w[f])
+        self._take_layer(w)
         mode, threads = self._resolve(mode, threads)
         return self._decoder_layer(np.ascontiguousarray(x), w, ks, vs, seq, positions, n_head, n_kv, eps32, base, thr,
                                    mode, threads)
+
+    def decoder_layers(
+        self, x: Any, layers: Sequence[Any], k: Sequence[Sequence[Any]], v: Sequence[Sequence[Any]], seq: Any,
+        positions: Any, *, n_head: int, n_head_kv: int, eps: float, rope_base: float, threshold: float = 0.0,
+        ffn: str = "sparse", observer: Observer | None = None, mode: str | None = None, threads: int | None = None,
+    ) -> np.ndarray:
+        """decoder_layer through every layer of a stack in order (`reference.decoder_layers`), layer i with
+        caches k[i], v[i]: the last layer's output.  Every argument of every layer is checked once, before
+        the first layer runs (a decode step's arguments are checked once, not once per layer);
+        observer(i, h, mask), if given, sees each layer's FFN input and mask as the layer ends."""
+        x, ws, ks, vs, seq, positions, n_head, n_kv, eps32, base, thr = _runtime_checks.decoder_layers_args(
+            x, layers, k, v, seq, positions, n_head, n_head_kv, eps, rope_base, threshold, ffn)
+        for w in ws:
+            self._take_layer(w)
+        mode, threads = self._resolve(mode, threads)
+        x = np.ascontiguousarray(x)
+        for i, w in enumerate(ws):
+            x, h, mask = self._decoder_layer(x, w, ks[i], vs[i], seq, positions, n_head, n_kv, eps32, base, thr,
+                                             mode, threads)
+            if observer is not None:
+                observer(i, h, mask)
+        return x
+
+    def _take_layer(self, w: dict[str, Any]) -> None:
+        """A checked layer's matrices refused unless this backend takes their types; its norm vectors made
+        C-contiguous (in place in w) for the hooks."""
+        self._take(**{f: w[f] for f in w if f not in _runtime_checks.LAYER_NORMS})
+        for f in _runtime_checks.LAYER_NORMS:
+            w[f] = np.ascontiguousarray(w[f])
 
     # ---- hooks: validated 2-D inputs in, 2-D outputs out ----------------
 

@@ -219,9 +219,43 @@ def positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
+def _layer_fields(name: str, layer: Any, ffn: str) -> dict[str, Any]:
+    """A layer's arrays by field name, unchecked; fc1 and fc2 left out for a dense FFN (which never reads them)."""
+    names = LAYER_NORMS + (LAYER_MATRICES if ffn == "sparse" else LAYER_MATRICES[: -len(PREDICTOR)])
+    missing = [f for f in names if not hasattr(layer, f)]
+    if missing:
+        raise TypeError(f"{name} must have the fields {', '.join(names)} (a model's Layer); "
+                        f"{type(layer).__name__} lacks {', '.join(missing)}")
+    return {f: getattr(layer, f) for f in names}
+
+
+def _layer_weights(
+    name: str, w: dict[str, Any], x: np.ndarray, n_kv: int, hd: int, ffn: str, threshold: Any
+) -> tuple[dict[str, Any], np.float32 | None]:
+    """A layer's fields (_layer_fields) checked against x (t, dim) and the heads; the threshold None for a
+    dense FFN.  `name` names the layer in messages."""
+    dim = x.shape[1]
+    for f in LAYER_NORMS:
+        w[f] = norm_weight(f"{name}.{f}", w[f], x)
+    for f, rows in (("wq", dim), ("wk", n_kv * hd), ("wv", n_kv * hd), ("wo", dim)):
+        w[f] = weights(f"{name}.{f}", w[f])
+        if w[f].shape != (rows, dim):
+            raise ValueError(f"{name}.{f} must have shape {(rows, dim)}, got {w[f].shape}")
+    _, w["gate"], w["up"], w["down_t"] = ffn_args(x, w["gate"], w["up"], w["down_t"])
+    if w["down_t"].shape[1] != dim:
+        raise ValueError(f"{name}.down_t must have {dim} columns like x, got shape {w['down_t'].shape}")
+    if ffn != "sparse":
+        return w, None
+    _, w["fc1"], w["fc2"], thr = predict_args(x, w["fc1"], w["fc2"], threshold)
+    if w["fc2"].shape[0] != w["gate"].shape[0]:
+        raise ValueError(f"{name}.fc2 must have one row per FFN neuron ({w['gate'].shape[0]}), "
+                         f"got shape {w['fc2'].shape}")
+    return w, thr
+
+
 def decoder_layer_args(
     x: Any, layer: Any, k: Any, v: Any, seq: Any, positions: Any, n_head: Any, n_head_kv: Any, eps: Any,
-    rope_base: Any, threshold: Any, ffn: Any,
+    rope_base: Any, threshold: Any, ffn: Any, name: str = "layer",
 ) -> tuple[np.ndarray, dict[str, Any], list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray, int, int,
            np.float32, float, np.float32 | None]:
     """The checked arguments of decoder_layer; the layer's arrays as a dict by field name (fc1 and fc2
@@ -229,38 +263,18 @@ def decoder_layer_args(
     if ffn not in FFN_KINDS:
         raise ValueError(f"ffn must be one of {FFN_KINDS}, got {ffn!r}")
     x = f32_array("x", x, "(t, dim)", 2)
-    names = LAYER_NORMS + (LAYER_MATRICES if ffn == "sparse" else LAYER_MATRICES[: -len(PREDICTOR)])
-    missing = [f for f in names if not hasattr(layer, f)]
-    if missing:
-        raise TypeError(f"layer must have the fields {', '.join(names)} (a model's Layer); "
-                        f"{type(layer).__name__} lacks {', '.join(missing)}")
-    w = {f: getattr(layer, f) for f in names}
-    w["wq"] = weights("layer.wq", w["wq"])
-    t, dim = x.shape[0], w["wq"].shape[1]
+    fields = _layer_fields(name, layer, ffn)
+    dim = weights(f"{name}.wq", fields["wq"]).shape[1]
     if x.shape[1] != dim:
-        raise ValueError(f"x must have {dim} columns (layer.wq's), got shape {x.shape}")
+        raise ValueError(f"x must have {dim} columns ({name}.wq's), got shape {x.shape}")
     n_head, n_kv = positive_int("n_head", n_head), positive_int("n_head_kv", n_head_kv)
     if dim % n_head or (dim // n_head) % 2:
         raise ValueError(f"n_head must split the width {dim} into heads of even width, got {n_head}")
     if n_head % n_kv:
         raise ValueError(f"n_head_kv must divide n_head = {n_head}, got {n_kv}")
     hd = dim // n_head
-    for f in LAYER_NORMS:
-        w[f] = norm_weight(f"layer.{f}", w[f], x)
-    for f, rows in (("wq", dim), ("wk", n_kv * hd), ("wv", n_kv * hd), ("wo", dim)):
-        w[f] = weights(f"layer.{f}", w[f])
-        if w[f].shape != (rows, dim):
-            raise ValueError(f"layer.{f} must have shape {(rows, dim)}, got {w[f].shape}")
-    _, w["gate"], w["up"], w["down_t"] = ffn_args(x, w["gate"], w["up"], w["down_t"])
-    if w["down_t"].shape[1] != dim:
-        raise ValueError(f"layer.down_t must have {dim} columns like x, got shape {w['down_t'].shape}")
-    thr = None
-    if ffn == "sparse":
-        _, w["fc1"], w["fc2"], thr = predict_args(x, w["fc1"], w["fc2"], threshold)
-        if w["fc2"].shape[0] != w["gate"].shape[0]:
-            raise ValueError(f"layer.fc2 must have one row per FFN neuron ({w['gate'].shape[0]}), "
-                             f"got shape {w['fc2'].shape}")
-    q = np.empty((t, n_head, hd), np.float32)  # shapes only: the checks of the step's attention
+    w, thr = _layer_weights(name, fields, x, n_kv, hd, ffn, threshold)
+    q = np.empty((x.shape[0], n_head, hd), np.float32)  # shapes only: the checks of the step's attention
     _, ks, vs, seq, positions, _, _ = attention_batch_args(q, k, v, seq, positions)
     if ks[0].shape[1] != n_kv:  # attention_batch_args made every cache's n_head_kv the same
         raise ValueError(f"the caches must have n_head_kv = {n_kv} heads, got k[0] of shape {ks[0].shape}")
@@ -269,3 +283,35 @@ def decoder_layer_args(
         raise ValueError(f"positions must lie in [0, 2**24) (rope), found {int(positions.max())}")
     return (x, w, ks, vs, seq, positions, n_head, n_kv, real_to_f32(real("eps", eps)),
             finite_positive("rope_base", rope_base), thr)
+
+
+def decoder_layers_args(
+    x: Any, layers: Any, k: Any, v: Any, seq: Any, positions: Any, n_head: Any, n_head_kv: Any, eps: Any,
+    rope_base: Any, threshold: Any, ffn: Any,
+) -> tuple[np.ndarray, list[dict[str, Any]], list[list[np.ndarray]], list[list[np.ndarray]], np.ndarray,
+           np.ndarray, int, int, np.float32, float, np.float32 | None]:
+    """decoder_layer_args for a stack: layers[i] with caches k[i], v[i] (lists of one array per sequence,
+    each layer's of the shapes of layer 0's).  Every layer is checked before any runs."""
+    for what, a in (("layers", layers), ("k", k), ("v", v)):
+        if not isinstance(a, (list, tuple)):
+            raise TypeError(f"{what} must be a list, one entry per layer, got {type(a).__name__}")
+    if len(layers) < 1 or len(k) != len(layers) or len(v) != len(layers):
+        raise ValueError(f"layers, k and v must be lists of the same length >= 1 (one entry per layer), "
+                         f"got {len(layers)}, {len(k)} and {len(v)}")
+    x, w0, k0, v0, seq, positions, n_head, n_kv, eps32, base, thr = decoder_layer_args(
+        x, layers[0], k[0], v[0], seq, positions, n_head, n_head_kv, eps, rope_base, threshold, ffn, "layers[0]")
+    ws, ks, vs = [w0], [k0], [v0]
+    for i in range(1, len(layers)):
+        name = f"layers[{i}]"
+        ws.append(_layer_weights(name, _layer_fields(name, layers[i], ffn), x, n_kv, x.shape[1] // n_head, ffn,
+                                 threshold)[0])
+        for what, caches, first, out in (("k", k[i], k0, ks), ("v", v[i], v0, vs)):
+            if not isinstance(caches, (list, tuple)) or len(caches) != len(first):
+                raise ValueError(f"{what}[{i}] must be a list of {len(first)} cache arrays like {what}[0]")
+            arrays = [f32_array(f"{what}[{i}][{s}]", a) for s, a in enumerate(caches)]
+            for s, (a, a0) in enumerate(zip(arrays, first, strict=True)):
+                if a.shape != a0.shape or not (a.flags.c_contiguous and a.flags.writeable):
+                    raise ValueError(f"{what}[{i}][{s}] must be a C-contiguous, writeable array of the shape of "
+                                     f"{what}[0][{s}] {a0.shape}, got shape {a.shape}")
+            out.append(arrays)
+    return x, ws, ks, vs, seq, positions, n_head, n_kv, eps32, base, thr

@@ -14,10 +14,14 @@ this order, and nothing else:
 It returns (out, h, the mask or None): h and the mask are what the runtime's
 observer sees.  A backend may compute the layer in one call; it must give
 these bits, the caches' stored rows included.
+
+`decoder_layers` is a stack of them, as a decode step runs it: the same
+layers in order, with every argument checked once, before the first.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,6 +34,9 @@ from .predict import predict
 from .rmsnorm import rmsnorm
 from .rope import rope
 
+#: observer(layer index, the layer's FFN input h, its predicted mask or None for a dense FFN)
+Observer = Callable[[int, np.ndarray, np.ndarray | None], None]
+
 
 def decoder_layer(
     x: np.ndarray, layer: Any, k: list[np.ndarray], v: list[np.ndarray], seq: np.ndarray, positions: np.ndarray,
@@ -41,6 +48,31 @@ def decoder_layer(
     """
     x, w, k, v, seq, positions, n_head, n_kv, eps32, base, thr = _runtime_checks.decoder_layer_args(
         x, layer, k, v, seq, positions, n_head, n_head_kv, eps, rope_base, threshold, ffn)
+    return _layer(x, w, k, v, seq, positions, n_head, n_kv, eps32, base, thr)
+
+
+def decoder_layers(
+    x: np.ndarray, layers: Sequence[Any], k: Sequence[list[np.ndarray]], v: Sequence[list[np.ndarray]],
+    seq: np.ndarray, positions: np.ndarray, n_head: int, n_head_kv: int, eps: float, rope_base: float,
+    threshold: float = 0.0, ffn: str = "sparse", observer: Observer | None = None,
+) -> np.ndarray:
+    """decoder_layer through layers[0], layers[1], ... in order, layer i with caches k[i], v[i]; the last
+    layer's output.  Every argument is checked before the first layer runs; observer(i, h, mask), if
+    given, sees each layer's FFN input and mask as the layer ends."""
+    x, ws, ks, vs, seq, positions, n_head, n_kv, eps32, base, thr = _runtime_checks.decoder_layers_args(
+        x, layers, k, v, seq, positions, n_head, n_head_kv, eps, rope_base, threshold, ffn)
+    for i, w in enumerate(ws):
+        x, h, mask = _layer(x, w, ks[i], vs[i], seq, positions, n_head, n_kv, eps32, base, thr)
+        if observer is not None:
+            observer(i, h, mask)
+    return x
+
+
+def _layer(
+    x: np.ndarray, w: dict[str, Any], k: list[np.ndarray], v: list[np.ndarray], seq: np.ndarray,
+    positions: np.ndarray, n_head: int, n_kv: int, eps32: np.float32, base: float, thr: np.float32 | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The layer on checked arguments."""
     t, dim = x.shape
     hd = dim // n_head
     eps_, thr_ = float(eps32), None if thr is None else float(thr)  # exact: float32 values

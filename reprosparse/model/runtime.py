@@ -1,13 +1,15 @@
 """The ReLU-LLaMA decoder: every operator on the chosen backend.
 
-Per step, one backend `decoder_layer` call per layer (docs/spec.md §12):
+Per step, one backend `decoder_layers` call: `decoder_layer` (docs/spec.md §12)
+through every layer, the step's arguments checked once:
 rmsnorm -> Q/K/V `matvec` -> rope -> attention over the sequences' KV caches
 -> O `matvec` -> residual r -> `predict` mask on r (the pre-norm residual,
 PowerInfer's `ffn_inp`) -> rmsnorm -> `sparse_ffn` (or `dense_ffn`) ->
 residual; then the final rmsnorm and the LM head `matvec` for each
 sequence's last token.  All of them are backend operations in the chosen
-mode and thread count.  The cython backend runs a layer in one native call;
-a backend without its own `_decoder_layer` composes its op hooks, and one
+mode and thread count.  The cython backend runs a layer in one native call,
+the opencl backend chains its kernels on the device (layer.py); a backend
+without its own `_decoder_layer` composes its op hooks, and one
 without native per-token ops runs the reference's (backends/_runtime_ops.py).
 
 A step stacks the new tokens of every sequence into one activation matrix,
@@ -22,7 +24,7 @@ array per layer, where it lies.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,12 +32,11 @@ import numpy as np
 
 from reprosparse.backends import Backend
 from reprosparse.reference import _runtime_checks
+from reprosparse.reference.decoder_layer import Observer
 
 from .weights import Model
 
 FFN_KINDS = _runtime_checks.FFN_KINDS
-#: observer(layer index, FFN input rows, predicted mask or None for a dense FFN)
-Observer = Callable[[int, np.ndarray, np.ndarray | None], None]
 
 
 @dataclass
@@ -106,12 +107,10 @@ class Runtime:
 
         began = time.perf_counter()
         x = self.model.token_embd[ids].astype(np.float32)  # float16 converts exactly
-        for li, layer in enumerate(self.model.layers):
-            x, h, mask = be.decoder_layer(
-                x, layer, cache_k[li], cache_v[li], seq, positions, n_head=hp.n_head, n_head_kv=hp.n_head_kv,
-                eps=hp.eps, rope_base=hp.rope_base, threshold=hp.sparse_threshold, ffn=self.ffn, **run)
-            if self.observer is not None:
-                self.observer(li, h, mask)
+        x = be.decoder_layers(
+            x, self.model.layers, cache_k, cache_v, seq, positions, n_head=hp.n_head, n_head_kv=hp.n_head_kv,
+            eps=hp.eps, rope_base=hp.rope_base, threshold=hp.sparse_threshold, ffn=self.ffn, observer=self.observer,
+            **run)
         for cache, n in zip(caches, counts, strict=True):
             cache.length += n
         mid = time.perf_counter()
