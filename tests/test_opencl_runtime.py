@@ -245,6 +245,26 @@ def test_layer_runs_on_the_device_and_waits_where_the_spec_needs_the_host(native
     assert sum(waits) == (4 if ffn == "sparse" else 2)
 
 
+@pytest.mark.parametrize("weights", ["uploaded", "resident"])
+def test_layer_on_a_device_with_its_own_memory(native, waits, model, weights):
+    """As on a GPU: no zero-copy, so the caches' rows, the inputs and (uploaded) the active rows of a matrix travel
+    every call, or (resident) read-only matrices stay on the device; the same bits and the same waits."""
+    frozen = dataclasses.replace(model, layers=tuple(dataclasses.replace(layer, **{
+        f: read_only(getattr(layer, f)) for f in ("wq", "wk", "wv", "wo", "gate", "up", "down_t", "fc1", "fc2")})
+        for layer in model.layers))
+    gpu_like = load(zero_copy=False, weight_cache_bytes=(64 << 20) if weights == "resident" else 0)
+    assert_layer(run_layer(gpu_like, frozen, "sparse", "deterministic"), run_layer(ref, model, "sparse"))
+    assert sum(waits) == 4
+    assert (len(gpu_like.weights) > 0) == (weights == "resident")
+
+
+def read_only(w):
+    """A copy nothing can write (the weight cache keeps only such arrays), like a read-only model file's."""
+    data = (w.data if isinstance(w, QuantizedMatrix) else w).copy()
+    data.flags.writeable = False
+    return QuantizedMatrix(data, w.shape, w.type) if isinstance(w, QuantizedMatrix) else data
+
+
 @pytest.mark.parametrize("ffn", ["sparse", "dense"])
 def test_layer_on_the_device_is_its_own_composition_in_fast_mode(native, model, ffn, monkeypatch):
     """The same kernels on the same inputs: the chained layer gives the op-by-op composition's bits."""
