@@ -178,11 +178,23 @@ def test_failed_runtime_selftest_falls_back_to_the_reference(own_cache, monkeypa
 
 
 def test_layout_faults_leave_the_runtime_kernels_alone(own_cache, monkeypatch):
-    monkeypatch.setenv(verify.FAULT_ENV, "wrong-bit:deterministic")
+    """The weight ops' deterministic float16 programs fail their self-test: the runtime kernels still run,
+    and a deterministic layer whose float16 matrix comes after float32 ones is refused before it stores
+    anything in the caches (every matrix's program is found first)."""
+    monkeypatch.setenv(verify.FAULT_ENV, "wrong-bit:deterministic:float16")
     b = load()
     if b.plan.runtime is not None and "binary64" in b.plan.runtime:
         pytest.skip(b.plan.runtime)
     assert b.plan.runtime is None and b.refuses("deterministic")
+    m = make_model(layers=1, dim=32, ff=40, vocab=260, heads=4, kv_heads=2, seed=1, dtype="f32")
+    layer = dataclasses.replace(m.layers[0], wo=m.layers[0].wo.astype(np.float16))
+    hp = m.hyper
+    k, v = ([np.ones((4, hp.n_head_kv, hp.head_dim), np.float32)] for _ in range(2))
+    with pytest.raises(ocl.DeterministicUnsupported, match="float16"):
+        b.decoder_layer(m.token_embd[[1, 2]].astype(np.float32), layer, k, v, np.zeros(2, np.int64),
+                        np.array([0, 1]), n_head=hp.n_head, n_head_kv=hp.n_head_kv, eps=hp.eps,
+                        rope_base=hp.rope_base, mode="deterministic")
+    assert (k[0] == 1).all() and (v[0] == 1).all()
 
 
 # ---- decoder_layer: the kernels chained on the device (layer.py) ----

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyopencl as cl
 
+from reprosparse.reference._runtime_checks import LAYER_NORMS
 from reprosparse.reference.ffn import ffn_rows
 from reprosparse.reference.predict import predicted
 from reprosparse.reference.relu import relu
@@ -55,9 +56,12 @@ def decoder_layer(
     hd = dim // n_head
     check_size("x", x.size)
 
+    # Every matrix's program first: a (mode, weight type) this device refuses raises before any cache changes.
+    variants = {f: be._variant(mode, w[f], t) for f in w if f not in LAYER_NORMS}
+
     def product(name: str, inp: cl.Buffer) -> cl.Buffer:  # matvec with the layer's matrix `name`
         W = w[name]
-        return be._dot_on_device(be._variant(mode, W, t), W, inp, t, np.arange(W.shape[0], dtype=np.int32))
+        return be._dot_on_device(variants[name], W, inp, t, np.arange(W.shape[0], dtype=np.int32))
 
     x_dev = be._upload(x)
     positions32 = be._upload(positions.astype(np.int32))
@@ -81,7 +85,7 @@ def decoder_layer(
     if rows.size == 0:  # no term: y is +0.0
         y = be._upload(np.zeros((t, dim), np.float32))
     elif one_type(gate, up, down_t):
-        y = be._ffn_on_device(be._variant(mode, gate, t), h, t, dim, gate, up, down_t, mask, rows)
+        y = be._ffn_on_device(variants["gate"], h, t, dim, gate, up, down_t, mask, rows)
     else:  # the fused kernels take one weight type: the hook's composition, on h read back
         y = be._upload(be._sparse_ffn(_read(be, np.empty((t, dim), np.float32), h), gate, up, down_t, mask, mode, 1))
     out = be._add_on_device(r, y, t * dim)
