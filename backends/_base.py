@@ -171,8 +171,8 @@ class Backend(RuntimeOps):
         """
         x, w, ks, vs, seq, positions, n_head, n_kv, eps32, base, thr = _runtime_checks.decoder_layer_args(
             x, layer, k, v, seq, positions, n_head, n_head_kv, eps, rope_base, threshold, ffn)
-        self._take_layer(w)
         mode, threads = self._resolve(mode, threads)
+        self._take_layer(w, mode)
         return self._decoder_layer(np.ascontiguousarray(x), w, ks, vs, seq, positions, n_head, n_kv, eps32, base, thr,
                                    mode, threads)
 
@@ -187,9 +187,9 @@ class Backend(RuntimeOps):
         observer(i, h, mask), if given, sees each layer's FFN input and mask as the layer ends."""
         x, ws, ks, vs, seq, positions, n_head, n_kv, eps32, base, thr = _runtime_checks.decoder_layers_args(
             x, layers, k, v, seq, positions, n_head, n_head_kv, eps, rope_base, threshold, ffn)
-        for w in ws:
-            self._take_layer(w)
         mode, threads = self._resolve(mode, threads)
+        for w in ws:
+            self._take_layer(w, mode)
         x = np.ascontiguousarray(x)
         for i, w in enumerate(ws):
             x, h, mask = self._decoder_layer(x, w, ks[i], vs[i], seq, positions, n_head, n_kv, eps32, base, thr,
@@ -198,9 +198,10 @@ class Backend(RuntimeOps):
                 observer(i, h, mask)
         return x
 
-    def _take_layer(self, w: dict[str, Any]) -> None:
-        """A checked layer's matrices refused unless this backend takes their types; its norm vectors made
-        C-contiguous (in place in w) for the hooks."""
+    def _take_layer(self, w: dict[str, Any], mode: str) -> None:
+        """A checked layer's matrices refused unless this backend takes their types (in `mode`: a backend
+        that can refuse a mode for some weight type says so here, before any layer of a stack runs); its
+        norm vectors made C-contiguous (in place in w) for the hooks."""
         self._take(**{f: w[f] for f in w if f not in _runtime_checks.LAYER_NORMS})
         for f in _runtime_checks.LAYER_NORMS:
             w[f] = np.ascontiguousarray(w[f])

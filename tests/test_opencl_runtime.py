@@ -180,7 +180,7 @@ def test_failed_runtime_selftest_falls_back_to_the_reference(own_cache, monkeypa
 def test_layout_faults_leave_the_runtime_kernels_alone(own_cache, monkeypatch):
     """The weight ops' deterministic float16 programs fail their self-test: the runtime kernels still run,
     and a deterministic layer whose float16 matrix comes after float32 ones is refused before it stores
-    anything in the caches (every matrix's program is found first)."""
+    anything in the caches (every matrix's program is found first), in a stack before its first layer runs."""
     monkeypatch.setenv(verify.FAULT_ENV, "wrong-bit:deterministic:float16")
     b = load()
     if b.plan.runtime is not None and "binary64" in b.plan.runtime:
@@ -190,11 +190,16 @@ def test_layout_faults_leave_the_runtime_kernels_alone(own_cache, monkeypatch):
     layer = dataclasses.replace(m.layers[0], wo=m.layers[0].wo.astype(np.float16))
     hp = m.hyper
     k, v = ([np.ones((4, hp.n_head_kv, hp.head_dim), np.float32)] for _ in range(2))
+    x, seq, pos = m.token_embd[[1, 2]].astype(np.float32), np.zeros(2, np.int64), np.array([0, 1])
+    kw = {"n_head": hp.n_head, "n_head_kv": hp.n_head_kv, "eps": hp.eps, "rope_base": hp.rope_base,
+          "mode": "deterministic"}
     with pytest.raises(ocl.DeterministicUnsupported, match="float16"):
-        b.decoder_layer(m.token_embd[[1, 2]].astype(np.float32), layer, k, v, np.zeros(2, np.int64),
-                        np.array([0, 1]), n_head=hp.n_head, n_head_kv=hp.n_head_kv, eps=hp.eps,
-                        rope_base=hp.rope_base, mode="deterministic")
+        b.decoder_layer(x, layer, k, v, seq, pos, **kw)
     assert (k[0] == 1).all() and (v[0] == 1).all()
+    stack_k, stack_v = ([[np.ones_like(k[0])] for _ in range(2)] for _ in range(2))
+    with pytest.raises(ocl.DeterministicUnsupported, match="float16"):  # the second layer's: before the first runs
+        b.decoder_layers(x, [m.layers[0], layer], stack_k, stack_v, seq, pos, **kw)
+    assert all((c[0] == 1).all() for c in stack_k + stack_v)
 
 
 # ---- decoder_layer: the kernels chained on the device (layer.py) ----

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pyopencl as cl
 
+from reprosparse.reference._runtime_checks import LAYER_NORMS
 from reprosparse.reference.ffn import ffn_rows
 from reprosparse.reference.quant import QuantizedMatrix, Weights, weight_type
 from reprosparse.reference.sparse_axpy import BLOCK
@@ -379,6 +380,12 @@ class OpenCLBackend(RuntimeKernels, Backend):  # RuntimeKernels: the runtime ops
         check_size("x", x.size)
         out = self._ffn_on_device(variant, self._upload(x), t, d, gate, up, down_t, mask, rows)
         return self._read(y, out, "sparse_ffn")
+
+    def _take_layer(self, w: dict[str, Any], mode: str) -> None:
+        super()._take_layer(w, mode)
+        for f, W in w.items():  # ModeUnsupported for a (mode, weight type) without a program, before any work
+            if f not in LAYER_NORMS:
+                self._variant(mode, W, 1)
 
     def _decoder_layer(
         self, x: np.ndarray, w: dict[str, Any], k: list[np.ndarray], v: list[np.ndarray], seq: np.ndarray,

@@ -56,7 +56,7 @@ def decoder_layer(
     hd = dim // n_head
     check_size("x", x.size)
 
-    # Every matrix's program first: a (mode, weight type) this device refuses raises before any cache changes.
+    # Every matrix's program for t tokens (a refused (mode, weight type) was raised by _take_layer, before any work).
     variants = {f: be._variant(mode, w[f], t) for f in w if f not in LAYER_NORMS}
 
     def product(name: str, inp: cl.Buffer) -> cl.Buffer:  # matvec with the layer's matrix `name`
