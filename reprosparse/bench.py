@@ -449,11 +449,12 @@ def run(plan: Plan, progress: Callable[[Case], None] | None = None) -> Report:
             *times, read_s = time_side_by_side([*calls, (stream, stream.cold)], plan.repeats)
             read_gbps = [stream.gbps(s) for s in read_s]
         nbytes = weight_bytes(first.op, layer, inp, first.backend)
+        stream_gbps = statistics.median(read_gbps)
         for case, t in zip(group, times, strict=True):
             median_s = statistics.median(t)
             report.results.append(Result(
                 **asdict(case), median_s=median_s, min_s=min(t), weight_bytes=nbytes, gbps=nbytes / median_s / 1e9,
-                stream_gbps=statistics.median(read_gbps),
+                stream_gbps=stream_gbps,
                 of_stream=statistics.median(nbytes / s / 1e9 / g for s, g in zip(t, read_gbps, strict=True)),
                 round_s=tuple(t),
             ))
@@ -517,9 +518,10 @@ def targets(report: Report, backend: str = "cython") -> list[Target]:
         for op in OPS:
             d = _find(report, op=op, **det)
             f = _find(report, op=op, **{**det, "mode": "fast"})
+            ratio = paired_ratio(d, f) if d and f else None
             out.append(Target(
-                f"{dtype} {op}: det time / fast time", f"{paired_ratio(d, f):.2f}" if d and f else "-",
-                f"<= {DET_OVER_FAST:.2f}", paired_ratio(d, f) <= DET_OVER_FAST if d and f else None,
+                f"{dtype} {op}: det time / fast time", "-" if ratio is None else f"{ratio:.2f}",
+                f"<= {DET_OVER_FAST:.2f}", None if ratio is None else ratio <= DET_OVER_FAST,
             ))
         for op, share in OF_STREAM.items():
             d = _find(report, op=op, **det)

@@ -30,7 +30,7 @@ cl = pytest.importorskip("pyopencl", reason="pyopencl is not installed (pip inst
 import opencl_loaded  # noqa: E402
 
 from reprosparse.backends.opencl import backend as ocl  # noqa: E402
-from reprosparse.backends.opencl import layer, runtime, runtime_selftest, verify  # noqa: E402
+from reprosparse.backends.opencl import runtime, runtime_selftest, verify  # noqa: E402
 
 LAYOUT = "vector4"  # the runtime program does not depend on the layout; one keeps the self-test short
 
@@ -235,18 +235,24 @@ def assert_layer(got, want):
         assert mismatch(g, w) is None
 
 
+#: the host-side hooks: each is a round trip (upload, launch, wait, read back) the layer must not make
+ROUND_TRIPS = ("_rmsnorm", "_rope", "_attention_batch", "_add", "_matvec", "_sparse_matvec", "_sparse_axpy",
+               "_sparse_ffn", "_predict")
+
+
 @pytest.fixture
 def waits(monkeypatch):
-    """The blocking flags of the layer's reads; a hook's own round trip (OpenCLBackend._read) fails."""
+    """The blocking flags of the device reads; any hook's round trip fails the test."""
     flags: list[bool] = []
-    read = layer._read
+    read = ocl.OpenCLBackend._read
 
-    def counted(be, host, buffer, blocking=True):
+    def counted(self, host, buffer, op, blocking=True):
         flags.append(blocking)
-        return read(be, host, buffer, blocking)
+        return read(self, host, buffer, op, blocking)
 
-    monkeypatch.setattr(layer, "_read", counted)
-    monkeypatch.setattr(ocl.OpenCLBackend, "_read", lambda *a: pytest.fail("a hook's round trip"))
+    monkeypatch.setattr(ocl.OpenCLBackend, "_read", counted)
+    for hook in ROUND_TRIPS:
+        monkeypatch.setattr(ocl.OpenCLBackend, hook, lambda *a, hook=hook: pytest.fail(f"{hook}: a round trip"))
     return flags
 
 

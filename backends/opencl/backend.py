@@ -263,9 +263,10 @@ class OpenCLBackend(RuntimeKernels, Backend):  # RuntimeKernels: the runtime ops
             raise OpenCLError(f"OpenCL kernel {kernel} ({variant.layout} layout) on {self.device_name} "
                               f"failed: {exc}") from exc
 
-    def _read(self, host: np.ndarray, buffer: cl.Buffer, op: str) -> np.ndarray:
+    def _read(self, host: np.ndarray, buffer: cl.Buffer, op: str, blocking: bool = True) -> np.ndarray:
+        """buffer into host; without blocking, host holds it after the next blocking read (the queue runs in order)."""
         try:
-            cl.enqueue_copy(self._queue, host, buffer)
+            cl.enqueue_copy(self._queue, host, buffer, is_blocking=blocking)
         except cl.Error as exc:
             raise OpenCLError(f"OpenCL {op} on {self.device_name} failed: {exc}") from exc
         return host

@@ -31,20 +31,13 @@ from reprosparse.reference.ffn import ffn_rows
 from reprosparse.reference.predict import predicted
 from reprosparse.reference.relu import relu
 
-from .programs import OpenCLError, check_size, one_type
+from .programs import check_size, one_type
 from .runtime import store
 
 if TYPE_CHECKING:
     from .backend import OpenCLBackend
 
-
-def _read(be: OpenCLBackend, host: np.ndarray, buffer: cl.Buffer, blocking: bool = True) -> np.ndarray:
-    """Reads buffer into host; without blocking, host is valid after the next blocking read (in-order queue)."""
-    try:
-        cl.enqueue_copy(be._queue, host, buffer, is_blocking=blocking)
-    except cl.Error as exc:
-        raise OpenCLError(f"OpenCL decoder_layer on {be.device_name} failed: {exc}") from exc
-    return host
+OP = "decoder_layer"  # names the op in a failed read's OpenCLError
 
 
 def decoder_layer(
@@ -67,9 +60,9 @@ def decoder_layer(
     positions32 = be._upload(positions.astype(np.int32))
     a = be._rmsnorm_on_device(x_dev, t, dim, w["attn_norm"], eps)
     q = be._rope_on_device(product("wq", a), t, n_head, hd, positions32, base)
-    new_k = _read(be, np.empty((t, n_kv, hd), np.float32),
-                  be._rope_on_device(product("wk", a), t, n_kv, hd, positions32, base), blocking=False)
-    new_v = _read(be, np.empty((t, n_kv, hd), np.float32), product("wv", a))
+    new_k = be._read(np.empty((t, n_kv, hd), np.float32),
+                     be._rope_on_device(product("wk", a), t, n_kv, hd, positions32, base), OP, blocking=False)
+    new_v = be._read(np.empty((t, n_kv, hd), np.float32), product("wv", a), OP)
     store(k, v, seq, positions, new_k, new_v)
     att, caches = be._attention_on_device(q, t, n_head, hd, k, v, seq, positions, positions32)
     r = be._add_on_device(x_dev, product("wo", att), t * dim)
@@ -78,8 +71,8 @@ def decoder_layer(
     if thr is None:
         mask = np.ones((t, gate.shape[0]), bool)
     else:
-        hidden = relu(_read(be, np.empty((t, w["fc1"].shape[0]), np.float32), product("fc1", r)))
-        z = _read(be, np.empty((t, w["fc2"].shape[0]), np.float32), product("fc2", be._upload(hidden)))
+        hidden = relu(be._read(np.empty((t, w["fc1"].shape[0]), np.float32), product("fc1", r), OP))
+        z = be._read(np.empty((t, w["fc2"].shape[0]), np.float32), product("fc2", be._upload(hidden)), OP)
         mask = predicted(z, thr)
     rows = ffn_rows(mask)
     if rows.size == 0:  # no term: y is +0.0
@@ -87,9 +80,9 @@ def decoder_layer(
     elif one_type(gate, up, down_t):
         y = be._ffn_on_device(variants["gate"], h, t, dim, gate, up, down_t, mask, rows)
     else:  # the fused kernels take one weight type: the hook's composition, on h read back
-        y = be._upload(be._sparse_ffn(_read(be, np.empty((t, dim), np.float32), h), gate, up, down_t, mask, mode, 1))
+        y = be._upload(be._sparse_ffn(be._read(np.empty((t, dim), np.float32), h, OP), gate, up, down_t, mask, mode, 1))
     out = be._add_on_device(r, y, t * dim)
-    h_host = _read(be, np.empty((t, dim), np.float32), h, blocking=False)
-    out_host = _read(be, np.empty((t, dim), np.float32), out)
+    h_host = be._read(np.empty((t, dim), np.float32), h, OP, blocking=False)
+    out_host = be._read(np.empty((t, dim), np.float32), out, OP)
     del caches  # attention read them in place (CPU devices) until the blocking reads
     return out_host, h_host, None if thr is None else mask

@@ -25,7 +25,7 @@ def add_model(p: argparse.ArgumentParser) -> None:
 def add_no_mmap(p: argparse.ArgumentParser, what: str = "") -> None:
     p.add_argument("--no-mmap", action="store_true",
                    help=f"{what}read the model file into memory instead of mapping it: numpy's large arrays get "
-                        "transparent huge pages where Linux allows, which made decode a few percent faster "
+                        "transparent huge pages where Linux allows, which made decode steps 1-2%% faster "
                         "(docs/performance.md); the load reads the whole file first")
 
 

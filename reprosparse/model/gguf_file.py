@@ -224,8 +224,9 @@ def load_model(path: str | os.PathLike[str], *, mmap: bool = True) -> Model:
     The weights are read-only views of the file, mapped (mmap=True: nothing is read until used) or
     read into memory that numpy owns (mmap=False).  numpy asks Linux for transparent huge pages for
     large arrays, and with 2 MB pages a decode step's gathered rows miss the TLB far less: decode
-    steps ran 1-3.5% faster here (docs/performance.md), for a load that reads the whole file and
-    holds it twice until the page cache lets go of it.
+    steps ran 1-2% faster here, alternating with mapped ones in one process, below the noise across
+    processes (docs/performance.md), for a load that reads the whole file and holds it twice until the
+    page cache lets go of it.
     """
     path = Path(path)
     try:
