@@ -24,6 +24,7 @@ import reprosparse as rs
 from reprosparse import _registry
 from reprosparse import reference as ref
 from reprosparse.backends import BackendConfigError, BackendUnavailable
+from reprosparse.conformance.quant_cases import quantized
 from reprosparse.reference import bounds
 
 try:
@@ -102,6 +103,32 @@ def test_sparse_axpy_bits(dtype, d, n, t):
     want = ref.sparse_axpy(W, h, rows)
     for what, b, threads in every_variant():
         assert_same_bits(b.sparse_axpy(W, h, rows, mode="deterministic", threads=threads), want, what)
+
+
+@pytest.mark.parametrize("wtype", ["float32", "float16", "q4_0", "q6_k"])
+@pytest.mark.parametrize("mode", ["deterministic", "fast"])
+def test_sparse_axpy_every_row_count_of_a_block(wtype, mode):
+    """Block b of 17 holds b + 1 rows: every size of a block's last group (the kernels add a block's rows
+    up to 8 at a time, 4 with AVX2, and its last 1-7 in one more pass), with skipped terms inside the groups
+    and a batch of 5 tokens (a group of 4 and one alone)."""
+    rng = np.random.default_rng(29)
+    blocks, d = 17, 512
+    n = 256 * blocks
+    rows = np.concatenate([b * 256 + np.sort(rng.choice(256, b + 1, replace=False)) for b in range(blocks)])
+    rows = rows.astype(np.int32)
+    W = (quantized(rng, (n, d), "normal", wtype) if wtype.startswith("q")
+         else rng.standard_normal((n, d)).astype(wtype))
+    h = rng.standard_normal((5, rows.size)).astype(np.float32)
+    h[rng.random(h.shape) < 0.25] = 0.0
+    h[rng.random(h.shape) < 0.05] = -0.0
+    h[3] = 0.0  # a token with no live term, beside tokens that use every row
+    want, bound = ref.sparse_axpy(W, h, rows), bounds.sparse_axpy(W, h, rows)
+    for what, b, threads in every_variant():
+        got = b.sparse_axpy(W, h, rows, mode=mode, threads=threads)
+        if mode == "deterministic":
+            assert_same_bits(got, want, f"{wtype} {what}")
+        else:
+            assert bound.contains(got).all(), f"{wtype} fast {what}"
 
 
 def special_values(dtype) -> np.ndarray:
