@@ -78,6 +78,9 @@ class Result(Case):
     stream_gbps: float  # the streaming read on all cores, timed side by side with this case (median)
     of_stream: float  # median over the rounds of this case's GB/s over the read's GB/s in the same round
     round_s: tuple[float, ...] = ()  # seconds of each round, in round order (paired with the group's)
+    #: a sparse case's share of a plain read of the same rows in the same rounds (RowsRead), median over
+    #: the rounds; None where not timed (a dense case, a run without the cython extension)
+    of_rows_read: float | None = None
 
 
 @dataclass
@@ -206,6 +209,35 @@ class StreamRead:
         t0 = time.perf_counter()
         self()
         return self.gbps(time.perf_counter() - t0)
+
+
+class RowsRead:
+    """The ceiling of a sparse case: every byte of the rows it reads (weight_bytes's rows), read by the
+    extension's `read_rows` with several rows in flight and no arithmetic.  A kernel at 100% of it reads
+    its rows as fast as reading them allows on this machine (a kernel may even pass it: its rows are
+    read in its own way); the streaming read is the ceiling of contiguous bytes, not of these."""
+
+    def __init__(self, kernels: Any, pairs: list[tuple[Weights, np.ndarray]], threads: int,
+                 evict_rows: Callable[[], None]) -> None:
+        self._k, self.pairs, self.threads, self._evict_rows = kernels, pairs, threads, evict_rows
+
+    def __call__(self) -> None:
+        for w, rows in self.pairs:
+            self._k.read_rows(w, rows, self.threads)
+
+    def cold(self) -> None:
+        """The rows cold and the caller warm, as a case's (Evictor, _cold): a read of no row."""
+        self._evict_rows()
+        self._k.read_rows(self.pairs[0][0], np.empty(0, np.int32), self.threads)
+
+
+def _read_pairs(op: str, layer: Layer, inp: Inputs) -> list[tuple[Weights, np.ndarray]]:
+    """The (matrix, rows) a sparse case reads: the bytes weight_bytes counts."""
+    if op == "sparse_matvec":
+        return [(layer.gate, inp.rows)]
+    if op == "sparse_axpy":
+        return [(layer.down_t, inp.rows)]
+    return [(layer.gate, inp.rows), (layer.up, inp.rows), (layer.down_t, inp.down_rows_read)]
 
 
 def stream_read_gbps(threads: int, repeats: int) -> float:
@@ -420,6 +452,7 @@ def run(plan: Plan, progress: Callable[[Case], None] | None = None) -> Report:
         report.stream_gbps[f"{threads} thread{'s' * (threads > 1)}"] = stream_read_gbps(threads, plan.repeats)
     stream_all = report.stream_gbps[f"{cores} thread{'s' * (cores > 1)}"]
     stream = StreamRead(cores)
+    kernels = _kernels()
     evict = Evictor()
     report.machine["cold cache"] = evict.method
     layers: dict[str, Layer] = {}
@@ -446,7 +479,12 @@ def run(plan: Plan, progress: Callable[[Case], None] | None = None) -> Report:
             times = time_side_by_side(calls, plan.repeats)
             read_gbps = [stream_all] * plan.repeats
         else:
-            *times, read_s = time_side_by_side([*calls, (stream, stream.cold)], plan.repeats)
+            references: list[tuple[Callable[[], Any], Callable[[], None]]] = [(stream, stream.cold)]
+            if kernels is not None and first.op in OPS:
+                rows_read = RowsRead(kernels, _read_pairs(first.op, layer, inp), first.threads or cores, evict_rows)
+                references.append((rows_read, rows_read.cold))
+            timed = time_side_by_side([*calls, *references], plan.repeats)
+            times, read_s, rows_s = timed[:len(calls)], timed[len(calls)], timed[len(calls) + 1:]
             read_gbps = [stream.gbps(s) for s in read_s]
         nbytes = weight_bytes(first.op, layer, inp, first.backend)
         stream_gbps = statistics.median(read_gbps)
@@ -457,6 +495,8 @@ def run(plan: Plan, progress: Callable[[Case], None] | None = None) -> Report:
                 stream_gbps=stream_gbps,
                 of_stream=statistics.median(nbytes / s / 1e9 / g for s, g in zip(t, read_gbps, strict=True)),
                 round_s=tuple(t),
+                # the same bytes: a ratio of times
+                of_rows_read=statistics.median(r / s for s, r in zip(t, rows_s[0], strict=True)) if rows_s else None,
             ))
     report.machine["load average at end"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
     return report

@@ -481,6 +481,28 @@ def test_unknown_isa_is_an_error_wherever_the_backend_would_load(monkeypatch):
     assert rs.get_backend("numpy").name == "numpy"  # a backend that does not read it is unaffected
 
 
+# ---- the benchmark's gathered-read reference -----------------------------------
+
+@pytest.mark.parametrize("wtype", ["float32", "float16", "q4_0"])
+def test_read_rows_reads_every_byte_of_the_rows(wtype):
+    """read_rows's sum is every listed row's bytes as native 8-byte words plus the bytes past the last whole
+    word, added with wrap-around: the same for any thread count, and any byte it missed would change it."""
+    rng = np.random.default_rng(5)
+    n = 700
+    for d in ((64, 4096) if wtype == "q4_0" else (3, 61, 4096)):  # odd float16 rows: 6 and 122 bytes
+        W = (quantized(rng, (n, d), "normal", wtype) if wtype == "q4_0"
+             else rng.standard_normal((n, d)).astype(wtype))
+        data = W.data if wtype == "q4_0" else W
+        rows = sorted_rows(rng, n, 90, must=(0, n - 1))
+        raw = data.view(np.uint8).reshape(n, -1)[rows]
+        whole = raw.shape[1] // 8 * 8
+        words = np.ascontiguousarray(raw[:, :whole]).view(np.uint64)
+        want = (int(words.sum(dtype=np.uint64)) + int(raw[:, whole:].sum(dtype=np.uint64))) % (1 << 64)
+        for threads in THREADS:
+            assert kernels.read_rows(W, rows, threads) == want, f"{wtype} d={d} threads={threads}"
+        assert kernels.read_rows(W, rows[:0], 2) == 0
+
+
 # ---- bad input: errors, never a crash ----------------------------------------
 
 def test_bad_input_is_rejected():
@@ -520,6 +542,8 @@ def test_kernel_module_rechecks_rows_itself():
             kernels.lane_dot_rows(W, r, x, False, 2, kernels.BEST)
         with pytest.raises(ValueError, match="rows"):
             kernels.sparse_axpy(W, np.ones((1, r.size), np.float32), r, False, 2, kernels.BEST)
+        with pytest.raises(ValueError, match="rows"):
+            kernels.read_rows(W, r, 2)
     with pytest.raises(TypeError):
         kernels.lane_dot_rows(None, None, x, False, 1, kernels.BEST)
     with pytest.raises(TypeError):

@@ -4,7 +4,7 @@ from (a direct caller may skip the Backend's checks), then runs without the GIL.
 """
 
 cimport numpy as cnp
-from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 from libc.string cimport memset
 
 import numpy as np
@@ -57,6 +57,8 @@ cdef extern from "rs_kernels.h" nogil:
                    uint8_t *mask, int fast, int threads)
     int rs_evict(const void *p, int64_t bytes)
     int rs_read_sum(int isa, const float *p, int64_t n, int threads, float *sum)
+    int rs_read_rows(const void *W, int64_t n, int64_t row_bytes, const int32_t *rows, int64_t nrows, int threads,
+                     uint64_t *sum)
 
 
 cdef extern from *:
@@ -290,6 +292,23 @@ def read_sum(cnp.ndarray a not None, int threads, str isa):
     cdef int64_t n = a.size
     with nogil:
         rc = rs_read_sum(code, p, n, threads, &total)
+    _check(rc)
+    return total
+
+
+def read_rows(W not None, cnp.ndarray rows not None, int threads):
+    """Every byte of W[rows] read once, several rows in flight (the benchmark's gathered-read reference);
+    the bytes' 8-byte words added with wrap-around."""
+    cdef _Weight w = _weight("W", W)
+    cdef uint64_t total = 0
+    cdef int rc
+    _positive(threads)
+    _array("rows", rows, np.int32, 1)
+    cdef const void *wp = cnp.PyArray_DATA(w.mem)
+    cdef const int32_t *r = <const int32_t *>cnp.PyArray_DATA(rows)
+    cdef int64_t n = w.n, row_bytes = w.mem.strides[0], nrows = rows.shape[0]
+    with nogil:
+        rc = rs_read_rows(wp, n, row_bytes, r, nrows, threads, &total)
     _check(rc)
     return total
 

@@ -132,13 +132,14 @@ def run(args: argparse.Namespace) -> int:
     console.print(facts)
 
     table = Table(title=f"results (d={bench.D}, n={bench.N}; median of {plan.repeats}, cold weights)")
-    numeric = ("batch", "active", "threads", "ms", "GB/s", "of stream")
+    numeric = ("batch", "active", "threads", "ms", "GB/s", "of stream", "of rows read")
     for col in ("op", "dtype", "backend", "mode", *numeric):
         table.add_column(col, justify="right" if col in numeric else "left")
     for r in report.results:
         table.add_row(r.op, r.dtype, r.backend, r.mode, str(r.batch), f"{r.fraction:.0%}",
                       _threads(r), f"{r.median_s * 1e3:.3f}",
-                      f"{r.gbps:.1f}", f"{r.of_stream:.0%}")
+                      f"{r.gbps:.1f}", f"{r.of_stream:.0%}",
+                      "-" if r.of_rows_read is None else f"{r.of_rows_read:.0%}")
     console.print(table)
 
     goals = Table(title="targets (batch 1, 10% active, all cores)")

@@ -308,6 +308,74 @@ int rs_read_sum(int isa, const float *p, int64_t n, int threads, float *sum) {
     return RS_OK;
 }
 
+/* ---- a read of listed rows: the benchmark's gathered-read reference ------- */
+
+/* Every byte of each listed row read once, RS_READ_ROWS rows at a time with the next
+ * RS_READ_ROWS prefetched, as the kernels keep rows in flight; threads take pieces of
+ * rows.  No arithmetic on the values: what reading those rows costs on this machine,
+ * the ceiling of any kernel that reads them.  The sum wraps (uint64), so it is the
+ * same for any split of the work: the call is deterministic. */
+#define RS_READ_ROWS 8
+#if defined(__GNUC__)
+#define RS_PREFETCH_LINE(p) __builtin_prefetch(p)
+#else
+#define RS_PREFETCH_LINE(p) ((void)(p))
+#endif
+
+typedef struct {
+    const unsigned char *W;
+    int64_t row_bytes, nrows;
+    const int32_t *rows;
+    uint64_t *sums; /* one per piece */
+} rs_rows_work;
+
+static uint64_t read_bytes(const unsigned char *p, int64_t n) {
+    uint64_t s = 0, v;
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        memcpy(&v, p + k, 8);
+        s += v;
+    }
+    for (; k < n; k++) s += p[k];
+    return s;
+}
+
+static void read_rows_piece(const void *work, int64_t c) {
+    const rs_rows_work *R = (const rs_rows_work *)work;
+    const int64_t a1 = (c + 1) * RS_ROW_PIECE < R->nrows ? (c + 1) * RS_ROW_PIECE : R->nrows;
+    uint64_t s = 0;
+    for (int64_t a = c * RS_ROW_PIECE; a < a1; a += RS_READ_ROWS) {
+        const int G = a1 - a < RS_READ_ROWS ? (int)(a1 - a) : RS_READ_ROWS;
+        const unsigned char *p[RS_READ_ROWS], *next[RS_READ_ROWS];
+        for (int g = 0; g < RS_READ_ROWS; g++) {
+            p[g] = g < G ? R->W + (size_t)R->rows[a + g] * (size_t)R->row_bytes : NULL;
+            next[g] = a + G + g < R->nrows ? R->W + (size_t)R->rows[a + G + g] * (size_t)R->row_bytes : NULL;
+        }
+        for (int64_t off = 0; off < R->row_bytes; off += 64) {
+            const int64_t len = R->row_bytes - off < 64 ? R->row_bytes - off : 64;
+            for (int g = 0; g < RS_READ_ROWS; g++)
+                if (next[g]) RS_PREFETCH_LINE(next[g] + off);
+            for (int g = 0; g < G; g++) s += read_bytes(p[g] + off, len);
+        }
+    }
+    R->sums[c] = s;
+}
+
+int rs_read_rows(const void *W, int64_t n, int64_t row_bytes, const int32_t *rows, int64_t nrows, int threads,
+                 uint64_t *sum) {
+    if (!rows_ok(rows, nrows, n)) return RS_EROWS;
+    const int64_t np = pieces(nrows, RS_ROW_PIECE);
+    uint64_t *sums = calloc((size_t)(np > 0 ? np : 1), sizeof *sums);
+    if (!sums) return RS_ENOMEM;
+    const rs_rows_work work = {(const unsigned char *)W, row_bytes, nrows, rows, sums};
+    run_pieces(np, threads, read_rows_piece, &work);
+    uint64_t total = 0;
+    for (int64_t c = 0; c < np; c++) total += sums[c];
+    free(sums);
+    *sum = total;
+    return RS_OK;
+}
+
 int rs_evict(const void *p, int64_t bytes) {
 #if defined(RS_HAVE_SSE2)
     const char *c = (const char *)((uintptr_t)p & ~(uintptr_t)63), *end = (const char *)p + bytes;

@@ -110,5 +110,10 @@ int rs_predict(int isa, const float *x, int64_t t, int64_t d, int64_t r, int64_t
  * every cache level (benchmarks' cold cache); 0 where this ISA cannot. */
 int rs_evict(const void *p, int64_t bytes);
 int rs_read_sum(int isa, const float *p, int64_t n, int threads, float *sum);
+/* Every byte of rows[0 .. nrows) of an (n, row_bytes) matrix read once (strictly increasing rows,
+ * as the kernels take them), several rows in flight: the benchmark's gathered-read reference.
+ * sum: the bytes' 8-byte words (and tail bytes) added with wrap-around, the same for any split. */
+int rs_read_rows(const void *W, int64_t n, int64_t row_bytes, const int32_t *rows, int64_t nrows, int threads,
+                 uint64_t *sum);
 
 #endif
