@@ -22,7 +22,8 @@ checked once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -53,6 +54,17 @@ class WeightsUnsupported(TypeError):
     """An op was given weights of a type this backend does not take (Backend.weight_types)."""
 
 
+@contextlib.contextmanager
+def _rows_named(rows: np.ndarray, n: int) -> Iterator[None]:
+    """Around a hook given rows whose values only its native code checks (Backend.native_row_checks): a
+    refusal of bad rows becomes the reference's message, which names the first bad row."""
+    try:
+        yield
+    except ValueError:
+        _checks.rows("rows", rows, n, "W")
+        raise
+
+
 class Backend(RuntimeOps):
     #: registry name, also used in reports and reproductions
     name: ClassVar[str] = ""
@@ -64,6 +76,12 @@ class Backend(RuntimeOps):
     #: only unless a backend says more: one written before quantized weights existed refuses them
     #: instead of handing a QuantizedMatrix to code that expects an array.
     weight_types: ClassVar[tuple[str, ...]] = ("float32", "float16")
+    #: True where the sparse_matvec and sparse_axpy hooks' native code checks rows' values (in range,
+    #: strictly increasing) before it reads any memory, raising ValueError, as the cython kernels do.  The
+    #: public ops then check only their type and layout in Python, and on the hook's ValueError run the
+    #: full check to name the first bad row.  Cold, the values' check in numpy took 15-20% of a 10%
+    #: float16 sparse_axpy (docs/performance.md); a backend that may index with unchecked rows keeps False.
+    native_row_checks: ClassVar[bool] = False
 
     # ---- configuration -------------------------------------------------
 
@@ -113,18 +131,22 @@ class Backend(RuntimeOps):
     def sparse_matvec(
         self, W: Any, x: Any, rows: Any, *, mode: str | None = None, threads: int | None = None
     ) -> np.ndarray:
-        W, x, rows = _checks.sparse_matvec_args(W, x, rows)
+        W, x, rows = _checks.sparse_matvec_args(W, x, rows, row_values=not self.native_row_checks)
         self._take(W=W)
         mode, threads = self._resolve(mode, threads)
-        return _checks.like_input(self._sparse_matvec(W, _checks.as_2d(x), rows, mode, threads), x)
+        with _rows_named(rows, W.shape[0]):
+            y = self._sparse_matvec(W, _checks.as_2d(x), rows, mode, threads)
+        return _checks.like_input(y, x)
 
     def sparse_axpy(
         self, W: Any, h: Any, rows: Any, *, mode: str | None = None, threads: int | None = None
     ) -> np.ndarray:
-        W, h, rows = _checks.sparse_axpy_args(W, h, rows)
+        W, h, rows = _checks.sparse_axpy_args(W, h, rows, row_values=not self.native_row_checks)
         self._take(W=W)
         mode, threads = self._resolve(mode, threads)
-        return _checks.like_input(self._sparse_axpy(W, _checks.as_2d(h), rows, mode, threads), h)
+        with _rows_named(rows, W.shape[0]):
+            y = self._sparse_axpy(W, _checks.as_2d(h), rows, mode, threads)
+        return _checks.like_input(y, h)
 
     def predict(
         self, x: Any, fc1: Any, fc2: Any, threshold: float = 0.0, *,

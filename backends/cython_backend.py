@@ -59,6 +59,7 @@ class CythonBackend(Backend):
     priority = 30
     has_threads = True
     weight_types = WEIGHT_TYPES  # Q8_0/Q4_0/Q6_K dequantized in registers (csrc/rs_quant_impl.h)
+    native_row_checks = True  # rs_dot_jobs and rs_axpy refuse bad rows before reading (csrc/dispatch.c)
 
     def __init__(self, isa: str | None = None) -> None:
         self._k = _kernels()

@@ -91,8 +91,10 @@ def activations(name: str, x: Any, width: int, width_name: str) -> np.ndarray:
     return x
 
 
-def rows(name: str, r: Any, n: int, weights_name: str) -> np.ndarray:
-    """Strictly increasing int32 row indices into a matrix of n rows."""
+def rows(name: str, r: Any, n: int, weights_name: str, values: bool = True) -> np.ndarray:
+    """Strictly increasing int32 row indices into a matrix of n rows.  values=False checks the type and
+    layout only, for a caller whose native code checks the values before it reads memory
+    (Backend.native_row_checks)."""
     r = array(name, r)
     if r.dtype != I32:
         raise TypeError(
@@ -101,7 +103,7 @@ def rows(name: str, r: Any, n: int, weights_name: str) -> np.ndarray:
     if r.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {r.shape}")
     _contiguous(name, r)
-    if r.size:
+    if r.size and values:
         if r[0] < 0 or r[-1] >= n:
             bad = r[(r < 0) | (r >= n)][0]
             raise ValueError(
@@ -170,14 +172,14 @@ def matvec_args(w: Any, x: Any) -> tuple[Weights, np.ndarray]:
     return w, activations("x", x, w.shape[1], "W.shape[1]")
 
 
-def sparse_matvec_args(w: Any, x: Any, r: Any) -> tuple[Weights, np.ndarray, np.ndarray]:
+def sparse_matvec_args(w: Any, x: Any, r: Any, row_values: bool = True) -> tuple[Weights, np.ndarray, np.ndarray]:
     w, x = matvec_args(w, x)
-    return w, x, rows("rows", r, w.shape[0], "W")
+    return w, x, rows("rows", r, w.shape[0], "W", row_values)
 
 
-def sparse_axpy_args(w: Any, h: Any, r: Any) -> tuple[Weights, np.ndarray, np.ndarray]:
+def sparse_axpy_args(w: Any, h: Any, r: Any, row_values: bool = True) -> tuple[Weights, np.ndarray, np.ndarray]:
     w = weights("W", w)
-    r = rows("rows", r, w.shape[0], "W")
+    r = rows("rows", r, w.shape[0], "W", row_values)
     return w, activations("h", h, r.shape[0], "len(rows)"), r
 
 
