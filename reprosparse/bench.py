@@ -232,7 +232,8 @@ class RowsRead:
 
 
 def _read_pairs(op: str, layer: Layer, inp: Inputs) -> list[tuple[Weights, np.ndarray]]:
-    """The (matrix, rows) a sparse case reads: the bytes weight_bytes counts."""
+    """The (matrix, rows) a sparse case reads (of down_t, only rows whose h is non-zero for some token):
+    what weight_bytes counts and RowsRead reads."""
     if op == "sparse_matvec":
         return [(layer.gate, inp.rows)]
     if op == "sparse_axpy":
@@ -353,10 +354,8 @@ def idle_inputs(batch: int) -> Inputs:
 def weight_bytes(op: str, layer: Layer, inp: Inputs, backend: str) -> int:
     wt = weight_type(layer.gate)
     row = D * 4 if backend == BLAS else row_bytes(wt, D) if wt in BLOCK_BYTES else D * np.dtype(wt).itemsize
-    if op in ("sparse_matvec", "sparse_axpy"):
-        return inp.rows.size * row
-    if op == "sparse_ffn":
-        return (2 * inp.rows.size + inp.down_rows_read.size) * row
+    if op in OPS:
+        return sum(rows.size for _, rows in _read_pairs(op, layer, inp)) * row
     return 3 * N * row  # dense_ffn
 
 

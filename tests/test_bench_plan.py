@@ -92,13 +92,17 @@ def test_the_warming_call_reads_no_weight_row():
 
 
 def test_the_rows_read_reference_reads_the_bytes_a_case_counts():
-    """A case's "of rows read" is a ratio of times, so the reference must read exactly weight_bytes."""
+    """A case's "of rows read" is a ratio of times, so the reference must read exactly weight_bytes: the
+    rows each op reads (down_t's only where h is non-zero), at the byte length of the matrices' rows."""
     rng = np.random.default_rng(0)
     n = 40
     layer = bench.Layer("float16", *(rng.standard_normal((n, bench.D)).astype(np.float16) for _ in range(3)))
     rows = np.array([1, 5, 6, 30], np.int32)
     inp = bench.Inputs(np.zeros((1, bench.D), np.float32), rows, np.zeros((1, n), bool),
                        np.zeros((1, rows.size), np.float32), rows[[0, 2]])
+    row = bench.D * 2
+    want = {"sparse_matvec": 4 * row, "sparse_axpy": 4 * row, "sparse_ffn": (4 + 4 + 2) * row}
     for op in bench.OPS:
         pairs = bench._read_pairs(op, layer, inp)
-        assert sum(r.size * w.strides[0] for w, r in pairs) == bench.weight_bytes(op, layer, inp, "cython"), op
+        assert sum(r.size * w.strides[0] for w, r in pairs) == bench.weight_bytes(op, layer, inp, "cython") \
+            == want[op], op
